@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Render every KareMatch template into templates/, validate the parameter files, lint the tree.
+
+Exit codes: 0 success; 1 lint findings, or (with --check) templates/ differs from the code;
+2 bad input (a parameter file, a wiring error in the code, bad options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from karematch_cfn import config, names
+from karematch_cfn.tree import PARAMETERS_DIR, ROOT_FILE, TEMPLATES_DIR
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="build.py",
+        description=(
+            "Render the KareMatch CloudFormation templates (root karematch.yaml plus one child "
+            "per concern) as YAML, validate parameters/<env>.json against the root's "
+            "Parameters, lint the whole tree in one cfn-lint run with .cfnlintrc.yaml "
+            "(informational rules included), and print each template's size against "
+            "CloudFormation's limits. Nothing is written unless the parameter files are valid "
+            "and the lint is clean."
+        ),
+        epilog=(
+            "exit codes: 0 success; 1 lint findings or, with --check, templates differ; "
+            "2 bad input (parameter file, wiring error, options)"
+        ),
+    )
+    p.add_argument("--check", action="store_true",
+                   help="render in memory and fail (exit 1) with a summary if the output "
+                        "directory differs from the code; writes nothing")  # fmt: skip
+    p.add_argument("--no-lint", action="store_true", help="skip cfn-lint (faster iteration)")
+    p.add_argument("--out", type=Path, default=TEMPLATES_DIR, metavar="DIR",
+                   help="directory to write (or, with --check, compare) (default: templates/)")  # fmt: skip
+    p.add_argument("--parameters", type=Path, default=PARAMETERS_DIR, metavar="DIR",
+                   help="directory of <env>.json parameter files to validate "
+                        "(default: parameters/)")  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    return p.parse_args(argv)
+
+
+def validate_parameter_files(directory: Path, root_template: dict) -> list[str]:
+    """Validate every <env>.json; raise ConfigError (one line) on the first problem."""
+    found = []
+    for env in names.ENVIRONMENTS:
+        path = directory / f"{env}.json"
+        config.load(path, root_template)
+        found.append(path.name)
+    for extra in sorted(directory.glob("*.json")):
+        if extra.stem not in names.ENVIRONMENTS:
+            raise config.ConfigError(
+                f"{extra}: unknown environment {extra.stem!r}; allowed file names: "
+                + ", ".join(f"{e}.json" for e in names.ENVIRONMENTS)
+            )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    say = (lambda *_a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    start = time.monotonic()
+
+    from karematch_cfn import tree  # imports troposphere and every stack module
+
+    try:
+        rendered = tree.render_all()
+    except ValueError as exc:  # wiring/contract errors raised by the stack modules
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    root_template = yaml.safe_load(rendered[ROOT_FILE])
+    try:
+        checked = validate_parameter_files(args.parameters, root_template)
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    say(f"rendered {len(rendered)} templates; parameter files valid: {', '.join(checked)}")
+
+    problems: list[str] = []
+    if args.check:
+        problems = tree.diff(rendered, args.out)
+        for line in problems:
+            print(f"stale: {line}", file=sys.stderr)
+        if problems:
+            print(f"error: {args.out} is not what the code renders ({len(problems)} file(s)); "
+                  "run `python build.py`", file=sys.stderr)  # fmt: skip
+
+    findings = []
+    if not args.no_lint:
+        from karematch_cfn import lint
+
+        say("linting with cfn-lint (informational rules included)...")
+        scratch = Path(tempfile.mkdtemp(prefix="karematch-lint-"))
+        tree.write(rendered, scratch)
+        findings = lint.lint_dir(scratch)
+        for f in findings:
+            print(f"lint: {f.filename.replace(str(scratch), str(args.out))}:{f.line}: {f.rule} "
+                  f"[{f.severity}] {f.message}", file=sys.stderr)  # fmt: skip
+        if findings:
+            print(f"error: {len(findings)} cfn-lint finding(s); the rendered tree is kept in "
+                  f"{scratch} for inspection", file=sys.stderr)  # fmt: skip
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+            say("cfn-lint: no findings")
+
+    if args.check:
+        failed = bool(findings) or bool(problems)
+        if not failed:
+            say(f"{args.out}: up to date ({time.monotonic() - start:.1f}s)")
+        return EXIT_FINDINGS if failed else EXIT_OK
+    if findings:
+        say(f"nothing written to {args.out}")
+        return EXIT_FINDINGS
+    over = [f"{s.name}: {', '.join(s.over_limits)}" for s in tree.sizes(rendered) if s.over_limits]
+    if over:
+        print(f"error: over CloudFormation limits, nothing written: {'; '.join(over)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FINDINGS
+    tree.write(rendered, args.out)
+    say(tree.size_table(rendered))
+    say(f"wrote {len(rendered)} templates to {args.out} ({time.monotonic() - start:.1f}s)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

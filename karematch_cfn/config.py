@@ -1,0 +1,162 @@
+"""Load and validate ``parameters/<env>.json`` against the root template's Parameters.
+
+The files are in CloudFormation's native format, usable unchanged with
+``aws cloudformation create-stack --parameters file://parameters/prod.json``::
+
+    [{"ParameterKey": "EnvironmentName", "ParameterValue": "prod"}, ...]
+
+Every problem is one ``ConfigError`` line naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from karematch_cfn import evaluate, names
+
+_ENTRY_KEYS = {"ParameterKey", "ParameterValue"}
+
+
+class ConfigError(ValueError):
+    """A parameter file is wrong; the message is one line: file, key, what is allowed."""
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """A validated parameter file: the values it sets (Defaults are the template's)."""
+
+    path: Path
+    environment: str
+    values: Mapping[str, str]
+
+    def cfn_parameters(self) -> list[dict[str, str]]:
+        """The values in the shape CreateStack/CreateChangeSet take."""
+        return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(self.values.items())]
+
+
+def _allowed_text(spec: Mapping[str, Any]) -> str:
+    if "AllowedValues" in spec:
+        return "allowed values: " + ", ".join(str(v) for v in spec["AllowedValues"])
+    bits = []
+    if "AllowedPattern" in spec:
+        desc = spec.get("ConstraintDescription")
+        bits.append(f"{desc} (pattern {spec['AllowedPattern']})" if desc else
+                    f"must match {spec['AllowedPattern']}")  # fmt: skip
+    if "MinValue" in spec or "MaxValue" in spec:
+        bits.append(f"a number from {spec.get('MinValue', '-inf')} to {spec.get('MaxValue', 'inf')}")
+    return "allowed: " + "; ".join(bits) if bits else ""
+
+
+def check_value(name: str, value: str, spec: Mapping[str, Any]) -> str | None:
+    """Why ``value`` is not acceptable for Parameter ``spec``, or None when it is."""
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{value!r} is not a number; {_allowed_text(spec)}".rstrip("; ")
+        if "MinValue" in spec and number < float(spec["MinValue"]) or (
+            "MaxValue" in spec and number > float(spec["MaxValue"])
+        ):
+            return f"{value!r} is out of range; {_allowed_text(spec)}"
+    if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+        return f"{value!r} is not allowed; {_allowed_text(spec)}"
+    if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
+        return f"{value!r} is not allowed; {_allowed_text(spec)}"
+    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+        return f"is longer than {spec['MaxLength']} characters"
+    return None
+
+
+def _read_entries(path: Path, label: str) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such parameter file") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{label}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            'expected [{"ParameterKey": ..., "ParameterValue": ...}, ...]'
+        ) from None
+    if not isinstance(data, list):
+        raise ConfigError(
+            f"{label}: expected a JSON list of "
+            '{"ParameterKey": ..., "ParameterValue": ...} objects (CloudFormation\'s format)'
+        )
+    return data
+
+
+def load(path: Path | str, root_template: Mapping[str, Any], label: str | None = None) -> EnvironmentConfig:
+    """Read and validate one parameter file against the root template (a rendered dict)."""
+    path = Path(path)
+    label = label or str(path)
+    specs: Mapping[str, Any] = root_template.get("Parameters", {})
+    values: dict[str, str] = {}
+    for i, entry in enumerate(_read_entries(path, label), start=1):
+        if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
+            got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            raise ConfigError(
+                f"{label}: entry {i}: expected exactly the keys ParameterKey and ParameterValue, "
+                f"got {got}"
+            )
+        key, value = entry["ParameterKey"], entry["ParameterValue"]
+        if not isinstance(key, str):
+            raise ConfigError(f"{label}: entry {i}: ParameterKey must be a string")
+        if key not in specs:
+            raise ConfigError(
+                f"{label}: {key}: unknown parameter; allowed keys: {', '.join(sorted(specs))}"
+            )
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"{label}: {key}: ParameterValue must be a JSON string (write \"{value}\")"
+            )
+        if key in values:
+            raise ConfigError(f"{label}: {key}: set twice; each key may appear once")
+        problem = check_value(key, value, specs[key])
+        if problem:
+            raise ConfigError(f"{label}: {key}: {problem}")
+        values[key] = value
+    for key, spec in sorted(specs.items()):
+        if key not in values and "Default" not in spec:
+            raise ConfigError(f"{label}: {key}: missing; it has no Default, so the file must set it")
+    env = values.get(names.ENVIRONMENT_NAME, "")
+    if path.stem in names.ENVIRONMENTS and env != path.stem:
+        raise ConfigError(
+            f"{label}: {names.ENVIRONMENT_NAME}: {env!r} does not match the file name; "
+            f"allowed: {path.stem!r}"
+        )
+    return EnvironmentConfig(path=path, environment=env, values=MappingProxyType(values))
+
+
+def check_rules(config: EnvironmentConfig, root_template: Mapping[str, Any],
+                label: str | None = None) -> None:  # fmt: skip
+    """Apply the root template's Rules (e.g. prod needs HTTPS) before anything is deployed."""
+    broken = evaluate.broken_rules(root_template, config.values)
+    if broken:
+        raise ConfigError(f"{label or config.path}: {broken[0]}")
+
+
+def with_overrides(config: EnvironmentConfig, overrides: Mapping[str, str],
+                   root_template: Mapping[str, Any]) -> EnvironmentConfig:  # fmt: skip
+    """A copy with command-line ``Key=Value`` overrides, validated like the file's values."""
+    specs = root_template.get("Parameters", {})
+    values = dict(config.values)
+    for key, value in overrides.items():
+        if key not in specs:
+            raise ConfigError(
+                f"--parameter {key}: unknown parameter; allowed keys: {', '.join(sorted(specs))}"
+            )
+        problem = check_value(key, value, specs[key])
+        if problem:
+            raise ConfigError(f"--parameter {key}: {problem}")
+        values[key] = value
+    return EnvironmentConfig(config.path, values.get(names.ENVIRONMENT_NAME, config.environment),
+                             MappingProxyType(values))  # fmt: skip

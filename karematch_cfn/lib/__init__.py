@@ -1,0 +1,1 @@
+"""Small pure helpers shared by the stack modules (no AWS calls, no file I/O)."""

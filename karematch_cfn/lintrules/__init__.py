@@ -1,0 +1,1 @@
+"""Project cfn-lint rules, loaded through ``append_rules`` in .cfnlintrc.yaml."""

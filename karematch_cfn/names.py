@@ -1,0 +1,224 @@
+"""The contract between the stacks: every shared name, defined once.
+
+A child stack's Output is named exactly like the Parameter its consumer declares, so the root
+wires children by name (``stacks/root.py``) and a typo is a build error, not a broken deploy.
+
+Physical-name patterns are ``Fn::Sub`` strings over the ``EnvironmentName`` parameter: the spec's
+names with the environment inserted, so dev, staging and prod can share one account. The spec's
+``{suffix}`` is ``<env>-<account id>`` (S3 bucket names are global).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from troposphere import Parameter, Template
+
+# --------------------------------------------------------------------------------------------
+# Root knobs: the Parameters that differ between environments (parameters/<env>.json).
+# --------------------------------------------------------------------------------------------
+ENVIRONMENT_NAME = "EnvironmentName"
+LOG_RETENTION_DAYS = "LogRetentionDays"
+DATABASE_INSTANCE_CLASS = "DatabaseInstanceClass"
+CERTIFICATE_ARN = "CertificateArn"
+IMAGE_TAG = "ImageTag"
+DESIRED_COUNT = "DesiredCount"
+ALARM_EMAIL = "AlarmEmail"
+ENABLE_CLOUDTRAIL = "EnableCloudTrail"
+FRONTEND_DOMAIN_NAME = "FrontendDomainName"
+FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+PRODUCTION = "prod"
+
+# CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
+LOG_RETENTION_VALUES = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+
+ACM_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$"
+# An immutable tag for the image CI pushed; "" means no image yet (first deploy). Never latest:
+# CloudFormation cannot see a push to a moving tag.
+IMAGE_TAG_PATTERN = r"^$|^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"
+DOMAIN_PATTERN = r"^$|^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """How a shared Parameter is declared, wherever it is declared (root or child)."""
+
+    type: str
+    description: str
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+SHARED_PARAMETERS: dict[str, ParameterSpec] = {
+    ENVIRONMENT_NAME: ParameterSpec(
+        "String",
+        "Environment name, inserted into every physical name",
+        {"AllowedValues": list(ENVIRONMENTS)},
+    ),
+    LOG_RETENTION_DAYS: ParameterSpec(
+        "Number",
+        "Retention of every log group, in days (2192 = six years, for HIPAA in prod)",
+        {"Default": "30", "AllowedValues": [str(v) for v in LOG_RETENTION_VALUES]},
+    ),
+    DATABASE_INSTANCE_CLASS: ParameterSpec(
+        "String",
+        "RDS instance class",
+        {"Default": "db.t4g.micro", "AllowedValues": ["db.t4g.micro", "db.t4g.small"]},
+    ),
+    CERTIFICATE_ARN: ParameterSpec(
+        "String",
+        "ACM certificate ARN for the ALB's HTTPS listener; empty = HTTP only (not allowed in prod)",
+        {"Default": "", "AllowedPattern": ACM_ARN_PATTERN,
+         "ConstraintDescription": "empty, or an ACM certificate ARN"},
+    ),  # fmt: skip
+    IMAGE_TAG: ParameterSpec(
+        "String",
+        "Immutable backend image tag pushed by CI; empty = no image yet (service runs 0 tasks)",
+        {"Default": "", "AllowedPattern": IMAGE_TAG_PATTERN,
+         "ConstraintDescription": "empty, or a Docker tag other than latest"},
+    ),  # fmt: skip
+    DESIRED_COUNT: ParameterSpec(
+        "Number",
+        "Backend tasks to run (the deployer passes the live count on updates)",
+        {"Default": "2", "MinValue": "0", "MaxValue": "4"},
+    ),
+    ALARM_EMAIL: ParameterSpec(
+        "String",
+        "E-mail address subscribed to the alarm topic; empty = no subscription",
+        {"Default": "", "AllowedPattern": EMAIL_PATTERN,
+         "ConstraintDescription": "empty, or an e-mail address"},
+    ),  # fmt: skip
+    ENABLE_CLOUDTRAIL: ParameterSpec(
+        "String",
+        "Create the multi-region CloudTrail trail with security alarms",
+        {"Default": "false", "AllowedValues": ["true", "false"]},
+    ),
+    FRONTEND_DOMAIN_NAME: ParameterSpec(
+        "String",
+        "Custom domain for CloudFront; empty = the *.cloudfront.net name",
+        {"Default": "", "AllowedPattern": DOMAIN_PATTERN,
+         "ConstraintDescription": "empty, or a lower-case DNS name"},
+    ),  # fmt: skip
+    FRONTEND_CERTIFICATE_ARN: ParameterSpec(
+        "String",
+        "us-east-1 ACM certificate ARN for the custom frontend domain",
+        {"Default": "", "AllowedPattern": ACM_ARN_PATTERN,
+         "ConstraintDescription": "empty, or an ACM certificate ARN in us-east-1"},
+    ),  # fmt: skip
+}
+
+# --------------------------------------------------------------------------------------------
+# Wiring names: a child's Output and its consumer's Parameter share the name.
+# --------------------------------------------------------------------------------------------
+# network
+VPC_ID = "VpcId"
+PUBLIC_SUBNET_IDS = "PublicSubnetIds"
+PRIVATE_SUBNET_IDS = "PrivateSubnetIds"
+DATABASE_SUBNET_IDS = "DatabaseSubnetIds"
+FLOW_LOG_GROUP_NAME = "FlowLogGroupName"
+# security
+ALB_SECURITY_GROUP_ID = "AlbSecurityGroupId"
+APP_SECURITY_GROUP_ID = "AppSecurityGroupId"
+DATABASE_SECURITY_GROUP_ID = "DatabaseSecurityGroupId"
+# secrets
+DATABASE_SECRET_ARN = "DatabaseSecretArn"
+ENCRYPTION_KEY_SECRET_ARN = "EncryptionKeySecretArn"
+SESSION_SECRET_ARN = "SessionSecretArn"
+# database
+DATABASE_ENDPOINT_ADDRESS = "DatabaseEndpointAddress"
+DATABASE_ENDPOINT_PORT = "DatabaseEndpointPort"
+DATABASE_INSTANCE_ID = "DatabaseInstanceId"
+# appsecret
+APP_SECRET_ARN = "AppSecretArn"
+APP_SECRET_NAME = "AppSecretName"
+# iam
+TASK_EXECUTION_ROLE_ARN = "TaskExecutionRoleArn"
+TASK_ROLE_ARN = "TaskRoleArn"
+# registry
+REPOSITORY_URI = "RepositoryUri"
+REPOSITORY_ARN = "RepositoryArn"
+REPOSITORY_NAME = "RepositoryName"
+# loadbalancer
+TARGET_GROUP_ARN = "TargetGroupArn"
+LOAD_BALANCER_DNS_NAME = "LoadBalancerDnsName"
+LOAD_BALANCER_FULL_NAME = "LoadBalancerFullName"
+TARGET_GROUP_FULL_NAME = "TargetGroupFullName"
+# service
+CLUSTER_NAME = "ClusterName"
+SERVICE_NAME = "ServiceName"
+APP_LOG_GROUP_NAME = "AppLogGroupName"
+# frontend
+FRONTEND_BUCKET_NAME = "FrontendBucketName"
+DISTRIBUTION_DOMAIN_NAME = "DistributionDomainName"
+DISTRIBUTION_ID = "DistributionId"
+# monitoring
+ALARM_TOPIC_ARN = "AlarmTopicArn"
+DASHBOARD_NAME = "DashboardName"
+
+# --------------------------------------------------------------------------------------------
+# Physical names (Fn::Sub patterns). ${EnvironmentName} is the Parameter above.
+# --------------------------------------------------------------------------------------------
+ENV = "${EnvironmentName}"
+SUFFIX = "${EnvironmentName}-${AWS::AccountId}"
+
+VPC_NAME = f"karematch-{ENV}-vpc"
+FLOW_LOG_GROUP = f"/aws/vpc/karematch-{ENV}-flow-log"
+FLOW_LOG_ROLE = f"karematch-{ENV}-vpc-flow-log-role"
+CLUSTER = f"karematch-{ENV}-cluster"
+SERVICE = f"karematch-{ENV}-backend-service"
+APP_LOG_GROUP = f"/aws/ecs/karematch-{ENV}"
+DATABASE_INSTANCE = f"karematch-{ENV}-db"
+LOAD_BALANCER = f"karematch-{ENV}-alb"
+TARGET_GROUP = f"karematch-{ENV}-tg"
+REPOSITORY = f"karematch-{ENV}-backend"
+FRONTEND_BUCKET = f"karematch-frontend-{SUFFIX}"
+ALB_LOG_BUCKET = f"karematch-alb-logs-{SUFFIX}"
+APP_SECRET = f"karematch-app-secrets-{SUFFIX}"
+DATABASE_SECRET = f"karematch-db-password-{SUFFIX}"
+ENCRYPTION_KEY_SECRET = f"karematch-encryption-key-{SUFFIX}"
+SESSION_SECRET = f"karematch-session-secret-{SUFFIX}"
+TASK_EXECUTION_ROLE = f"karematch-{ENV}-ecs-task-execution-role"
+TASK_ROLE = f"karematch-{ENV}-ecs-task-role"
+DASHBOARD = f"karematch-{ENV}-dashboard"
+ALARM_TOPIC = f"karematch-{ENV}-alarms"
+TRAIL = f"karematch-{ENV}-trail"
+TRAIL_BUCKET = f"karematch-cloudtrail-{SUFFIX}"
+TRAIL_LOG_GROUP = f"/aws/cloudtrail/karematch-{ENV}"
+
+# Conditions shared by name across templates.
+IS_PRODUCTION = "IsProduction"
+
+
+# Types of wiring inputs (a child Parameter fed by another child's Output); default String.
+WIRING_TYPES: dict[str, str] = {
+    VPC_ID: "AWS::EC2::VPC::Id",
+    PUBLIC_SUBNET_IDS: "List<AWS::EC2::Subnet::Id>",
+    PRIVATE_SUBNET_IDS: "List<AWS::EC2::Subnet::Id>",
+    DATABASE_SUBNET_IDS: "List<AWS::EC2::Subnet::Id>",
+    ALB_SECURITY_GROUP_ID: "AWS::EC2::SecurityGroup::Id",
+    APP_SECURITY_GROUP_ID: "AWS::EC2::SecurityGroup::Id",
+    DATABASE_SECURITY_GROUP_ID: "AWS::EC2::SecurityGroup::Id",
+}
+
+
+def declare(t: Template, name: str, description: str | None = None, **overrides: Any) -> Parameter:
+    """Add Parameter ``name`` to ``t``, declared exactly as everywhere else.
+
+    Shared knobs take their spec from ``SHARED_PARAMETERS``; wiring inputs take their type from
+    ``WIRING_TYPES`` (default String) and need a description.
+    """
+    if name in SHARED_PARAMETERS:
+        spec = SHARED_PARAMETERS[name]
+        props = {"Type": spec.type, "Description": description or spec.description, **spec.props}
+    else:
+        if not description:
+            raise ValueError(f"wiring parameter {name} needs a description")
+        props = {"Type": WIRING_TYPES.get(name, "String"), "Description": description}
+    props.update(overrides)
+    return t.add_parameter(Parameter(name, **props))

@@ -1,0 +1,101 @@
+"""Container registry (spec section 6): the backend's ECR repository.
+
+Parameters:
+    EnvironmentName: dev | staging | prod.
+    TaskExecutionRoleArn: optional; when set, a repository policy lets that role pull. Empty
+        (the default) means no policy, so the registry deploys on its own (within one account
+        AmazonECSTaskExecutionRolePolicy already allows the pull).
+
+Outputs:
+    RepositoryUri, RepositoryArn, RepositoryName.
+"""
+
+from __future__ import annotations
+
+import json
+
+from troposphere import AWSHelperFn, Equals, GetAtt, If, Not, Ref, Sub, Template
+from troposphere.ecr import (
+    EncryptionConfiguration,
+    ImageScanningConfiguration,
+    LifecyclePolicy,
+    Repository,
+)
+
+from karematch_cfn import names, render
+from karematch_cfn.lib import iam, policies, tags
+
+REPOSITORY = "BackendRepository"
+HAS_PULL_ROLE = "HasPullRole"
+
+IMAGE_TAG_MUTABILITY = "MUTABLE"  # spec: mutable tags
+ENCRYPTION = "AES256"
+KEEP_TAGGED_IMAGES = 10  # spec: keep last 10 tagged images
+UNTAGGED_EXPIRY_DAYS = 7  # spec: delete untagged images after 7 days
+
+
+def lifecycle_policy_text() -> str:
+    """ECR lifecycle policy: expire untagged images after 7 days, keep the last 10 tagged."""
+    rules = [
+        {
+            "rulePriority": 1,
+            "description": f"Expire untagged images after {UNTAGGED_EXPIRY_DAYS} days",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": UNTAGGED_EXPIRY_DAYS,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "description": f"Keep only the last {KEEP_TAGGED_IMAGES} tagged images",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": ["*"],
+                "countType": "imageCountMoreThan",
+                "countNumber": KEEP_TAGGED_IMAGES,
+            },
+            "action": {"type": "expire"},
+        },
+    ]
+    return json.dumps({"rules": rules}, indent=2, sort_keys=True)
+
+
+def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
+    repo = Repository(
+        REPOSITORY,
+        RepositoryName=Sub(names.REPOSITORY),
+        ImageTagMutability=IMAGE_TAG_MUTABILITY,
+        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION),
+        ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
+        LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text()),
+        RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)),
+                                Ref("AWS::NoValue")),  # fmt: skip
+        Tags=tags.standard(),
+    )
+    # Images are the deployable history: keep the repository if the stack lets go of it.
+    return t.add_resource(policies.retain(repo))
+
+
+def build() -> Template:
+    t = render.new_template("KareMatch container registry: the backend ECR repository")
+    names.declare(t, names.ENVIRONMENT_NAME)
+    role = names.declare(
+        t,
+        names.TASK_EXECUTION_ROLE_ARN,
+        "ARN of the ECS task execution role allowed to pull; empty = no repository policy",
+        Default="",
+    )
+    t.add_condition(HAS_PULL_ROLE, Not(Equals(Ref(role), "")))
+    repo = add_repository(t, Ref(role))
+    render.add_outputs(
+        t,
+        {
+            names.REPOSITORY_URI: GetAtt(repo, "RepositoryUri"),
+            names.REPOSITORY_ARN: GetAtt(repo, "Arn"),
+            names.REPOSITORY_NAME: Ref(repo),
+        },
+    )
+    return t

@@ -1,0 +1,118 @@
+"""The template tree: render it, compare it with templates/, write it, measure it."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from karematch_cfn import render
+from karematch_cfn.stacks import root
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = REPO / "templates"
+PARAMETERS_DIR = REPO / "parameters"
+ROOT_FILE = root.ROOT_FILE
+
+# CloudFormation quotas (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html)
+MAX_RESOURCES = 500
+MAX_PARAMETERS = 200
+MAX_OUTPUTS = 200
+MAX_BODY_URL = 1_000_000  # bytes, template body fetched from S3
+MAX_BODY_INLINE = 51_200  # bytes, template body passed inline
+
+
+def render_all() -> dict[str, str]:
+    """Every template's YAML text by file name (children first, root last)."""
+    return {name: render.to_yaml(t) for name, t in root.build_all().items()}
+
+
+def diff(rendered: dict[str, str], directory: Path) -> list[str]:
+    """One summary line per file that differs between ``rendered`` and ``directory``."""
+    problems = []
+    on_disk = {p.name for p in directory.glob("*.yaml")} if directory.is_dir() else set()
+    for name, text in rendered.items():
+        path = directory / name
+        if name not in on_disk:
+            problems.append(f"{path}: missing (the code renders it)")
+            continue
+        current = path.read_text(encoding="utf-8")
+        if current != text:
+            lines = list(difflib.unified_diff(current.splitlines(), text.splitlines(), lineterm="", n=0))
+            added = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
+            removed = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
+            first = next((x for x in lines if x.startswith("@@")), "")
+            problems.append(f"{path}: differs from the code (+{added} -{removed} lines, first at {first})")
+    for name in sorted(on_disk - set(rendered)):
+        problems.append(f"{directory / name}: not rendered by the code (stale file)")
+    return problems
+
+
+def write(rendered: dict[str, str], directory: Path) -> None:
+    """Write the tree atomically per file and remove YAML files the code no longer renders."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, directory / name)
+    for stale in directory.glob("*.yaml"):
+        if stale.name not in rendered:
+            stale.unlink()
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    resources: int
+    parameters: int
+    outputs: int
+    bytes: int
+
+    @property
+    def over_inline(self) -> bool:
+        return self.bytes > MAX_BODY_INLINE
+
+    @property
+    def over_limits(self) -> list[str]:
+        out = []
+        if self.resources > MAX_RESOURCES:
+            out.append(f"{self.resources} resources > {MAX_RESOURCES}")
+        if self.parameters > MAX_PARAMETERS:
+            out.append(f"{self.parameters} parameters > {MAX_PARAMETERS}")
+        if self.outputs > MAX_OUTPUTS:
+            out.append(f"{self.outputs} outputs > {MAX_OUTPUTS}")
+        if self.bytes > MAX_BODY_URL:
+            out.append(f"{self.bytes} bytes > {MAX_BODY_URL}")
+        return out
+
+
+def sizes(rendered: dict[str, str]) -> list[Size]:
+    out = []
+    for name, text in rendered.items():
+        data = yaml.safe_load(text)
+        out.append(Size(name, len(data.get("Resources", {})), len(data.get("Parameters", {})),
+                        len(data.get("Outputs", {})), len(text.encode("utf-8"))))  # fmt: skip
+    return out
+
+
+def size_table(rendered: dict[str, str]) -> str:
+    """Template, resources, parameters, outputs, bytes, and headroom against the quotas."""
+    rows = [("template", "resources", "params", "outputs", "bytes", "headroom")]
+    for s in sizes(rendered):
+        head = (f"{MAX_RESOURCES - s.resources} res, {MAX_PARAMETERS - s.parameters} par, "
+                f"{MAX_OUTPUTS - s.outputs} out, {(MAX_BODY_URL - s.bytes) // 1000} kB")  # fmt: skip
+        flag = "  ! over 51,200 B: deploy from S3 only" if s.over_inline else ""
+        flag += "".join(f"  ! OVER LIMIT: {x}" for x in s.over_limits)
+        rows.append((s.name, str(s.resources), str(s.parameters), str(s.outputs), f"{s.bytes:,}",
+                     head + flag))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)] + [r[5]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
