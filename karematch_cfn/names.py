@@ -114,6 +114,18 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
 }
 
 # --------------------------------------------------------------------------------------------
+# Spec numbers used by more than one stack (the spec's value, in one place).
+# --------------------------------------------------------------------------------------------
+VPC_CIDR = "10.0.0.0/16"  # spec section 1
+HTTP_PORT = 80  # spec section 4: ALB listener
+HTTPS_PORT = 443  # spec section 4: ALB listener
+CONTAINER_PORT = 5000  # spec section 4: target group / container port
+DATABASE_PORT = 5432  # spec section 3
+HEALTH_CHECK_PATH = "/health"  # spec sections 2 and 4
+DATABASE_NAME = "karematch"  # spec section 3
+ANYWHERE_IPV4 = "0.0.0.0/0"
+
+# --------------------------------------------------------------------------------------------
 # Wiring names: a child's Output and its consumer's Parameter share the name.
 # --------------------------------------------------------------------------------------------
 # network

@@ -28,7 +28,12 @@ MAX_BODY_INLINE = 51_200  # bytes, template body passed inline
 
 def render_all() -> dict[str, str]:
     """Every template's YAML text by file name (children first, root last)."""
-    return {name: render.to_yaml(t) for name, t in root.build_all().items()}
+    from karematch_cfn.stacks import STANDALONE_MODULES
+
+    out = {name: render.to_yaml(t) for name, t in root.build_all().items()}
+    for filename, module in STANDALONE_MODULES:
+        out[filename] = render.to_yaml(module.build())
+    return out
 
 
 def diff(rendered: dict[str, str], directory: Path) -> list[str]:

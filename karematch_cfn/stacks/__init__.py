@@ -23,3 +23,6 @@ CHILD_MODULES = [
     # ("MonitoringStack", monitoring, "monitoring.yaml", None),
     # ("AuditStack", audit, "audit.yaml", "AuditEnabled"),
 ]
+
+# Templates rendered beside the set but not children of the root (deployed on their own).
+STANDALONE_MODULES: list = []
