@@ -39,6 +39,8 @@ LOG_RETENTION_VALUES = (
 )  # fmt: skip
 
 ACM_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$"
+# CloudFront takes certificates from us-east-1 only.
+CLOUDFRONT_ACM_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[0-9a-f-]{36}$"
 # An immutable tag for the image CI pushed; "" means no image yet (first deploy). Never latest:
 # CloudFormation cannot see a push to a moving tag.
 IMAGE_TAG_PATTERN = r"^$|^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -108,7 +110,7 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
     FRONTEND_CERTIFICATE_ARN: ParameterSpec(
         "String",
         "us-east-1 ACM certificate ARN for the custom frontend domain",
-        {"Default": "", "AllowedPattern": ACM_ARN_PATTERN,
+        {"Default": "", "AllowedPattern": CLOUDFRONT_ACM_ARN_PATTERN,
          "ConstraintDescription": "empty, or an ACM certificate ARN in us-east-1"},
     ),  # fmt: skip
 }
@@ -146,6 +148,7 @@ SESSION_SECRET_ARN = "SessionSecretArn"
 DATABASE_ENDPOINT_ADDRESS = "DatabaseEndpointAddress"
 DATABASE_ENDPOINT_PORT = "DatabaseEndpointPort"
 DATABASE_INSTANCE_ID = "DatabaseInstanceId"
+DATABASE_RESOURCE_ID = "DatabaseResourceId"  # DbiResourceId: rds-db:connect ARNs (iam)
 # appsecret
 APP_SECRET_ARN = "AppSecretArn"
 APP_SECRET_NAME = "AppSecretName"
@@ -202,6 +205,10 @@ ALARM_TOPIC = f"karematch-{ENV}-alarms"
 TRAIL = f"karematch-{ENV}-trail"
 TRAIL_BUCKET = f"karematch-cloudtrail-{SUFFIX}"
 TRAIL_LOG_GROUP = f"/aws/cloudtrail/karematch-{ENV}"
+
+# Deployment plumbing (bootstrap.yaml creates it; the deployer defaults to it).
+ARTIFACTS_BUCKET = "karematch-cfn-artifacts-${AWS::AccountId}-${AWS::Region}"
+DEFAULT_STACK_NAME = "karematch-{env}"  # str.format pattern used by the deployer
 
 # Conditions shared by name across templates.
 IS_PRODUCTION = "IsProduction"

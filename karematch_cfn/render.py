@@ -7,6 +7,7 @@ fixed header. Same code, same bytes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -42,10 +43,17 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+# Strings a YAML 1.2 reader would take for a number (an account id like 033677994240 is a plain
+# string to PyYAML's YAML 1.1 resolver, but an int to YAML 1.2 readers): always quoted.
+_NUMBER_LIKE = re.compile(r"[-+]?(0[xo][0-9a-fA-F]+|[0-9][0-9_]*(\.[0-9]*)?([eE][-+]?[0-9]+)?|\.[0-9]+)")
+
+
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     # Multi-line strings (dashboard bodies, policies) as literal blocks, readable in review.
     if "\n" in data:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    if _NUMBER_LIKE.fullmatch(data):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'")
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
 

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from awacs import ecr, kms, logs, secretsmanager, sts
-from awacs.aws import Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs import ecr, kms, logs, rds_db, s3, secretsmanager, sns, sts
+from awacs.aws import (
+    Action,
+    Allow,
+    ArnEquals,
+    ArnLike,
+    Bool,
+    Condition,
+    Deny,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+    StringLike,
+)
 
 VERSION = "2012-10-17"
 
@@ -76,4 +89,448 @@ def pull_images(principal_arn: Any) -> Statement:
         Effect=Allow,
         Principal=Principal("AWS", [principal_arn]),
         Action=[ecr.BatchCheckLayerAvailability, ecr.BatchGetImage, ecr.GetDownloadUrlForLayer],
+    )
+
+
+# --- Resource policies: buckets, topics, keys (frontend, monitoring, audit) -----------------
+
+
+def deny_insecure_transport(*resources: Any) -> Statement:
+    """Bucket-policy statement: refuse every request that is not over TLS."""
+    return Statement(
+        Sid="DenyInsecureTransport",
+        Effect=Deny,
+        Principal=Principal("*"),
+        Action=[s3.Action("*")],
+        Resource=list(resources),
+        Condition=Condition(Bool({"aws:SecureTransport": "false"})),
+    )
+
+
+def read_by_cloudfront(objects_arn: Any, distribution_arn: Any) -> Statement:
+    """Bucket-policy statement: one CloudFront distribution (OAC) may read objects."""
+    return Statement(
+        Sid="AllowCloudFrontRead",
+        Effect=Allow,
+        Principal=Principal("Service", ["cloudfront.amazonaws.com"]),
+        Action=[s3.GetObject],
+        Resource=[objects_arn],
+        Condition=Condition(StringEquals({"AWS:SourceArn": distribution_arn})),
+    )
+
+
+def cloudtrail_acl_check(bucket_arn: Any, trail_arn: Any) -> Statement:
+    """Bucket-policy statement: one trail may check the bucket ACL before delivering."""
+    return Statement(
+        Sid="AllowCloudTrailAclCheck",
+        Effect=Allow,
+        Principal=Principal("Service", ["cloudtrail.amazonaws.com"]),
+        Action=[s3.GetBucketAcl],
+        Resource=[bucket_arn],
+        Condition=Condition(StringEquals({"aws:SourceArn": trail_arn})),
+    )
+
+
+def cloudtrail_write(objects_arn: Any, trail_arn: Any) -> Statement:
+    """Bucket-policy statement: one trail may write log files, owned by the bucket owner."""
+    return Statement(
+        Sid="AllowCloudTrailWrite",
+        Effect=Allow,
+        Principal=Principal("Service", ["cloudtrail.amazonaws.com"]),
+        Action=[s3.PutObject],
+        Resource=[objects_arn],
+        Condition=Condition(
+            StringEquals({"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceArn": trail_arn})
+        ),
+    )
+
+
+def publish_from_services(topic_arn: Any, services: list[str], account: Any) -> Statement:
+    """Topic-policy statement: these AWS services may publish, on behalf of this account only."""
+    return Statement(
+        Sid="AllowServicesPublish",
+        Effect=Allow,
+        Principal=Principal("Service", list(services)),
+        Action=[sns.Publish],
+        Resource=[topic_arn],
+        Condition=Condition(StringEquals({"aws:SourceAccount": account})),
+    )
+
+
+# In a KMS key policy, Resource "*" means "this key" (the policy is attached to one key).
+KEY_POLICY_RESOURCE = "*"
+
+
+def key_admin(account_root_arn: Any) -> Statement:
+    """Key-policy statement: the account administers the key and IAM policies may grant use.
+
+    Without it the key becomes unmanageable (AWS's default key policy).
+    """
+    return Statement(
+        Sid="AllowAccountAdministration",
+        Effect=Allow,
+        Principal=Principal("AWS", [account_root_arn]),
+        Action=[kms.Action("*")],
+        Resource=[KEY_POLICY_RESOURCE],
+    )
+
+
+def key_use_by_services(services: list[str]) -> Statement:
+    """Key-policy statement: services that publish to an encrypted SNS topic (CloudWatch alarms,
+    EventBridge) may create and read data keys. The AWS-managed SNS key cannot allow this."""
+    return Statement(
+        Sid="AllowServicesToPublishEncrypted",
+        Effect=Allow,
+        Principal=Principal("Service", list(services)),
+        Action=[kms.Decrypt, kms.Action("GenerateDataKey*")],
+        Resource=[KEY_POLICY_RESOURCE],
+    )
+
+
+def key_encrypt_by_cloudtrail(trail_arn: Any, trail_arns_like: Any) -> list[Statement]:
+    """Key-policy statements: one trail may encrypt its log files and describe the key
+    (CloudTrail user guide, "Configure AWS KMS key policies for CloudTrail")."""
+    return [
+        Statement(
+            Sid="AllowCloudTrailEncrypt",
+            Effect=Allow,
+            Principal=Principal("Service", ["cloudtrail.amazonaws.com"]),
+            Action=[kms.Action("GenerateDataKey*")],
+            Resource=[KEY_POLICY_RESOURCE],
+            Condition=Condition(
+                [
+                    StringEquals({"aws:SourceArn": trail_arn}),
+                    StringLike({"kms:EncryptionContext:aws:cloudtrail:arn": trail_arns_like}),
+                ]
+            ),
+        ),
+        Statement(
+            Sid="AllowCloudTrailDescribeKey",
+            Effect=Allow,
+            Principal=Principal("Service", ["cloudtrail.amazonaws.com"]),
+            Action=[kms.DescribeKey],
+            Resource=[KEY_POLICY_RESOURCE],
+            Condition=Condition(StringEquals({"aws:SourceArn": trail_arn})),
+        ),
+    ]
+
+
+def key_use_by_log_group(logs_service: Any, log_group_arn: Any) -> Statement:
+    """Key-policy statement: CloudWatch Logs may use the key for exactly one log group."""
+    return Statement(
+        Sid="AllowCloudWatchLogsForOneGroup",
+        Effect=Allow,
+        Principal=Principal("Service", [logs_service]),
+        Action=[
+            kms.Action("Encrypt*"),
+            kms.Action("Decrypt*"),
+            kms.Action("ReEncrypt*"),
+            kms.Action("GenerateDataKey*"),
+            kms.Action("Describe*"),
+        ],
+        Resource=[KEY_POLICY_RESOURCE],
+        Condition=Condition(ArnEquals({"kms:EncryptionContext:aws:logs:arn": log_group_arn})),
+    )
+
+
+def deliver_alb_logs(objects_arn: Any, principal: Any) -> Statement:
+    """Bucket-policy statement: Elastic Load Balancing may write access-log objects.
+
+    ``principal`` is an awacs Principal, or an Fn::If choosing between the region's ELB account
+    and the ``logdelivery.elasticloadbalancing.amazonaws.com`` service principal (ELB user
+    guide, "Enable access logs for your Application Load Balancer", step 2).
+    """
+    return Statement(
+        Sid="AllowAlbLogDelivery",
+        Effect=Allow,
+        Principal=principal,
+        Action=[s3.PutObject],
+        Resource=[objects_arn],
+    )
+
+
+def connect_db(db_user_arn: Any) -> Statement:
+    """rds-db:connect as one database user (IAM database authentication)."""
+    return Statement(
+        Sid="ConnectToDatabase",
+        Effect=Allow,
+        Action=[rds_db.connect],
+        Resource=[db_user_arn],
+    )
+
+
+# --- Deployment plumbing (bootstrap.yaml): GitHub OIDC, change sets, provisioning ----------
+
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+STS_AUDIENCE = "sts.amazonaws.com"
+
+# Calls CloudFormation makes while provisioning KareMatch resources that AWS authorises only on
+# Resource "*" (the service authorisation reference lists no resource type for them): reads,
+# and the creates whose resource has no ARN yet. Granted to bootstrap.yaml's execution role;
+# tests/test_bootstrap.py checks every entry against cfn-lint's copy of that reference.
+PROVISIONING_WILDCARD_ACTIONS = frozenset(
+    {
+        "application-autoscaling:DescribeScalableTargets",
+        "application-autoscaling:DescribeScalingPolicies",
+        "application-autoscaling:DescribeScheduledActions",
+        "autoscaling:DescribeTags",
+        "cloudfront:CreateCachePolicy",
+        "cloudfront:CreateDistribution",
+        "cloudfront:CreateOriginAccessControl",
+        "cloudfront:CreateResponseHeadersPolicy",
+        "cloudtrail:DescribeTrails",
+        "ec2:DescribeAccountAttributes",
+        "ec2:DescribeAddresses",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeFlowLogs",
+        "ec2:DescribeInstances",
+        "ec2:DescribeInternetGateways",
+        "ec2:DescribeIpamPools",
+        "ec2:DescribeNatGateways",
+        "ec2:DescribeNetworkAcls",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeRouteTables",
+        "ec2:DescribeSecurityGroupRules",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeTags",
+        "ec2:DescribeVpcEncryptionControls",
+        "ec2:DescribeVpcEndpoints",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpnGateways",
+        "ecs:DeregisterTaskDefinition",
+        "ecs:DescribeTaskDefinition",
+        "elasticloadbalancing:DescribeCapacityReservation",
+        "elasticloadbalancing:DescribeListenerAttributes",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeTags",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "iam:ListRoles",
+        "kms:CreateKey",
+        "kms:ListAliases",
+        "logs:CreateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:DescribeIndexPolicies",
+        "logs:DescribeLogGroups",
+        "logs:DescribeResourcePolicies",
+        "organizations:DescribeOrganization",
+        "organizations:ListAWSServiceAccessForOrganization",
+        "rds:DescribeDBEngineVersions",
+        "rds:DescribeEngineDefaultParameters",
+        "rds:DescribeEvents",
+        "secretsmanager:GetRandomPassword",
+    }
+)
+WILDCARD_ACTIONS = WILDCARD_ACTIONS | PROVISIONING_WILDCARD_ACTIONS
+
+
+def _actions(service: str, action_names: Any) -> list[Action]:
+    return [Action(service, name) for name in action_names]
+
+
+def assume_from_github(provider_arn: Any, subjects: list[Any]) -> PolicyDocument:
+    """Trust policy: GitHub Actions jobs may assume the role with their OIDC token, when the
+    token is meant for STS and its subject is exactly one of ``subjects``.
+
+    A subject names the repository and what the job runs for, e.g.
+    ``repo:ORG/REPO:environment:prod`` or ``repo:ORG/REPO:ref:refs/heads/main`` (GitHub docs,
+    "About security hardening with OpenID Connect", example subject claims). Exact values, never
+    a wildcard: ``repo:ORG/REPO:*`` would let any branch or pull request of the repository in.
+    """
+    if not subjects:
+        raise ValueError("assume_from_github needs at least one subject")
+    return document(
+        Statement(
+            Sid="GitHubActionsOidc",
+            Effect=Allow,
+            Principal=Principal("Federated", provider_arn),
+            Action=[sts.AssumeRoleWithWebIdentity],
+            Condition=Condition(
+                StringEquals(
+                    {
+                        f"{GITHUB_OIDC_HOST}:aud": STS_AUDIENCE,
+                        f"{GITHUB_OIDC_HOST}:sub": list(subjects),
+                    }
+                )
+            ),
+        )
+    )
+
+
+# CloudFormation calls of a change-set deploy (karematch_cfn/deploy): reading stacks and their
+# events, creating, reading and deleting change sets. No DeleteStack: only the prod root has
+# termination protection, so it would let a pull request delete dev or staging; the empty
+# REVIEW_IN_PROGRESS stack a first dry run leaves is reused by the first deploy.
+STACK_PLAN_ACTIONS = (
+    "CreateChangeSet",
+    "DeleteChangeSet",
+    "DescribeChangeSet",
+    "DescribeStackEvents",
+    "DescribeStackResource",
+    "DescribeStackResources",
+    "DescribeStacks",
+    "GetStackPolicy",
+    "GetTemplate",
+    "ListChangeSets",
+    "ListStackResources",
+    "TagResource",
+)
+# ... and, to deploy: executing the change set, the stack policies around it, termination
+# protection of the root.
+STACK_EXECUTE_ACTIONS = (
+    "ExecuteChangeSet",
+    "SetStackPolicy",
+    "UntagResource",
+    "UpdateTerminationProtection",
+)
+
+
+def plan_stack_changes(stack_arns: list[Any]) -> Statement:
+    """Create, review and delete change sets on these stacks (never execute them)."""
+    return Statement(
+        Sid="PlanStackChanges",
+        Effect=Allow,
+        Action=_actions("cloudformation", STACK_PLAN_ACTIONS),
+        Resource=list(stack_arns),
+    )
+
+
+def execute_stack_changes(stack_arns: list[Any]) -> Statement:
+    """Execute reviewed change sets on these stacks, with their stack policies."""
+    return Statement(
+        Sid="ExecuteStackChanges",
+        Effect=Allow,
+        Action=_actions("cloudformation", STACK_EXECUTE_ACTIONS),
+        Resource=list(stack_arns),
+    )
+
+
+def pass_role(sid: str, role_arns: list[Any], to_services: list[str] | None = None) -> Statement:
+    """iam:PassRole of exactly these roles, and (when given) only to these services."""
+    kwargs: dict[str, Any] = {}
+    if to_services:
+        services: Any = to_services[0] if len(to_services) == 1 else list(to_services)
+        kwargs["Condition"] = Condition(StringEquals({"iam:PassedToService": services}))
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Action=[Action("iam", "PassRole")],
+        Resource=list(role_arns),
+        **kwargs,
+    )
+
+
+def find_bucket(sid: str, bucket_arns: list[Any]) -> Statement:
+    """HeadBucket/ListBucket on these buckets (without it a missing key reads as 403, not 404)."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Action=[s3.ListBucket, s3.GetBucketLocation],
+        Resource=list(bucket_arns),
+    )
+
+
+def read_write_objects(sid: str, objects_arns: list[Any]) -> Statement:
+    """Read (HeadObject, GetObject) and write objects under these ARNs; never delete."""
+    return Statement(
+        Sid=sid, Effect=Allow, Action=[s3.GetObject, s3.PutObject], Resource=list(objects_arns)
+    )
+
+
+def read_objects(sid: str, objects_arns: list[Any]) -> Statement:
+    """Read objects under these ARNs (e.g. nested templates CloudFormation fetches)."""
+    return Statement(Sid=sid, Effect=Allow, Action=[s3.GetObject], Resource=list(objects_arns))
+
+
+def describe_ecs_services(service_arns: list[Any]) -> Statement:
+    """ecs:DescribeServices (the live desired count a deploy keeps)."""
+    return Statement(
+        Sid="DescribeEcsServices",
+        Effect=Allow,
+        Action=[Action("ecs", "DescribeServices")],
+        Resource=list(service_arns),
+    )
+
+
+def provision(sid: str, service: str, actions: Any, resources: list[Any],
+              condition: Condition | None = None) -> Statement:  # fmt: skip
+    """Let CloudFormation create, read, update and delete one service's resources: ``actions``
+    (names without the service prefix) on ``resources`` (ARN patterns scoped to the account)."""
+    kwargs: dict[str, Any] = {"Condition": condition} if condition is not None else {}
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Action=_actions(service, actions),
+        Resource=list(resources),
+        **kwargs,
+    )
+
+
+# Lifecycle of IAM roles a stack creates (AWS::IAM::Role handler permissions), attachments apart.
+ROLE_LIFECYCLE_ACTIONS = (
+    "CreateRole",
+    "DeleteRole",
+    "DeleteRolePolicy",
+    "GetRole",
+    "GetRolePolicy",
+    "ListAttachedRolePolicies",
+    "ListRolePolicies",
+    "PutRolePolicy",
+    "TagRole",
+    "UntagRole",
+    "UpdateAssumeRolePolicy",
+    "UpdateRole",
+    "UpdateRoleDescription",
+)
+
+
+def manage_roles(role_arns: list[Any]) -> Statement:
+    """Create, change and delete the roles matching ``role_arns`` (and nothing else in IAM)."""
+    return Statement(
+        Sid="ManageStackRoles",
+        Effect=Allow,
+        Action=_actions("iam", ROLE_LIFECYCLE_ACTIONS),
+        Resource=list(role_arns),
+    )
+
+
+def attach_managed_policies(role_arns: list[Any], policy_arn_patterns: list[Any]) -> Statement:
+    """Attach/detach managed policies to these roles, only policies matching the patterns
+    (iam:PolicyARN), so a template cannot attach e.g. AdministratorAccess."""
+    return Statement(
+        Sid="AttachManagedPolicies",
+        Effect=Allow,
+        Action=_actions("iam", ("AttachRolePolicy", "DetachRolePolicy")),
+        Resource=list(role_arns),
+        Condition=Condition(ArnLike({"iam:PolicyARN": list(policy_arn_patterns)})),
+    )
+
+
+def create_service_linked_roles(role_arns: list[Any]) -> Statement:
+    """Create the service-linked roles at these ARNs (a new account may lack ECS's or ELB's;
+    the service creates it on first use with the caller's permission)."""
+    return Statement(
+        Sid="CreateServiceLinkedRoles",
+        Effect=Allow,
+        Action=[Action("iam", "CreateServiceLinkedRole")],
+        Resource=list(role_arns),
+    )
+
+
+def provision_unscoped(actions: Any) -> Statement:
+    """Provisioning calls AWS authorises only on Resource "*" (``"service:Action"`` strings from
+    ``WILDCARD_ACTIONS``); anything else raises, so the wildcard never widens by accident."""
+    actions = sorted(actions)
+    outside = [a for a in actions if a not in WILDCARD_ACTIONS]
+    if outside:
+        raise ValueError(f"not authorised only on '*', scope them to resources: {outside}")
+    return Statement(
+        Sid="ProvisionUnscoped",
+        Effect=Allow,
+        Action=[Action(*a.split(":", 1)) for a in actions],
+        Resource=["*"],
     )

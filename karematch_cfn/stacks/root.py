@@ -80,6 +80,28 @@ def _wire(child: Child, child_template: Template, root_params: set[str],
     return fed
 
 
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["Ref"]} if set(node) == {"Ref"} else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def _lift_rules(t: Template, kids: list[Child], child_templates: dict[str, Template],
+                root_params: set[str]) -> None:  # fmt: skip
+    """Copy each child Rule that reads only root knobs into the root, so CloudFormation (and
+    config.check_rules before a deploy) refuses a bad combination before creating anything,
+    not halfway through when the nested stack is created."""
+    for child in kids:
+        for rname, rule in sorted(child_templates[child.filename].rules.items()):
+            if _refs(rule) <= root_params:
+                if rname in t.rules:
+                    raise ValueError(f"{child.filename}: Rule {rname} clashes with a root Rule")
+                t.add_rule(rname, rule)
+
+
 def build(child_templates: dict[str, Template] | None = None) -> Template:
     """Render the root from the children's templates (built here unless given)."""
     kids = children()
@@ -92,6 +114,8 @@ def build(child_templates: dict[str, Template] | None = None) -> Template:
     # The root's Parameters are the knobs some child consumes, declared as everywhere else.
     used = {p for ct in child_templates.values() for p in ct.parameters}
     used |= {names.ENVIRONMENT_NAME, names.CERTIFICATE_ARN}  # the Rule below reads both
+    if any(c.condition == AUDIT_ENABLED for c in kids):
+        used.add(names.ENABLE_CLOUDTRAIL)  # the AuditEnabled Condition below reads it
     root_params = {p for p in names.SHARED_PARAMETERS if p in used}
     for pname in names.SHARED_PARAMETERS:
         if pname in root_params:
@@ -134,10 +158,12 @@ def build(child_templates: dict[str, Template] | None = None) -> Template:
             if child.condition is None:  # a conditional child cannot feed the others
                 producers[oname] = child
 
+    _lift_rules(t, kids, child_templates, root_params)
+
     outputs = {}
     for oname in ROOT_OUTPUTS:
         if oname not in producers:
-            continue  # a child not yet in CHILD_MODULES; tests require all of ROOT_OUTPUTS
+            raise ValueError(f"root Output {oname} is produced by no unconditional child")
         outputs[oname] = GetAtt(producers[oname].logical_id, f"Outputs.{oname}")
     render.add_outputs(t, outputs)
     return t

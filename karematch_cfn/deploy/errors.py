@@ -1,0 +1,79 @@
+"""Exit codes and the errors that carry them (one table: ``--help``, README, docs/exit-codes.md)."""
+
+from __future__ import annotations
+
+import textwrap
+
+EXIT_OK = 0
+EXIT_LINT = 1
+EXIT_BAD_INPUT = 2
+EXIT_GUARD = 3
+EXIT_DEPLOY_FAILED = 4
+EXIT_AWS_ACCESS = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "success: deployed, no changes, dry run, or execution declined at the prompt"),
+    (EXIT_LINT, "cfn-lint findings, stale templates/ (not what the code renders), or a "
+                "template over a CloudFormation limit"),  # fmt: skip
+    (EXIT_BAD_INPUT, "bad input: options, unknown environment, parameter file, missing "
+                     "templates, or no terminal to confirm without --yes"),  # fmt: skip
+    (EXIT_GUARD, "the data guard refused: a stateful resource would be removed or replaced "
+                 "(the change set is kept for review)"),  # fmt: skip
+    (EXIT_DEPLOY_FAILED, "deploy failed: change set failed, execution failed or rolled back, "
+                         "or the stack is in a failed or busy state"),  # fmt: skip
+    (EXIT_AWS_ACCESS, "AWS access problem: no credentials or region, access denied, artifacts "
+                      "bucket not ours or forbidden, endpoint unreachable"),  # fmt: skip
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
+)
+
+
+def exit_code_text() -> str:
+    """The table as plain text for ``--help``."""
+    lines = ["exit codes:"]
+    for code, text in EXIT_CODES:
+        lines += textwrap.wrap(text, width=88, initial_indent=f"  {code:>3}  ",
+                               subsequent_indent=" " * 7)  # fmt: skip
+    return "\n".join(lines)
+
+
+def exit_code_markdown() -> str:
+    """The table as Markdown (docs/exit-codes.md, pasted into the README)."""
+    rows = ["| Exit code | Meaning |", "|---:|---|"]
+    rows += [f"| {code} | {text} |" for code, text in EXIT_CODES]
+    return "\n".join(rows)
+
+
+class DeployError(Exception):
+    """An expected failure: printed as one ``error:`` line (plus hints), no traceback."""
+
+    code = EXIT_DEPLOY_FAILED
+
+    def __init__(self, message: str, *hints: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hints = list(hints)
+
+
+class LintError(DeployError):
+    code = EXIT_LINT
+
+
+class BadInput(DeployError):
+    code = EXIT_BAD_INPUT
+
+
+class GuardRefused(DeployError):
+    code = EXIT_GUARD
+
+
+class DeployFailed(DeployError):
+    code = EXIT_DEPLOY_FAILED
+
+
+class AccessProblem(DeployError):
+    code = EXIT_AWS_ACCESS
+
+
+class Interrupted(DeployError):
+    code = EXIT_INTERRUPTED

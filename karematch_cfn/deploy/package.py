@@ -1,0 +1,268 @@
+"""Packaging: the artifacts bucket, content-addressed uploads, and the rewritten root.
+
+Each child is uploaded under ``templates/<name>-<sha256 of its bytes>.yaml``, so an unchanged
+child keeps its key (the upload is skipped) and a changed one gets a new TemplateURL, which is
+what makes CloudFormation look at it again. TemplateURLs are S3's own URL forms (``https://
+BUCKET.s3.amazonaws.com/KEY`` in us-east-1), never derived from ``AWS_ENDPOINT_URL``: moto and
+AWS both read them (moto reads ``http://127.0.0.1:PORT/...`` as bucket "127").
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from karematch_cfn import names, tree
+from karematch_cfn.deploy import aws as awsmod
+from karematch_cfn.deploy.console import Console
+from karematch_cfn.deploy.errors import AccessProblem, BadInput
+from karematch_cfn.deploy.inputs import Template, Tree
+
+KEY_PREFIX = "templates"
+# Lifecycle of a bucket the deployer creates: keys expire after EXPIRE_DAYS; a key older than
+# REFRESH_DAYS is uploaded again before use, so a template in use has a month or more to live.
+EXPIRE_DAYS = 90
+REFRESH_DAYS = 30
+NONCURRENT_EXPIRE_DAYS = 30
+ABORT_MULTIPART_DAYS = 1
+NOT_FOUND = frozenset({"404", "NoSuchBucket", "NotFound", "NoSuchKey"})
+FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled"})
+
+
+def default_bucket_name(account: str, region: str) -> str:
+    """``names.ARTIFACTS_BUCKET`` (what bootstrap.yaml creates) for this account and region."""
+    return names.ARTIFACTS_BUCKET.replace("${AWS::AccountId}", account).replace(
+        "${AWS::Region}", region
+    )
+
+
+def template_url(bucket: str, region: str, key: str) -> str:
+    """An S3 URL CloudFormation accepts for TemplateURL (virtual-hosted style)."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    if "." in bucket:  # a dotted name breaks the virtual-hosted TLS certificate: path style
+        return f"https://s3.{region}.{suffix}/{bucket}/{key}"
+    if region == "us-east-1":
+        return f"https://{bucket}.s3.{suffix}/{key}"
+    return f"https://{bucket}.s3.{region}.{suffix}/{key}"
+
+
+def content_key(name: str, body: bytes) -> str:
+    stem = Path(name).stem
+    return f"{KEY_PREFIX}/{stem}-{hashlib.sha256(body).hexdigest()}{Path(name).suffix or '.yaml'}"
+
+
+def bucket_policy(bucket: str, partition: str) -> str:
+    """TLS only: deny every request that does not use HTTPS."""
+    arn = f"arn:{partition}:s3:::{bucket}"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [arn, f"{arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def lifecycle_rules() -> dict[str, Any]:
+    return {
+        "Rules": [
+            {
+                "ID": "expire-old-templates",
+                "Status": "Enabled",
+                "Filter": {"Prefix": f"{KEY_PREFIX}/"},
+                "Expiration": {"Days": EXPIRE_DAYS},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_EXPIRE_DAYS},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS},
+            }
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    region: str
+    owner: str
+
+
+def _forbidden(bucket: str, what: str, exc: BaseException) -> AccessProblem:
+    return AccessProblem(
+        f"artifacts bucket {bucket}: {what} is forbidden ({awsmod.error_code(exc)}): it belongs "
+        "to another account, or this identity lacks permission",
+        "pass --artifact-bucket with a bucket of this account you may write to, or deploy "
+        "templates/bootstrap.yaml (docs/deploying.md)",
+    )
+
+
+def ensure_bucket(aws: awsmod.Aws, console: Console, account: str, name: str | None) -> Bucket:
+    """Use ``name`` (``--artifact-bucket``) or the account's default bucket, creating the
+    default once per account and region with encryption, public access block, versioning,
+    TLS-only policy and a lifecycle."""
+    explicit = name is not None
+    name = name or default_bucket_name(account, aws.region)
+    s3 = aws.s3
+    try:
+        head = s3.head_bucket(Bucket=name, ExpectedBucketOwner=account)
+    except Exception as exc:  # noqa: BLE001 - sorted below
+        code = awsmod.error_code(exc)
+        if code in FORBIDDEN:
+            raise _forbidden(name, "s3:ListBucket (HeadBucket)", exc) from None
+        if code not in NOT_FOUND:
+            raise awsmod.translate(exc, f"artifacts bucket {name}") from None
+        if explicit:
+            raise BadInput(f"--artifact-bucket {name}: no such bucket",
+                           "omit --artifact-bucket to use (and create) the default "
+                           f"{default_bucket_name(account, aws.region)}") from None  # fmt: skip
+        _create_bucket(aws, console, name, account)
+        return Bucket(name, aws.region, account)
+    region = (head.get("BucketRegion")
+              or head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+              or aws.region)  # fmt: skip
+    if region != aws.region:
+        console.warn(f"artifacts bucket {name} is in {region}, the stack in {aws.region}")
+    console.say(f"artifacts bucket: {name}")
+    return Bucket(name, region, account)
+
+
+def _create_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -> None:
+    s3 = aws.s3
+    region = aws.region
+    console.say(f"creating artifacts bucket {name} (encrypted, versioned, public access "
+                "blocked, TLS only, old templates expire)")  # fmt: skip
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**kwargs)
+    except Exception as exc:  # noqa: BLE001
+        code = awsmod.error_code(exc)
+        if code == "BucketAlreadyExists":
+            raise AccessProblem(f"artifacts bucket {name}: the name is taken by another account",
+                                "pass --artifact-bucket with a bucket of this account") from None  # fmt: skip
+        if code != "BucketAlreadyOwnedByYou":
+            if code in FORBIDDEN:
+                raise _forbidden(name, "s3:CreateBucket", exc) from None
+            raise awsmod.translate(exc, f"creating artifacts bucket {name}") from None
+    own = {"Bucket": name, "ExpectedBucketOwner": account}
+    steps = [
+        ("blocking public access", s3.put_public_access_block, {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True, "RestrictPublicBuckets": True}}),
+        ("setting default encryption", s3.put_bucket_encryption, {
+            "ServerSideEncryptionConfiguration": {"Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                 "BucketKeyEnabled": True}]}}),
+        ("enabling versioning", s3.put_bucket_versioning,
+         {"VersioningConfiguration": {"Status": "Enabled"}}),
+        ("setting the TLS-only policy", s3.put_bucket_policy,
+         {"Policy": bucket_policy(name, aws.partition)}),
+        ("setting the lifecycle", s3.put_bucket_lifecycle_configuration,
+         {"LifecycleConfiguration": lifecycle_rules()}),
+    ]  # fmt: skip
+    if str(s3.meta.endpoint_url).startswith("http://"):
+        # A plain-HTTP endpoint is a local emulator (moto enforces bucket policies): with the
+        # TLS-only policy this very client could no longer use the bucket.
+        steps = [s for s in steps if s[1] != s3.put_bucket_policy]
+        console.warn(f"{s3.meta.endpoint_url} is plain HTTP (a local emulator): the TLS-only "
+                     "bucket policy is not set")  # fmt: skip
+    for doing, fn, extra in steps:
+        awsmod.call(f"artifacts bucket {name}: {doing}", fn, **own, **extra)
+
+
+def dump_template(data: dict[str, Any], source: str) -> str:
+    header = f"# Packaged by karematch-cfn from {source}: TemplateURLs point at S3.\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=4096,
+                                   allow_unicode=True)  # fmt: skip
+
+
+def rewrite(tpl: Template, urls: dict[Path, str]) -> str:
+    """The template's text with its relative TemplateURLs replaced (unchanged if it has none)."""
+    if not tpl.children:
+        return tpl.text
+    data = copy.deepcopy(tpl.data)
+    for logical_id, child in tpl.children.items():
+        data["Resources"][logical_id]["Properties"]["TemplateURL"] = urls[child]
+    return dump_template(data, tpl.name)
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """The root as CreateChangeSet takes it: a body, or (over 51,200 bytes) a URL."""
+
+    root_text: str
+    root_url: str | None
+    urls: dict[Path, str]
+
+    def template_argument(self) -> dict[str, str]:
+        return {"TemplateURL": self.root_url} if self.root_url else {"TemplateBody": self.root_text}
+
+
+def upload(aws: awsmod.Aws, console: Console, bucket: Bucket, name: str, body: bytes,
+           now: dt.datetime | None = None) -> str:  # fmt: skip
+    """Put ``body`` under its content-hash key unless a fresh copy is already there."""
+    key = content_key(name, body)
+    url = template_url(bucket.name, bucket.region, key)
+    s3 = aws.s3
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        head = s3.head_object(Bucket=bucket.name, Key=key, ExpectedBucketOwner=bucket.owner)
+    except Exception as exc:  # noqa: BLE001
+        code = awsmod.error_code(exc)
+        if code in FORBIDDEN:
+            raise _forbidden(bucket.name, f"reading {key}", exc) from None
+        if code not in NOT_FOUND:
+            raise awsmod.translate(exc, f"artifacts bucket {bucket.name}: {key}") from None
+        head = None
+    if head is not None:
+        modified = head.get("LastModified")
+        if modified is None or now - modified < dt.timedelta(days=REFRESH_DAYS):
+            console.say(f"  {name}: unchanged, already at s3://{bucket.name}/{key}")
+            return url
+        console.say(f"  {name}: refreshing s3://{bucket.name}/{key} (older than {REFRESH_DAYS} days)")
+    else:
+        console.say(f"  {name}: uploading {len(body):,} bytes to s3://{bucket.name}/{key}")
+    try:
+        s3.put_object(Bucket=bucket.name, Key=key, Body=body, ContentType="text/yaml",
+                      ExpectedBucketOwner=bucket.owner)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001
+        if awsmod.error_code(exc) in FORBIDDEN:
+            raise _forbidden(bucket.name, f"writing {key} (s3:PutObject)", exc) from None
+        raise awsmod.translate(exc, f"uploading {name} to {bucket.name}") from None
+    return url
+
+
+def package(aws: awsmod.Aws, console: Console, bucket: Bucket, t: Tree,
+            upload_root: bool = False) -> Packaged:  # fmt: skip
+    """Upload every child (children before parents) and rewrite the TemplateURLs."""
+    console.say(f"packaging {len(t.files)} template(s) from {t.directory}")
+    urls: dict[Path, str] = {}
+    for path, tpl in t.files.items():
+        if path == t.root.path:
+            continue
+        urls[path] = upload(aws, console, bucket, tpl.name, rewrite(tpl, urls).encode("utf-8"))
+    root_text = rewrite(t.root, urls)
+    size = len(root_text.encode("utf-8"))
+    root_url = None
+    if upload_root or size > tree.MAX_BODY_INLINE:
+        if not upload_root:
+            console.say(f"  {t.root.name}: {size:,} bytes is over the {tree.MAX_BODY_INLINE:,}-byte "
+                        "inline limit; uploading it too")  # fmt: skip
+        root_url = upload(aws, console, bucket, t.root.name, root_text.encode("utf-8"))
+    return Packaged(root_text, root_url, urls)

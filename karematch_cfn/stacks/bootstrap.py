@@ -1,0 +1,558 @@
+"""Deployment bootstrap: what CI and the deployer need in an account, deployed once per
+account and region by an administrator (a standalone template, not a child of the root)::
+
+    aws cloudformation deploy --template-file templates/bootstrap.yaml \\
+        --stack-name karematch-bootstrap --capabilities CAPABILITY_NAMED_IAM \\
+        --parameter-overrides GitHubRepository=ORG/REPO
+
+It holds the GitHub OIDC provider, the artifacts buckets the deployer uploads nested templates
+to, the CloudFormation execution role every KareMatch stack operation runs as, and the two roles
+GitHub Actions assumes (docs/ci.md):
+
+- ``CloudFormationExecutionRole`` is the blast-radius boundary of every deploy: CloudFormation
+  (and nothing else) assumes it, and it may provision only what the KareMatch templates contain,
+  on resources of this account and region, IAM only on roles named ``karematch-<env>-*``.
+- ``DeployRole`` (jobs on ``main`` and the ``staging``/``prod`` GitHub environments) creates and
+  executes change sets on the ``karematch-<env>`` stacks, passing the execution role.
+- ``PlanRole`` (pull-request jobs) creates, reads and deletes change sets but cannot execute
+  them, and writes templates to its own bucket, so a pull request cannot change what a deploy
+  from ``main`` ships.
+
+Parameters:
+    GitHubRepository: ``OWNER/REPO`` whose workflows may assume the roles (exact case).
+    CreateOidcProvider: ``true`` (default) creates the account's GitHub OIDC provider; ``false``
+        uses ``ExistingOidcProviderArn`` (an account has at most one provider per URL).
+    ExistingOidcProviderArn: the existing provider's ARN when ``CreateOidcProvider`` is false.
+
+Outputs:
+    ArtifactsBucketName, PlanArtifactsBucketName, DeployRoleArn, PlanRoleArn,
+    CloudFormationExecutionRoleArn, GitHubOidcProviderArn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from troposphere import Equals, GetAtt, If, Not, Parameter, Ref, Sub, Tags, Template
+from troposphere.iam import ManagedPolicy, OIDCProvider, Policy, Role
+from troposphere.s3 import (
+    AbortIncompleteMultipartUpload,
+    Bucket,
+    BucketEncryption,
+    BucketPolicy,
+    LifecycleConfiguration,
+    LifecycleRule,
+    NoncurrentVersionExpiration,
+    OwnershipControls,
+    OwnershipControlsRule,
+    PublicAccessBlockConfiguration,
+    ServerSideEncryptionByDefault,
+    ServerSideEncryptionRule,
+    VersioningConfiguration,
+)
+
+from karematch_cfn import names, render
+from karematch_cfn.lib import arns, iam, policies
+
+# Logical ids.
+OIDC_PROVIDER = "GitHubOidcProvider"
+ARTIFACTS_BUCKET = "ArtifactsBucket"
+ARTIFACTS_BUCKET_POLICY = "ArtifactsBucketPolicy"
+PLAN_ARTIFACTS_BUCKET = "PlanArtifactsBucket"
+PLAN_ARTIFACTS_BUCKET_POLICY = "PlanArtifactsBucketPolicy"
+EXECUTION_ROLE = "CloudFormationExecutionRole"
+EXECUTION_POLICIES = {  # logical id -> what it lets CloudFormation provision
+    "ExecutionNetworkComputePolicy": "network, containers and load balancing",
+    "ExecutionDataEdgePolicy": "database, secrets, keys, logs, buckets, CDN, alarms, audit",
+    "ExecutionIdentityPolicy": "reads, roles and nested stacks",
+}
+DEPLOY_ROLE = "DeployRole"
+PLAN_ROLE = "PlanRole"
+
+# Parameters, condition, rule.
+GITHUB_REPOSITORY = "GitHubRepository"
+CREATE_OIDC_PROVIDER = "CreateOidcProvider"
+EXISTING_OIDC_PROVIDER_ARN = "ExistingOidcProviderArn"
+CREATES_OIDC_PROVIDER = "CreatesOidcProvider"
+PROVIDER_GIVEN_RULE = "OidcProviderGiven"
+
+# Outputs (read by the operator into GitHub repository variables, docs/ci.md).
+ARTIFACTS_BUCKET_NAME = "ArtifactsBucketName"
+PLAN_ARTIFACTS_BUCKET_NAME = "PlanArtifactsBucketName"
+DEPLOY_ROLE_ARN = "DeployRoleArn"
+PLAN_ROLE_ARN = "PlanRoleArn"
+EXECUTION_ROLE_ARN = "CloudFormationExecutionRoleArn"
+OIDC_PROVIDER_ARN = "GitHubOidcProviderArn"
+
+REPOSITORY_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+OIDC_PROVIDER_ARN_PATTERN = (
+    r"^$|^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
+)
+OIDC_PROVIDER_URL = f"https://{iam.GITHUB_OIDC_HOST}"
+
+# Physical names. Role names are global in the account: the region keeps one bootstrap per
+# region apart. None matches the execution role's own IAM scope (karematch-<env>-*).
+EXECUTION_ROLE_NAME = "karematch-bootstrap-cfn-exec-${AWS::Region}"
+DEPLOY_ROLE_NAME = "karematch-bootstrap-github-deploy-${AWS::Region}"
+PLAN_ROLE_NAME = "karematch-bootstrap-github-plan-${AWS::Region}"
+PLAN_ARTIFACTS_BUCKET_PATTERN = "karematch-cfn-plan-artifacts-${AWS::AccountId}-${AWS::Region}"
+
+# What GitHub Actions jobs are trusted (OIDC subject claims): the workflow's jobs on main
+# (dev deploy), in the staging and prod GitHub environments, and on pull requests (plan only).
+DEPLOY_BRANCH = "main"
+GATED_ENVIRONMENTS = ("staging", names.PRODUCTION)
+CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
+
+# Artifacts: the deployer's key prefix and lifecycle (karematch_cfn/deploy/package.py; a test
+# keeps them equal): keys expire after 90 days, the deployer re-uploads keys older than 30 days
+# before use, so a template a stack uses has 60 days or more to live.
+ARTIFACTS_KEY_PREFIX = "templates"
+ARTIFACTS_EXPIRE_DAYS = 90
+ARTIFACTS_NONCURRENT_EXPIRE_DAYS = 30
+ARTIFACTS_ABORT_MULTIPART_DAYS = 1
+SSE_ALGORITHM = "AES256"  # SSE-S3: templates hold no secrets, and no key policy to manage
+DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 1-hour default
+
+# ------------------------------------------------------------------------------------------
+# The execution role's provisioning permissions: exactly the handler permissions
+# (CloudFormation resource schemas) of the resource types the KareMatch templates use,
+# minus optional features they do not use. tests/test_bootstrap.py recomputes them from
+# cfn-lint's copy of the schemas and of the service authorisation reference.
+# ------------------------------------------------------------------------------------------
+EC2_ACTIONS = (
+    "AllocateAddress", "AssociateAddress", "AssociateRouteTable", "AttachInternetGateway",
+    "AuthorizeSecurityGroupEgress", "AuthorizeSecurityGroupIngress", "CreateFlowLogs",
+    "CreateInternetGateway", "CreateNatGateway", "CreateRoute", "CreateRouteTable",
+    "CreateSecurityGroup", "CreateSubnet", "CreateTags", "CreateVpc", "CreateVpcEndpoint",
+    "DeleteFlowLogs", "DeleteInternetGateway", "DeleteNatGateway", "DeleteRoute",
+    "DeleteRouteTable", "DeleteSecurityGroup", "DeleteSubnet", "DeleteTags", "DeleteVpc",
+    "DeleteVpcEndpoints", "DescribeVpcAttribute", "DetachInternetGateway", "DisassociateAddress",
+    "DisassociateRouteTable", "ModifySubnetAttribute", "ModifyVpcAttribute", "ModifyVpcEndpoint",
+    "ReleaseAddress", "ReplaceRoute", "ReplaceRouteTableAssociation", "RevokeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress", "UpdateSecurityGroupRuleDescriptionsEgress",
+    "UpdateSecurityGroupRuleDescriptionsIngress",
+)  # fmt: skip
+ECS_ACTIONS = (
+    "CreateCluster", "CreateService", "DeleteCluster", "DeleteService", "DescribeClusters",
+    "DescribeServiceDeployments", "DescribeServices", "ListServiceDeployments",
+    "ListTagsForResource", "PutClusterCapacityProviders", "RegisterTaskDefinition",
+    "StopServiceDeployment", "TagResource", "UntagResource", "UpdateCluster",
+    "UpdateClusterSettings", "UpdateService",
+)  # fmt: skip
+ECR_ACTIONS = (
+    "CreateRepository", "DeleteLifecyclePolicy", "DeleteRepository", "DeleteRepositoryPolicy",
+    "DescribeRepositories", "GetLifecyclePolicy", "GetRepositoryPolicy", "ListTagsForResource",
+    "PutImageScanningConfiguration", "PutImageTagMutability", "PutLifecyclePolicy",
+    "SetRepositoryPolicy", "TagResource", "UntagResource",
+)  # fmt: skip
+LOAD_BALANCING_ACTIONS = (
+    "AddTags", "CreateListener", "CreateLoadBalancer", "CreateTargetGroup", "DeleteListener",
+    "DeleteLoadBalancer", "DeleteTargetGroup", "DeregisterTargets", "ModifyListener",
+    "ModifyListenerAttributes", "ModifyLoadBalancerAttributes", "ModifyTargetGroup",
+    "ModifyTargetGroupAttributes", "RegisterTargets", "RemoveTags", "SetIpAddressType",
+    "SetSecurityGroups", "SetSubnets",
+)  # fmt: skip
+AUTOSCALING_ACTIONS = (
+    "DeleteScalingPolicy", "DeleteScheduledAction", "DeregisterScalableTarget",
+    "ListTagsForResource", "PutScalingPolicy", "PutScheduledAction", "RegisterScalableTarget",
+    "TagResource", "UntagResource",
+)  # fmt: skip
+RDS_ACTIONS = (
+    "AddTagsToResource", "CreateDBInstance", "CreateDBParameterGroup", "CreateDBSnapshot",
+    "CreateDBSubnetGroup", "DeleteDBInstance", "DeleteDBParameterGroup", "DeleteDBSubnetGroup",
+    "DescribeDBClusters", "DescribeDBClusterSnapshots", "DescribeDBInstanceAutomatedBackups",
+    "DescribeDBInstances", "DescribeDBParameterGroups", "DescribeDBParameters",
+    "DescribeDBSnapshots", "DescribeDBSubnetGroups", "ListTagsForResource", "ModifyDBInstance",
+    "ModifyDBParameterGroup", "ModifyDBSubnetGroup", "RebootDBInstance",
+    "RemoveTagsFromResource", "ResetDBParameterGroup",
+)  # fmt: skip
+SECRETS_ACTIONS = (
+    "CreateSecret", "DeleteSecret", "DescribeSecret", "GetSecretValue",
+    "RemoveRegionsFromReplication", "TagResource", "UntagResource", "UpdateSecret",
+)  # fmt: skip
+KMS_ACTIONS = (
+    "CreateAlias", "CreateGrant", "DeleteAlias", "DescribeKey", "DisableKey",
+    "DisableKeyRotation", "EnableKey", "EnableKeyRotation", "GetKeyPolicy",
+    "GetKeyRotationStatus", "ListResourceTags", "PutKeyPolicy", "RetireGrant",
+    "ScheduleKeyDeletion", "TagResource", "UntagResource", "UpdateAlias", "UpdateKeyDescription",
+)  # fmt: skip
+LOGS_ACTIONS = (
+    "AssociateKmsKey", "CreateLogGroup", "DeleteDataProtectionPolicy", "DeleteLogGroup",
+    "DeleteMetricFilter", "DeleteRetentionPolicy", "DescribeMetricFilters", "DisassociateKmsKey",
+    "GetDataProtectionPolicy", "ListTagsForResource", "PutDataProtectionPolicy",
+    "PutLogGroupDeletionProtection", "PutMetricFilter", "PutRetentionPolicy", "TagResource",
+    "UntagResource",
+)  # fmt: skip
+# Bucket-level only (the patterns match no object action): configuration, tags, listing.
+S3_BUCKET_ACTIONS = (
+    "CreateBucket", "DeleteBucket*", "Get*Configuration", "GetBucket*", "ListBucket",
+    "ListTagsForResource", "Put*Configuration", "PutBucket*", "TagResource", "UntagResource",
+)  # fmt: skip
+SNS_ACTIONS = (
+    "CreateTopic", "DeleteTopic", "GetDataProtectionPolicy", "GetSubscriptionAttributes",
+    "GetTopicAttributes", "ListSubscriptionsByTopic", "ListTagsForResource",
+    "PutDataProtectionPolicy", "SetSubscriptionAttributes", "SetTopicAttributes", "Subscribe",
+    "TagResource", "Unsubscribe", "UntagResource",
+)  # fmt: skip
+CLOUDWATCH_ACTIONS = (
+    "DeleteAlarms", "DeleteDashboards", "DescribeAlarms", "GetDashboard", "ListTagsForResource",
+    "PutDashboard", "PutMetricAlarm", "TagResource", "UntagResource",
+)  # fmt: skip
+CLOUDFRONT_ACTIONS = (
+    "DeleteCachePolicy", "DeleteDistribution", "DeleteOriginAccessControl",
+    "DeleteResponseHeadersPolicy", "GetCachePolicy", "GetDistribution", "GetDistributionConfig",
+    "GetOriginAccessControl", "GetResponseHeadersPolicy", "GetVpcOrigin", "ListTagsForResource",
+    "TagResource", "UntagResource", "UpdateCachePolicy", "UpdateDistribution",
+    "UpdateOriginAccessControl", "UpdateResponseHeadersPolicy",
+)  # fmt: skip
+CLOUDTRAIL_ACTIONS = (
+    "AddTags", "CreateTrail", "DeleteTrail", "GetEventConfiguration", "GetEventSelectors",
+    "GetInsightSelectors", "GetTrail", "GetTrailStatus", "ListTags", "PutEventConfiguration",
+    "PutEventSelectors", "PutInsightSelectors", "RemoveTags", "StartLogging", "StopLogging",
+    "UpdateTrail",
+)  # fmt: skip
+# Nested stacks (AWS::CloudFormation::Stack handler permissions).
+NESTED_STACK_ACTIONS = (
+    "CreateStack", "DeleteStack", "DescribeStacks", "GetStackPolicy", "GetTemplate",
+    "SetStackPolicy", "TagResource", "UntagResource", "UpdateStack",
+    "UpdateTerminationProtection",
+)  # fmt: skip
+# Services the stacks' roles are passed to (their trust principals); tests check the set.
+ROLE_SERVICES = ("cloudtrail.amazonaws.com", "ecs-tasks.amazonaws.com",
+                 "vpc-flow-logs.amazonaws.com")  # fmt: skip
+# Service-linked roles a new account may lack; the service creates them with our permission.
+SERVICE_LINKED_ROLE_SERVICES = (
+    "ecs.amazonaws.com",
+    "ecs.application-autoscaling.amazonaws.com",
+    "elasticloadbalancing.amazonaws.com",
+    "rds.amazonaws.com",
+)
+# The ones the deployer creates before a first create (karematch_cfn/deploy/deployer.py).
+DEPLOYER_LINKED_ROLE_SERVICES = ("ecs.amazonaws.com", "ecs.application-autoscaling.amazonaws.com")
+# Application Auto Scaling's role for ECS, which the service stack names in RoleARN.
+AUTOSCALING_LINKED_ROLE = "aws-service-role/ecs.application-autoscaling.amazonaws.com/*"
+# Managed policies a stack role may have attached: AWS's service-role policies only
+# (AmazonECSTaskExecutionRolePolicy); everything else is an inline policy in the template.
+ATTACHABLE_POLICIES = "service-role/*"
+
+
+def _any_env(pattern: str) -> str:
+    """A names.py physical-name pattern for every environment (``${EnvironmentName}`` -> ``*``)."""
+    return pattern.replace(names.ENV, "*")
+
+
+def stack_names() -> list[str]:
+    """Name patterns of the KareMatch stacks: each environment's root and its nested stacks."""
+    out = []
+    for env in names.ENVIRONMENTS:
+        root = names.DEFAULT_STACK_NAME.format(env=env)
+        out += [root, f"{root}-*"]
+    return out
+
+
+@dataclass(frozen=True)
+class Inputs:
+    repository: Ref
+    create_provider: Ref
+    existing_provider: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
+    repo = t.add_parameter(
+        Parameter(
+            GITHUB_REPOSITORY,
+            Type="String",
+            Description="OWNER/REPO on GitHub whose workflows may deploy (exact case)",
+            AllowedPattern=REPOSITORY_PATTERN,
+            ConstraintDescription="OWNER/REPO, e.g. karematch/karematch-cfn",
+        )
+    )
+    create = t.add_parameter(
+        Parameter(
+            CREATE_OIDC_PROVIDER,
+            Type="String",
+            Description="Create the account's GitHub OIDC provider (false: it already exists)",
+            Default="true",
+            AllowedValues=["true", "false"],
+        )
+    )
+    existing = t.add_parameter(
+        Parameter(
+            EXISTING_OIDC_PROVIDER_ARN,
+            Type="String",
+            Description="ARN of the existing token.actions.githubusercontent.com provider "
+            "(only when CreateOidcProvider is false)",
+            Default="",
+            AllowedPattern=OIDC_PROVIDER_ARN_PATTERN,
+            ConstraintDescription="empty, or the ARN of the GitHub Actions OIDC provider",
+        )
+    )
+    t.add_condition(CREATES_OIDC_PROVIDER, Equals(Ref(create), "true"))
+    t.add_rule(
+        PROVIDER_GIVEN_RULE,
+        {
+            "RuleCondition": Equals(Ref(create), "false"),
+            "Assertions": [
+                {
+                    "Assert": Not(Equals(Ref(existing), "")),
+                    "AssertDescription": "CreateOidcProvider is false: give ExistingOidcProviderArn",
+                }
+            ],
+        },
+    )
+    return Inputs(Ref(repo), Ref(create), Ref(existing))
+
+
+def add_oidc_provider(t: Template, p: Inputs) -> If:
+    """The account's GitHub OIDC provider, or the existing one; returns the provider ARN.
+
+    No ThumbprintList: IAM validates GitHub's certificate against its trusted CAs and the
+    property is optional (AWS::IAM::OIDCProvider reference; cfn-lint's schema).
+    """
+    provider = t.add_resource(
+        OIDCProvider(
+            OIDC_PROVIDER,
+            Condition=CREATES_OIDC_PROVIDER,
+            Url=OIDC_PROVIDER_URL,
+            ClientIdList=[iam.STS_AUDIENCE],
+            Tags=Tags(Project="karematch"),
+        )
+    )
+    return If(CREATES_OIDC_PROVIDER, Ref(provider), p.existing_provider)
+
+
+def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
+    """Encrypted, versioned, private (owner-enforced, TLS only) bucket for packaged templates;
+    old keys and versions expire. Kept if the bootstrap stack lets go of it."""
+    bucket = t.add_resource(
+        policies.retain(
+            Bucket(
+                logical_id,
+                BucketName=Sub(name_pattern),
+                BucketEncryption=BucketEncryption(
+                    ServerSideEncryptionConfiguration=[
+                        ServerSideEncryptionRule(
+                            ServerSideEncryptionByDefault=ServerSideEncryptionByDefault(
+                                SSEAlgorithm=SSE_ALGORITHM
+                            ),
+                            BucketKeyEnabled=True,
+                        )
+                    ]
+                ),
+                VersioningConfiguration=VersioningConfiguration(Status="Enabled"),
+                PublicAccessBlockConfiguration=PublicAccessBlockConfiguration(
+                    BlockPublicAcls=True,
+                    BlockPublicPolicy=True,
+                    IgnorePublicAcls=True,
+                    RestrictPublicBuckets=True,
+                ),
+                OwnershipControls=OwnershipControls(
+                    Rules=[OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+                ),
+                LifecycleConfiguration=LifecycleConfiguration(
+                    Rules=[
+                        LifecycleRule(
+                            Id="ExpireOldTemplates",
+                            Status="Enabled",
+                            ExpirationInDays=ARTIFACTS_EXPIRE_DAYS,
+                            NoncurrentVersionExpiration=NoncurrentVersionExpiration(
+                                NoncurrentDays=ARTIFACTS_NONCURRENT_EXPIRE_DAYS
+                            ),
+                            AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(
+                                DaysAfterInitiation=ARTIFACTS_ABORT_MULTIPART_DAYS
+                            ),
+                        )
+                    ]
+                ),
+                Tags=Tags(Project="karematch"),
+            )
+        )
+    )
+    t.add_resource(
+        BucketPolicy(
+            policy_id,
+            Bucket=Ref(bucket),
+            PolicyDocument=iam.document(
+                iam.deny_insecure_transport(arns.bucket(name_pattern), arns.bucket_objects(name_pattern))
+            ),
+        )
+    )
+    return bucket
+
+
+def _templates(name_pattern: str) -> Sub:
+    return arns.bucket_objects(name_pattern, f"{ARTIFACTS_KEY_PREFIX}/")
+
+
+def execution_statements() -> dict[str, list]:
+    """The execution role's statements, by the managed policy that holds them."""
+    regional, account = arns.regional, arns.account_global
+    stack_roles = [arns.role(f"karematch-{env}-*") for env in names.ENVIRONMENTS]
+    buckets = [arns.bucket(_any_env(p))
+               for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET)]  # fmt: skip
+    return {
+        "ExecutionNetworkComputePolicy": [
+            iam.provision("ProvisionNetwork", "ec2", EC2_ACTIONS, [regional("ec2", "*")]),
+            iam.provision("ProvisionContainers", "ecs", ECS_ACTIONS, [regional("ecs", "*")]),
+            iam.provision("ProvisionRepository", "ecr", ECR_ACTIONS,
+                          [regional("ecr", "repository/karematch-*")]),  # fmt: skip
+            iam.provision("ProvisionLoadBalancer", "elasticloadbalancing", LOAD_BALANCING_ACTIONS,
+                          [regional("elasticloadbalancing", "*")]),  # fmt: skip
+            iam.provision("ProvisionAutoScaling", "application-autoscaling", AUTOSCALING_ACTIONS,
+                          [regional("application-autoscaling", "scalable-target/*")]),  # fmt: skip
+        ],
+        "ExecutionDataEdgePolicy": [
+            iam.provision("ProvisionDatabase", "rds", RDS_ACTIONS, [regional("rds", "*")]),
+            iam.provision("ProvisionSecrets", "secretsmanager", SECRETS_ACTIONS,
+                          [regional("secretsmanager", "secret:karematch-*")]),  # fmt: skip
+            iam.provision("ProvisionKeys", "kms", KMS_ACTIONS,
+                          [regional("kms", "key/*"), regional("kms", "alias/karematch-*")]),  # fmt: skip
+            iam.provision("ProvisionLogs", "logs", LOGS_ACTIONS,
+                          [regional("logs", "log-group:*karematch-*")]),  # fmt: skip
+            iam.provision("ProvisionBuckets", "s3", S3_BUCKET_ACTIONS, buckets),
+            iam.provision("ProvisionTopics", "sns", SNS_ACTIONS, [regional("sns", "karematch-*")]),
+            iam.provision("ProvisionAlarms", "cloudwatch", CLOUDWATCH_ACTIONS,
+                          [regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")]),  # fmt: skip
+            iam.provision("ProvisionCdn", "cloudfront", CLOUDFRONT_ACTIONS, [account("cloudfront", "*")]),
+            iam.provision("ProvisionTrail", "cloudtrail", CLOUDTRAIL_ACTIONS,
+                          [regional("cloudtrail", "trail/karematch-*")]),  # fmt: skip
+        ],
+        "ExecutionIdentityPolicy": [
+            iam.provision_unscoped(iam.PROVISIONING_WILDCARD_ACTIONS),
+            iam.manage_roles(stack_roles),
+            iam.attach_managed_policies(stack_roles, [arns.managed_policy(ATTACHABLE_POLICIES)]),
+            iam.pass_role("PassStackRoles", stack_roles, list(ROLE_SERVICES)),
+            iam.pass_role("PassAutoScalingLinkedRole", [arns.role(AUTOSCALING_LINKED_ROLE)]),
+            iam.pass_role("PassSelfToNestedStacks", [arns.role(EXECUTION_ROLE_NAME)],
+                          [CLOUDFORMATION_SERVICE]),  # fmt: skip
+            iam.create_service_linked_roles(
+                [arns.role(f"aws-service-role/{svc}/*") for svc in SERVICE_LINKED_ROLE_SERVICES]
+            ),
+            iam.provision("ManageNestedStacks", "cloudformation", NESTED_STACK_ACTIONS,
+                          [arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS]),  # fmt: skip
+            iam.read_objects("ReadPackagedTemplates", [_templates(names.ARTIFACTS_BUCKET),
+                                                       _templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),  # fmt: skip
+        ],
+    }
+
+
+def add_execution_role(t: Template) -> Role:
+    role = t.add_resource(
+        Role(
+            EXECUTION_ROLE,
+            RoleName=Sub(EXECUTION_ROLE_NAME),
+            Description="KareMatch: CloudFormation provisions the stacks as this role; it is the "
+            "blast-radius boundary of every deploy",
+            AssumeRolePolicyDocument=iam.assume_role(CLOUDFORMATION_SERVICE),
+            Tags=Tags(Project="karematch"),
+        )
+    )
+    for logical_id, statements in execution_statements().items():
+        t.add_resource(
+            ManagedPolicy(
+                logical_id,
+                Description=f"KareMatch CloudFormation execution: {EXECUTION_POLICIES[logical_id]}",
+                Roles=[Ref(role)],
+                PolicyDocument=iam.document(*statements),
+            )
+        )
+    return role
+
+
+def add_github_role(t: Template, logical_id: str, name: str, description: str, provider: If,
+                    subjects: list[Sub], statements: list, session_seconds: int | None = None) -> Role:  # fmt: skip
+    kwargs = {"MaxSessionDuration": session_seconds} if session_seconds else {}
+    return t.add_resource(
+        Role(
+            logical_id,
+            RoleName=Sub(name),
+            Description=description,
+            AssumeRolePolicyDocument=iam.assume_from_github(provider, subjects),
+            Policies=[Policy(PolicyName="deploy", PolicyDocument=iam.document(*statements))],
+            Tags=Tags(Project="karematch"),
+            **kwargs,
+        )
+    )
+
+
+def _subject(claim: str) -> Sub:
+    return Sub(f"repo:${{{GITHUB_REPOSITORY}}}:{claim}")
+
+
+def deploy_subjects() -> list[Sub]:
+    """Jobs on main (dev) and in the gated GitHub environments (staging, prod)."""
+    return [_subject(f"ref:refs/heads/{DEPLOY_BRANCH}")] + [
+        _subject(f"environment:{env}") for env in GATED_ENVIRONMENTS
+    ]
+
+
+def plan_subjects() -> list[Sub]:
+    """Pull-request jobs (GitHub's subject for the pull_request event)."""
+    return [_subject("pull_request")]
+
+
+def build() -> Template:
+    t = render.new_template(
+        "KareMatch deployment bootstrap (once per account and region): GitHub OIDC provider, "
+        "artifacts buckets, CloudFormation execution role, GitHub deploy and plan roles"
+    )
+    p = declare_inputs(t)
+    provider = add_oidc_provider(t, p)
+    artifacts = add_artifacts_bucket(t, ARTIFACTS_BUCKET, ARTIFACTS_BUCKET_POLICY, names.ARTIFACTS_BUCKET)
+    plan_artifacts = add_artifacts_bucket(t, PLAN_ARTIFACTS_BUCKET, PLAN_ARTIFACTS_BUCKET_POLICY,
+                                          PLAN_ARTIFACTS_BUCKET_PATTERN)  # fmt: skip
+    execution = add_execution_role(t)
+    stacks = [arns.stacks(name) for name in stack_names()]
+    services = [arns.regional("ecs", f"service/{_any_env(names.CLUSTER)}/{_any_env(names.SERVICE)}")]
+    pass_execution = iam.pass_role("PassExecutionRole", [GetAtt(execution, "Arn")], [CLOUDFORMATION_SERVICE])
+    deploy = add_github_role(
+        t, DEPLOY_ROLE, DEPLOY_ROLE_NAME,
+        "KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
+        provider, deploy_subjects(),
+        [
+            iam.plan_stack_changes(stacks),
+            iam.execute_stack_changes(stacks),
+            pass_execution,
+            iam.find_bucket("FindArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
+            iam.read_write_objects("ReadWriteTemplates", [_templates(names.ARTIFACTS_BUCKET)]),
+            iam.describe_ecs_services(services),
+            # The deployer's best-effort preflight before a first create (deploy/deployer.py).
+            iam.create_service_linked_roles(
+                [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
+            ),
+        ],
+        DEPLOY_SESSION_SECONDS,
+    )  # fmt: skip
+    plan = add_github_role(
+        t, PLAN_ROLE, PLAN_ROLE_NAME,
+        "KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
+        provider, plan_subjects(),
+        [
+            iam.plan_stack_changes(stacks),
+            pass_execution,
+            iam.find_bucket("FindPlanArtifactsBucket", [arns.bucket(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
+            iam.read_write_objects("ReadWritePlanTemplates", [_templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
+            iam.describe_ecs_services(services),
+        ],
+    )  # fmt: skip
+    render.add_outputs(
+        t,
+        {
+            ARTIFACTS_BUCKET_NAME: Ref(artifacts),
+            PLAN_ARTIFACTS_BUCKET_NAME: Ref(plan_artifacts),
+            DEPLOY_ROLE_ARN: GetAtt(deploy, "Arn"),
+            PLAN_ROLE_ARN: GetAtt(plan, "Arn"),
+            EXECUTION_ROLE_ARN: GetAtt(execution, "Arn"),
+            OIDC_PROVIDER_ARN: provider,
+        },
+        {
+            ARTIFACTS_BUCKET_NAME: "Where deploys from main upload templates (the deployer's default)",
+            PLAN_ARTIFACTS_BUCKET_NAME: "Where pull-request dry runs upload templates "
+            "(GitHub variable AWS_PLAN_ARTIFACTS_BUCKET)",
+            DEPLOY_ROLE_ARN: "GitHub variable AWS_DEPLOY_ROLE_ARN",
+            PLAN_ROLE_ARN: "GitHub variable AWS_PLAN_ROLE_ARN",
+            EXECUTION_ROLE_ARN: "GitHub variable AWS_CFN_EXECUTION_ROLE_ARN (deploy --cfn-role-arn)",
+            OIDC_PROVIDER_ARN: "The GitHub Actions OIDC provider the roles trust",
+        },
+    )
+    return t

@@ -1,0 +1,308 @@
+"""Networking (spec section 1, "Security Architecture"): the VPC, its three subnet tiers and flow logs.
+
+Two availability zones (AZ index 0 and 1 of ``Fn::GetAZs``); subnet ``n`` of every tier sits in
+the same AZ, so each private subnet routes through the NAT gateway of its own AZ:
+
+- public (ALB, NAT gateways): default route to the internet gateway;
+- private (ECS tasks): default route to the NAT gateway in the same AZ, plus the S3 gateway
+  endpoint (ECR image layers stay off the NAT);
+- database (RDS): a route table with no route out of the VPC at all.
+
+Every packet is logged: a VPC flow log (all traffic) into a retained CloudWatch log group,
+written by a role only the flow-logs service can assume.
+
+Parameters:
+    EnvironmentName: dev | staging | prod.
+    LogRetentionDays: retention of the flow log group.
+
+Outputs:
+    VpcId, PublicSubnetIds, PrivateSubnetIds, DatabaseSubnetIds (comma-separated, AZ order),
+    FlowLogGroupName.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from troposphere import GetAtt, GetAZs, Join, Ref, Select, Sub, Template
+from troposphere.ec2 import (
+    EIP,
+    VPC,
+    FlowLog,
+    InternetGateway,
+    NatGateway,
+    Route,
+    RouteTable,
+    Subnet,
+    SubnetRouteTableAssociation,
+    VPCEndpoint,
+    VPCGatewayAttachment,
+)
+from troposphere.iam import Policy, Role
+from troposphere.logs import LogGroup
+
+from karematch_cfn import names, render
+from karematch_cfn.lib import arns, iam, policies, tags
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One subnet tier: its name (logical-id prefix) and one CIDR per AZ index, in AZ order."""
+
+    name: str
+    cidrs: tuple[str, ...]
+
+
+# Spec section 1: each tier spans 2 AZs; position in ``cidrs`` = AZ index.
+PUBLIC = Tier("Public", ("10.0.1.0/24", "10.0.2.0/24"))
+PRIVATE = Tier("Private", ("10.0.11.0/24", "10.0.12.0/24"))
+DATABASE = Tier("Database", ("10.0.21.0/24", "10.0.22.0/24"))
+TIERS = (PUBLIC, PRIVATE, DATABASE)
+
+# The ALB and the NAT gateways have their own addresses; nothing else gets a public IP.
+MAP_PUBLIC_IP_ON_LAUNCH = False
+FLOW_LOG_TRAFFIC = "ALL"  # spec: all network traffic logged
+FLOW_LOG_AGGREGATION_SECONDS = 60  # 1-minute records (the default is 10 minutes)
+FLOW_LOGS_SERVICE = "vpc-flow-logs.amazonaws.com"
+
+# Logical IDs. Per-AZ ids take the AZ number (index + 1).
+VPC_RESOURCE = "Vpc"
+INTERNET_GATEWAY = "InternetGateway"
+INTERNET_GATEWAY_ATTACHMENT = "InternetGatewayAttachment"
+PUBLIC_ROUTE_TABLE = "PublicRouteTable"
+PUBLIC_DEFAULT_ROUTE = "PublicDefaultRoute"
+PRIVATE_ROUTE_TABLE = "PrivateRouteTable{n}"
+PRIVATE_DEFAULT_ROUTE = "PrivateDefaultRoute{n}"
+DATABASE_ROUTE_TABLE = "DatabaseRouteTable"
+SUBNET = "{tier}Subnet{n}"
+SUBNET_ROUTE_TABLE_ASSOCIATION = "{tier}Subnet{n}RouteTableAssociation"
+NAT_EIP = "NatEip{n}"
+NAT_GATEWAY = "NatGateway{n}"
+S3_GATEWAY_ENDPOINT = "S3GatewayEndpoint"
+FLOW_LOG_GROUP = "FlowLogGroup"
+FLOW_LOG_ROLE = "FlowLogRole"
+FLOW_LOG = "VpcFlowLog"
+
+
+def _name(*parts: object) -> str:
+    """Name-tag pattern (Fn::Sub) local to this stack: ``karematch-${EnvironmentName}-...``."""
+    return "-".join(["karematch", names.ENV, *(str(p) for p in parts)])
+
+
+def _az(index: int) -> Select:
+    return Select(index, GetAZs(""))
+
+
+def add_vpc(t: Template) -> VPC:
+    return t.add_resource(
+        VPC(
+            VPC_RESOURCE,
+            CidrBlock=names.VPC_CIDR,
+            EnableDnsSupport=True,
+            EnableDnsHostnames=True,
+            Tags=tags.standard(names.VPC_NAME),
+        )
+    )
+
+
+def add_subnets(t: Template, vpc: VPC, tier: Tier) -> list[Subnet]:
+    """One subnet per CIDR of ``tier``, subnet n in AZ index n-1."""
+    out = []
+    for index, cidr in enumerate(tier.cidrs):
+        n = index + 1
+        out.append(
+            t.add_resource(
+                Subnet(
+                    SUBNET.format(tier=tier.name, n=n),
+                    VpcId=Ref(vpc),
+                    CidrBlock=cidr,
+                    AvailabilityZone=_az(index),
+                    MapPublicIpOnLaunch=MAP_PUBLIC_IP_ON_LAUNCH,
+                    Tags=tags.standard(_name(tier.name.lower(), n)),
+                )
+            )
+        )
+    return out
+
+
+def _route_table(t: Template, logical_id: str, vpc: VPC, *name: object) -> RouteTable:
+    return t.add_resource(RouteTable(logical_id, VpcId=Ref(vpc), Tags=tags.standard(_name(*name))))
+
+
+def _associate(t: Template, tier: Tier, subnets: list[Subnet], tables: list[RouteTable]) -> None:
+    """Subnet n uses tables[n-1] (or the only table)."""
+    for index, subnet in enumerate(subnets):
+        table = tables[index] if len(tables) > 1 else tables[0]
+        t.add_resource(
+            SubnetRouteTableAssociation(
+                SUBNET_ROUTE_TABLE_ASSOCIATION.format(tier=tier.name, n=index + 1),
+                SubnetId=Ref(subnet),
+                RouteTableId=Ref(table),
+            )
+        )
+
+
+def add_public_routing(t: Template, vpc: VPC, public: list[Subnet]) -> VPCGatewayAttachment:
+    """Internet gateway and the public route table (default route to it)."""
+    igw = t.add_resource(InternetGateway(INTERNET_GATEWAY, Tags=tags.standard(_name("igw"))))
+    attachment = t.add_resource(
+        VPCGatewayAttachment(INTERNET_GATEWAY_ATTACHMENT, VpcId=Ref(vpc), InternetGatewayId=Ref(igw))
+    )
+    table = _route_table(t, PUBLIC_ROUTE_TABLE, vpc, PUBLIC.name.lower(), "rt")
+    t.add_resource(
+        Route(
+            PUBLIC_DEFAULT_ROUTE,
+            RouteTableId=Ref(table),
+            DestinationCidrBlock=names.ANYWHERE_IPV4,
+            GatewayId=Ref(igw),
+            # The route is invalid until the gateway is attached to the VPC.
+            DependsOn=[attachment.title],
+        )
+    )
+    _associate(t, PUBLIC, public, [table])
+    return attachment
+
+
+def add_private_routing(t: Template, vpc: VPC, public: list[Subnet], private: list[Subnet],
+                        attachment: VPCGatewayAttachment) -> list[RouteTable]:  # fmt: skip
+    """A NAT gateway in each public subnet; private subnet n routes through NAT gateway n."""
+    if len(public) != len(private):
+        raise ValueError(
+            f"one NAT gateway per AZ needs as many public subnets ({len(public)}) "
+            f"as private subnets ({len(private)})"
+        )
+    tables = []
+    for index, pub in enumerate(public):
+        n = index + 1
+        eip = t.add_resource(
+            EIP(
+                NAT_EIP.format(n=n),
+                Domain="vpc",
+                Tags=tags.standard(_name("nat", n)),
+                # A VPC address needs the gateway attached (AWS::EC2::EIP documentation).
+                DependsOn=[attachment.title],
+            )
+        )
+        nat = t.add_resource(
+            NatGateway(
+                NAT_GATEWAY.format(n=n),
+                AllocationId=GetAtt(eip, "AllocationId"),
+                SubnetId=Ref(pub),
+                Tags=tags.standard(_name("nat", n)),
+            )
+        )
+        table = _route_table(t, PRIVATE_ROUTE_TABLE.format(n=n), vpc, PRIVATE.name.lower(), "rt", n)
+        t.add_resource(
+            Route(
+                PRIVATE_DEFAULT_ROUTE.format(n=n),
+                RouteTableId=Ref(table),
+                DestinationCidrBlock=names.ANYWHERE_IPV4,
+                NatGatewayId=Ref(nat),
+            )
+        )
+        tables.append(table)
+    _associate(t, PRIVATE, private, tables)
+    return tables
+
+
+def add_database_routing(t: Template, vpc: VPC, database: list[Subnet]) -> RouteTable:
+    """A route table with only the implicit local route: nothing leaves the VPC."""
+    table = _route_table(t, DATABASE_ROUTE_TABLE, vpc, DATABASE.name.lower(), "rt")
+    _associate(t, DATABASE, database, [table])
+    return table
+
+
+def add_s3_endpoint(t: Template, vpc: VPC, private_tables: list[RouteTable]) -> VPCEndpoint:
+    """S3 gateway endpoint for the private subnets: free, and keeps ECR layer pulls off the NAT."""
+    return t.add_resource(
+        VPCEndpoint(
+            S3_GATEWAY_ENDPOINT,
+            VpcId=Ref(vpc),
+            ServiceName=Sub("com.amazonaws.${AWS::Region}.s3"),
+            VpcEndpointType="Gateway",
+            RouteTableIds=[Ref(table) for table in private_tables],
+            Tags=tags.standard(_name("s3-endpoint")),
+        )
+    )
+
+
+def add_flow_log(t: Template, vpc: VPC, retention: Ref) -> LogGroup:
+    """Flow log of all VPC traffic into its own log group, via a flow-logs-only role."""
+    group = t.add_resource(
+        policies.retain(
+            LogGroup(
+                FLOW_LOG_GROUP,
+                LogGroupName=Sub(names.FLOW_LOG_GROUP),
+                RetentionInDays=retention,
+                Tags=tags.standard(),
+            )
+        )
+    )
+    role = t.add_resource(
+        Role(
+            FLOW_LOG_ROLE,
+            RoleName=Sub(names.FLOW_LOG_ROLE),
+            Description="Lets VPC flow logs write to the VPC's flow log group",
+            # Confused deputy: only flow logs acting for this account may assume it.
+            AssumeRolePolicyDocument=iam.assume_role(
+                FLOW_LOGS_SERVICE, {"aws:SourceAccount": Ref("AWS::AccountId")}
+            ),
+            Policies=[
+                Policy(
+                    PolicyName="WriteFlowLogs",
+                    PolicyDocument=iam.document(
+                        iam.write_logs(
+                            arns.log_group(names.FLOW_LOG_GROUP),
+                            arns.log_streams(names.FLOW_LOG_GROUP),
+                        )
+                    ),
+                )
+            ],
+            Tags=tags.standard(),
+        )
+    )
+    t.add_resource(
+        FlowLog(
+            FLOW_LOG,
+            ResourceId=Ref(vpc),
+            ResourceType="VPC",
+            TrafficType=FLOW_LOG_TRAFFIC,
+            LogDestinationType="cloud-watch-logs",
+            LogGroupName=Ref(group),
+            DeliverLogsPermissionArn=GetAtt(role, "Arn"),
+            MaxAggregationInterval=FLOW_LOG_AGGREGATION_SECONDS,
+            Tags=tags.standard(),
+        )
+    )
+    return group
+
+
+def _ids(subnets: list[Subnet]) -> Join:
+    return Join(",", [Ref(s) for s in subnets])
+
+
+def build() -> Template:
+    t = render.new_template(
+        "KareMatch network: VPC with public, private and isolated database subnets in 2 AZs, "
+        "NAT gateway per AZ, VPC flow logs"
+    )
+    names.declare(t, names.ENVIRONMENT_NAME)
+    retention = names.declare(t, names.LOG_RETENTION_DAYS)
+    vpc = add_vpc(t)
+    public, private, database = (add_subnets(t, vpc, tier) for tier in TIERS)
+    attachment = add_public_routing(t, vpc, public)
+    private_tables = add_private_routing(t, vpc, public, private, attachment)
+    add_database_routing(t, vpc, database)
+    add_s3_endpoint(t, vpc, private_tables)
+    group = add_flow_log(t, vpc, Ref(retention))
+    render.add_outputs(
+        t,
+        {
+            names.VPC_ID: Ref(vpc),
+            names.PUBLIC_SUBNET_IDS: _ids(public),
+            names.PRIVATE_SUBNET_IDS: _ids(private),
+            names.DATABASE_SUBNET_IDS: _ids(database),
+            names.FLOW_LOG_GROUP_NAME: Ref(group),
+        },
+    )
+    return t

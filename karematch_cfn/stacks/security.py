@@ -1,0 +1,173 @@
+"""Security groups (spec "Security Architecture / Network Security", sections 3 and 4).
+
+The three groups live in one stack so their mutual references cannot form a cross-stack cycle:
+
+- ALB group: HTTP and HTTPS in from anywhere; out only to the app group on the container port.
+- App (ECS) group: the container port in from the ALB group only; out HTTPS to anywhere (AWS
+  APIs, ECR, Secrets Manager through the NAT) and PostgreSQL to the database group only.
+- Database (RDS) group: PostgreSQL in from the app group only; no egress.
+
+Rules that name another group are separate ``SecurityGroupIngress``/``SecurityGroupEgress``
+resources (no dependency cycle between the groups). Every group sets ``SecurityGroupEgress``
+itself, so CloudFormation removes the default allow-all egress rule; a group with no real
+inline egress carries a rule that matches no traffic (CDK's "disallow all traffic" rule).
+
+Parameters:
+    EnvironmentName: dev | staging | prod.
+    VpcId: the VPC (network stack).
+
+Outputs:
+    AlbSecurityGroupId, AppSecurityGroupId, DatabaseSecurityGroupId.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from troposphere import GetAtt, Ref, Template
+from troposphere.ec2 import SecurityGroup, SecurityGroupEgress, SecurityGroupIngress, SecurityGroupRule
+
+from karematch_cfn import names, render
+from karematch_cfn.lib import tags
+
+# Logical IDs.
+ALB_SECURITY_GROUP = "AlbSecurityGroup"
+APP_SECURITY_GROUP = "AppSecurityGroup"
+DATABASE_SECURITY_GROUP = "DatabaseSecurityGroup"
+APP_INGRESS_FROM_ALB = "AppIngressFromAlb"
+ALB_EGRESS_TO_APP = "AlbEgressToApp"
+APP_EGRESS_TO_DATABASE = "AppEgressToDatabase"
+DATABASE_INGRESS_FROM_APP = "DatabaseIngressFromApp"
+
+TCP = "tcp"
+ALB_LISTENER_PORTS = (names.HTTP_PORT, names.HTTPS_PORT)  # spec: ALB allows 80, 443 from internet
+AWS_API_PORT = names.HTTPS_PORT  # ECR, Secrets Manager, CloudWatch Logs: HTTPS only
+
+# A rule that matches no traffic: ICMP type 252 code 86 to the limited-broadcast address.
+# Giving a group this as its only inline egress removes CloudFormation's default allow-all
+# egress (aws-cdk-lib/aws-ec2 SecurityGroup, allowAllOutbound: false).
+NO_TRAFFIC_EGRESS = SecurityGroupRule(
+    IpProtocol="icmp",
+    FromPort=252,
+    ToPort=86,
+    CidrIp="255.255.255.255/32",
+    Description="Disallow all traffic",
+)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """The three groups, for wiring rules between them."""
+
+    alb: SecurityGroup
+    app: SecurityGroup
+    database: SecurityGroup
+
+
+def _group_id(group: SecurityGroup) -> GetAtt:
+    return GetAtt(group, "GroupId")
+
+
+def _tcp(port: int, description: str, **peer: object) -> SecurityGroupRule:
+    return SecurityGroupRule(IpProtocol=TCP, FromPort=port, ToPort=port, Description=description, **peer)
+
+
+def add_groups(t: Template, vpc: Ref) -> Groups:
+    """The groups with their address-range rules inline (no group references here)."""
+    alb = SecurityGroup(
+        ALB_SECURITY_GROUP,
+        GroupDescription="KareMatch ALB: HTTP and HTTPS from the internet, out to the app only",
+        VpcId=vpc,
+        SecurityGroupIngress=[
+            _tcp(port, f"Internet to the ALB listener on port {port}", CidrIp=names.ANYWHERE_IPV4)
+            for port in ALB_LISTENER_PORTS
+        ],
+        SecurityGroupEgress=[NO_TRAFFIC_EGRESS],  # real egress: ALB_EGRESS_TO_APP
+        Tags=tags.standard(f"karematch-{names.ENV}-alb-sg"),
+    )
+    app = SecurityGroup(
+        APP_SECURITY_GROUP,
+        GroupDescription="KareMatch ECS tasks: container port from the ALB, out to AWS APIs and RDS",
+        VpcId=vpc,
+        SecurityGroupEgress=[
+            _tcp(AWS_API_PORT, "HTTPS to AWS APIs, ECR and Secrets Manager via the NAT",
+                 CidrIp=names.ANYWHERE_IPV4),  # fmt: skip
+        ],
+        Tags=tags.standard(f"karematch-{names.ENV}-ecs-sg"),
+    )
+    database = SecurityGroup(
+        DATABASE_SECURITY_GROUP,
+        GroupDescription="KareMatch RDS PostgreSQL: PostgreSQL from the ECS tasks only, no egress",
+        VpcId=vpc,
+        SecurityGroupEgress=[NO_TRAFFIC_EGRESS],
+        Tags=tags.standard(f"karematch-{names.ENV}-rds-sg"),
+    )
+    return Groups(*(t.add_resource(g) for g in (alb, app, database)))
+
+
+def add_group_rules(t: Template, g: Groups) -> None:
+    """Rules that name another group, as separate resources (no cycle between the groups)."""
+    t.add_resource(
+        SecurityGroupIngress(
+            APP_INGRESS_FROM_ALB,
+            GroupId=_group_id(g.app),
+            IpProtocol=TCP,
+            FromPort=names.CONTAINER_PORT,
+            ToPort=names.CONTAINER_PORT,
+            SourceSecurityGroupId=_group_id(g.alb),
+            Description="ALB to the container port",
+        )
+    )
+    t.add_resource(
+        SecurityGroupEgress(
+            ALB_EGRESS_TO_APP,
+            GroupId=_group_id(g.alb),
+            IpProtocol=TCP,
+            FromPort=names.CONTAINER_PORT,
+            ToPort=names.CONTAINER_PORT,
+            DestinationSecurityGroupId=_group_id(g.app),
+            Description="ALB to the ECS tasks on the container port",
+        )
+    )
+    t.add_resource(
+        SecurityGroupIngress(
+            DATABASE_INGRESS_FROM_APP,
+            GroupId=_group_id(g.database),
+            IpProtocol=TCP,
+            FromPort=names.DATABASE_PORT,
+            ToPort=names.DATABASE_PORT,
+            SourceSecurityGroupId=_group_id(g.app),
+            Description="ECS tasks to PostgreSQL",
+        )
+    )
+    t.add_resource(
+        SecurityGroupEgress(
+            APP_EGRESS_TO_DATABASE,
+            GroupId=_group_id(g.app),
+            IpProtocol=TCP,
+            FromPort=names.DATABASE_PORT,
+            ToPort=names.DATABASE_PORT,
+            DestinationSecurityGroupId=_group_id(g.database),
+            Description="ECS tasks to PostgreSQL on RDS",
+        )
+    )
+
+
+def build() -> Template:
+    t = render.new_template(
+        "KareMatch security groups: ALB, ECS tasks and RDS, each reachable only from the tier "
+        "in front of it"
+    )
+    names.declare(t, names.ENVIRONMENT_NAME)
+    vpc = names.declare(t, names.VPC_ID, "VPC the security groups belong to")
+    groups = add_groups(t, Ref(vpc))
+    add_group_rules(t, groups)
+    render.add_outputs(
+        t,
+        {
+            names.ALB_SECURITY_GROUP_ID: _group_id(groups.alb),
+            names.APP_SECURITY_GROUP_ID: _group_id(groups.app),
+            names.DATABASE_SECURITY_GROUP_ID: _group_id(groups.database),
+        },
+    )
+    return t

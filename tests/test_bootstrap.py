@@ -1,0 +1,647 @@
+"""templates/bootstrap.yaml: the artifacts buckets, the GitHub OIDC trust, and roles that can do
+what a deploy needs and no more.
+
+The execution role is checked against cfn-lint's copies of two AWS sources (pinned with
+cfn-lint in constraints.txt): the CloudFormation resource schemas, whose ``handlers`` list the
+permissions CloudFormation needs to create, read, update and delete each resource type, and the
+service authorisation reference (which actions exist, which resource ARNs they authorise on).
+So a new resource type in a child stack without the permissions to provision it fails here, not
+in a first deploy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cfnlint
+import pytest
+
+from karematch_cfn import names, tree
+from karematch_cfn.deploy import package
+from karematch_cfn.lib import iam
+from karematch_cfn.stacks import STANDALONE_MODULES, bootstrap, root
+from tests import helpers
+
+FILE = "bootstrap.yaml"
+ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
+EXECUTION_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/karematch-bootstrap-cfn-exec-{REGION}"
+OIDC_SUB = "token.actions.githubusercontent.com:sub"
+OIDC_AUD = "token.actions.githubusercontent.com:aud"
+CFN_DATA = Path(cfnlint.__file__).parent / "data"
+
+# Handler permissions the execution role deliberately does not grant: features of the resource
+# types the KareMatch templates do not use (the handlers list every property's needs).
+NOT_GRANTED = {
+    "cognito-idp:*": "ALB listener Cognito authentication",
+    "lambda:*ProvisionedConcurrencyConfig": "Lambda scalable targets",
+    "s3tables:*": "S3 bucket metadata tables",
+    "s3:*BucketMetadata*TableConfiguration": "S3 bucket metadata tables",
+    "s3:DeleteObject": "object deletion: the role never touches objects (logs, frontend files)",
+    "s3:PutObjectAcl": "object ACLs: buckets are BucketOwnerEnforced",
+    "s3:REST.PUT.OBJECT": "not an IAM action",
+    "vpc-lattice:*": "VPC Lattice service-network endpoints",
+    "vpce:AllowMultiRegion": "cross-region VPC endpoints",
+    "firehose:TagDeliveryStream": "log delivery to Firehose",
+    "cloudfront:CreateDistributionWithTags": "not an IAM action (CreateDistribution + TagResource)",
+    "cloudfront:CreateConnectionGroup": "CloudFront multi-tenant connection groups",
+    "cloudfront:GetConnectionGroup": "CloudFront multi-tenant connection groups",
+    "cloudfront:UpdateDistributionWithStagingConfig": "CloudFront continuous deployment",
+    "cloudwatch:GetMetricData": "predictive scaling policies",
+    "ec2:AcceptAddressTransfer": "Elastic IP transfers between accounts",
+    "ec2:*PrivateNatGatewayAddress": "secondary NAT gateway addresses",
+    "ec2:*NatGatewayAddress": "secondary NAT gateway addresses",
+    "ec2:*SubnetCidrBlock": "IPv6 subnet CIDRs",
+    "ec2:*VpnGateway": "VPN gateways",
+    "ec2:CreateVpcEncryptionControl": "VPC encryption controls",
+    "ec2:ModifyVpcTenancy": "dedicated tenancy",
+    "ecs:PutAccountSetting*": "account-wide ECS settings",
+    "elasticloadbalancing:ModifyCapacityReservation": "load balancer capacity reservations",
+    "elasticloadbalancing:ModifyIpPools": "IPAM pools for load balancers",
+    "iam:*RolePermissionsBoundary": "permissions boundaries: templates may not change them",
+    "logs:PutBearerTokenAuthentication": "HTTP log ingestion tokens",
+    "logs:PutIndexPolicy": "account-wide field indexes",
+    "logs:DeleteIndexPolicy": "account-wide field indexes",
+    "logs:PutResourcePolicy": "account-wide CloudWatch Logs resource policies",
+    "logs:DeleteResourcePolicy": "account-wide CloudWatch Logs resource policies",
+    "rds:AddRoleToDBInstance": "RDS instance IAM roles (S3 import/export)",
+    "rds:RemoveRoleFromDBInstance": "RDS instance IAM roles (S3 import/export)",
+    "rds:CreateDBInstanceReadReplica": "read replicas",
+    "rds:PromoteReadReplica": "read replicas",
+    "rds:Restore*": "restores (a runbook step with administrator credentials)",
+    "rds:*DBInstanceAutomatedBackupsReplication": "cross-region backup replication",
+    "secretsmanager:ReplicateSecretToRegions": "copying secrets to other regions",
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Reading the template
+# ------------------------------------------------------------------------------------------
+def _t() -> dict[str, Any]:
+    return helpers.template(FILE)
+
+
+def _res(logical_id: str) -> dict[str, Any]:
+    return _t()["Resources"][logical_id]
+
+
+def _list(x: Any) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def _role_statements(logical_id: str) -> list[dict[str, Any]]:
+    """Every identity-policy statement of a role: inline and attached managed policies."""
+    out = []
+    for pol in helpers.props(_res(logical_id)).get("Policies", []):
+        out += pol["PolicyDocument"]["Statement"]
+    for res in _t()["Resources"].values():
+        if res["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": logical_id} in res["Properties"]["Roles"]:
+            out += res["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def _allows(logical_id: str) -> list[dict[str, Any]]:
+    return [s for s in _role_statements(logical_id) if s["Effect"] == "Allow"]
+
+
+def _concrete(value: Any) -> str:
+    """A Resource/ARN value as text, with the pseudo parameters of a sample account."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        assert value["Fn::GetAtt"] == [bootstrap.EXECUTION_ROLE, "Arn"], value
+        return EXECUTION_ROLE_ARN
+    text = helpers.sub_text(value)
+    return (text.replace("${AWS::Partition}", PARTITION).replace("${AWS::Region}", REGION)
+            .replace("${AWS::AccountId}", ACCOUNT))  # fmt: skip
+
+
+def _actions_of(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in _list(s["Action"])}
+
+
+# ------------------------------------------------------------------------------------------
+# cfn-lint's data: resource schemas (handler permissions) and the authorisation reference
+# ------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _sar() -> dict[str, Any]:
+    return json.loads((CFN_DATA / "AdditionalSpecs" / "Policies.json").read_text())
+
+
+@lru_cache(maxsize=None)
+def _handler_permissions(rtype: str) -> dict[str, set[str]]:
+    """permission -> handlers (create/read/update/delete) of one resource type."""
+    index = json.loads((CFN_DATA / "schemas" / "providers" / f"{REGION}.json").read_text())
+    schema = json.loads((CFN_DATA / "schemas" / "resources" / f"{index[rtype]}.json").read_text())
+    out: dict[str, set[str]] = {}
+    for handler, spec in schema.get("handlers", {}).items():
+        if handler != "list":
+            for perm in spec.get("permissions", []):
+                out.setdefault(perm, set()).add(handler)
+    return out
+
+
+def _sar_action(action: str) -> dict[str, Any] | None:
+    service, name = action.split(":", 1)
+    return _sar().get(service.lower(), {}).get("Actions", {}).get(name.lower())
+
+
+def _expand(pattern: str) -> list[str]:
+    """The IAM actions an action pattern (``s3:GetBucket*``) grants, per the reference."""
+    service, name = pattern.split(":", 1)
+    actions = _sar().get(service.lower(), {}).get("Actions", {})
+    return [f"{service}:{a}" for a in actions if fnmatch.fnmatchcase(a, name.lower())]
+
+
+def _arn_formats(action: str) -> list[str]:
+    service = action.split(":", 1)[0].lower()
+    types = _sar()[service]["Resources"]
+    formats = []
+    for rtype in (_sar_action(action) or {}).get("Resources", []):
+        for fmt in types.get(rtype, {}).get("ARNFormats", []):
+            fmt = fmt.replace("${Partition}", PARTITION).replace("${Region}", REGION)
+            fmt = fmt.replace("${Account}", ACCOUNT).replace(".*", "*")
+            formats.append(re.sub(r"\$\{[^}]+\}", "*", fmt))
+    return formats
+
+
+def _globs_meet(a: str, b: str) -> bool:
+    """Whether some string matches both glob patterns (``*`` wildcards only)."""
+
+    @lru_cache(maxsize=None)
+    def meet(i: int, j: int) -> bool:
+        if i == len(a) and j == len(b):
+            return True
+        if i < len(a) and a[i] == "*":
+            return meet(i + 1, j) or (j < len(b) and meet(i, j + 1))
+        if j < len(b) and b[j] == "*":
+            return meet(i, j + 1) or (i < len(a) and meet(i + 1, j))
+        return i < len(a) and j < len(b) and a[i] == b[j] and meet(i + 1, j + 1)
+
+    return meet(0, 0)
+
+
+def _granted(permission: str, statements: list[dict[str, Any]]) -> bool:
+    return any(fnmatch.fnmatch(permission.lower(), a.lower())
+               for s in statements for a in _list(s["Action"]))  # fmt: skip
+
+
+def _child_templates() -> dict[str, dict[str, Any]]:
+    return {f: helpers.template(f) for f in helpers.rendered_text() if f != FILE}
+
+
+def _child_resources(rtype: str | None = None):
+    for filename, t in _child_templates().items():
+        for logical_id, res in t.get("Resources", {}).items():
+            if rtype is None or res["Type"] == rtype:
+                yield f"{filename}/{logical_id}", res
+
+
+# ------------------------------------------------------------------------------------------
+# Placement
+# ------------------------------------------------------------------------------------------
+def test_bootstrap_is_standalone_and_inline_deployable():
+    assert (FILE, bootstrap) in STANDALONE_MODULES
+    urls = [r["Properties"]["TemplateURL"] for r in helpers.resources_of_type(
+        helpers.template(root.ROOT_FILE), "AWS::CloudFormation::Stack").values()]  # fmt: skip
+    assert f"./{FILE}" not in urls
+    # `aws cloudformation deploy --template-file` without --s3-bucket sends the body inline.
+    assert len(helpers.rendered_text()[FILE].encode()) <= tree.MAX_BODY_INLINE
+
+
+def test_outputs_name_what_ci_needs():
+    outputs = _t()["Outputs"]
+    assert set(outputs) == {"ArtifactsBucketName", "PlanArtifactsBucketName", "DeployRoleArn",
+                            "PlanRoleArn", "CloudFormationExecutionRoleArn",
+                            "GitHubOidcProviderArn"}  # fmt: skip
+    assert outputs["DeployRoleArn"]["Value"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
+    assert outputs["CloudFormationExecutionRoleArn"]["Value"] == {
+        "Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}
+
+
+# ------------------------------------------------------------------------------------------
+# Artifacts buckets
+# ------------------------------------------------------------------------------------------
+def test_artifacts_bucket_is_the_one_the_deployer_defaults_to():
+    name = helpers.props(_res(bootstrap.ARTIFACTS_BUCKET))["BucketName"]
+    expected = package.default_bucket_name(ACCOUNT, REGION)
+    assert helpers.sub_text(name) == names.ARTIFACTS_BUCKET
+    assert _concrete(name) == expected == f"karematch-cfn-artifacts-{ACCOUNT}-{REGION}"
+
+
+@pytest.mark.parametrize("logical_id", [bootstrap.ARTIFACTS_BUCKET, bootstrap.PLAN_ARTIFACTS_BUCKET])
+def test_artifacts_buckets_are_encrypted_versioned_private_and_kept(logical_id):
+    res = _res(logical_id)
+    p = helpers.props(res)
+    rule = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert p["VersioningConfiguration"]["Status"] == "Enabled"
+    assert p["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True}  # fmt: skip
+    assert p["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert res["DeletionPolicy"] == "Retain" and res["UpdateReplacePolicy"] == "Retain"
+    assert len(_concrete(p["BucketName"]).replace(REGION, "ap-southeast-5")) <= 63
+
+
+@pytest.mark.parametrize("logical_id", [bootstrap.ARTIFACTS_BUCKET, bootstrap.PLAN_ARTIFACTS_BUCKET])
+def test_artifacts_keys_expire_as_the_deployer_expects(logical_id):
+    # The deployer re-uploads keys older than REFRESH_DAYS, so a template in use must outlive
+    # that by a margin: expiry as in the bucket the deployer itself would create.
+    rules = helpers.props(_res(logical_id))["LifecycleConfiguration"]["Rules"]
+    assert len(rules) == 1 and rules[0]["Status"] == "Enabled"
+    assert rules[0]["ExpirationInDays"] == package.EXPIRE_DAYS > package.REFRESH_DAYS
+    assert rules[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] == package.NONCURRENT_EXPIRE_DAYS
+    assert rules[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == package.ABORT_MULTIPART_DAYS
+    assert bootstrap.ARTIFACTS_KEY_PREFIX == package.KEY_PREFIX
+
+
+@pytest.mark.parametrize("bucket_id", [bootstrap.ARTIFACTS_BUCKET, bootstrap.PLAN_ARTIFACTS_BUCKET])
+def test_artifacts_buckets_refuse_plain_http(bucket_id):
+    policies = [p for p in helpers.resources_of_type(_t(), "AWS::S3::BucketPolicy").values()
+                if p["Properties"]["Bucket"] == {"Ref": bucket_id}]  # fmt: skip
+    assert len(policies) == 1
+    name = _concrete(helpers.props(_res(bucket_id))["BucketName"])
+    deny = [s for s in policies[0]["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert len(deny) == 1
+    st = deny[0]
+    assert st["Principal"] == "*" or st["Principal"] == {"AWS": "*"}
+    assert _list(st["Action"]) == ["s3:*"]
+    assert st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    resources = {_concrete(r) for r in st["Resource"]}
+    assert resources == {f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"}
+
+
+# ------------------------------------------------------------------------------------------
+# GitHub OIDC trust
+# ------------------------------------------------------------------------------------------
+def trusted_subjects(trust: dict[str, Any]) -> list[str]:
+    """The OIDC subjects a trust policy admits; fails unless every statement is a web-identity
+    assumption by the GitHub provider for STS with an exact, repository-bound subject."""
+    subjects = []
+    for st in trust["Statement"]:
+        assert st["Effect"] == "Allow"
+        assert _list(st["Action"]) == ["sts:AssumeRoleWithWebIdentity"]
+        assert st["Principal"] == {"Federated": {"Fn::If": [
+            bootstrap.CREATES_OIDC_PROVIDER, {"Ref": bootstrap.OIDC_PROVIDER},
+            {"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN}]}}  # fmt: skip
+        cond = st.get("Condition", {})
+        assert cond.get("StringEquals", {}).get(OIDC_AUD) == "sts.amazonaws.com", "audience unchecked"
+        found = [v for op, kv in cond.items() for k, v in kv.items() if k == OIDC_SUB]
+        assert len(found) == 1, f"subject condition missing or repeated: {cond}"
+        assert OIDC_SUB in cond.get("StringEquals", {}), "subject compared with wildcards"
+        for value in _list(found[0]):
+            text = helpers.sub_text(value)
+            assert text.startswith("repo:${GitHubRepository}:"), text
+            assert not set(text) & set("*?"), f"wildcard subject {text}"
+            subjects.append(text.removeprefix("repo:${GitHubRepository}:"))
+    return subjects
+
+
+def test_deploy_role_trusts_main_and_the_gated_environments_only():
+    trust = helpers.props(_res(bootstrap.DEPLOY_ROLE))["AssumeRolePolicyDocument"]
+    assert sorted(trusted_subjects(trust)) == sorted(
+        ["ref:refs/heads/main", "environment:staging", "environment:prod"])
+    assert {"staging", "prod"} <= set(names.ENVIRONMENTS)
+
+
+def test_plan_role_trusts_pull_requests_only():
+    trust = helpers.props(_res(bootstrap.PLAN_ROLE))["AssumeRolePolicyDocument"]
+    assert trusted_subjects(trust) == ["pull_request"]
+
+
+@pytest.mark.parametrize("mutate", ["wildcard", "like-wildcard", "missing", "other-repo", "no-aud"])
+def test_the_subject_check_rejects_a_loose_trust(mutate):
+    """trusted_subjects is the gate: it must fail on the trusts it exists to catch."""
+    trust = json.loads(json.dumps(helpers.props(_res(bootstrap.DEPLOY_ROLE))["AssumeRolePolicyDocument"]))
+    cond = trust["Statement"][0]["Condition"]
+    if mutate == "wildcard":
+        cond["StringEquals"][OIDC_SUB] = {"Fn::Sub": "repo:${GitHubRepository}:*"}
+    elif mutate == "like-wildcard":
+        cond["StringLike"] = {OIDC_SUB: cond["StringEquals"].pop(OIDC_SUB)}
+    elif mutate == "missing":
+        del cond["StringEquals"][OIDC_SUB]
+    elif mutate == "other-repo":
+        cond["StringEquals"][OIDC_SUB] = "repo:someone/else:ref:refs/heads/main"
+    else:
+        del cond["StringEquals"][OIDC_AUD]
+    with pytest.raises(AssertionError):
+        trusted_subjects(trust)
+
+
+def test_oidc_provider_is_github_for_sts_unless_one_exists():
+    res = _res(bootstrap.OIDC_PROVIDER)
+    assert res["Condition"] == bootstrap.CREATES_OIDC_PROVIDER
+    assert res["Properties"]["Url"] == "https://token.actions.githubusercontent.com"
+    assert res["Properties"]["ClientIdList"] == ["sts.amazonaws.com"]
+    rule = _t()["Rules"][bootstrap.PROVIDER_GIVEN_RULE]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": bootstrap.CREATE_OIDC_PROVIDER}, "false"]}
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN}, ""]}]}
+    pattern = _t()["Parameters"][bootstrap.GITHUB_REPOSITORY]["AllowedPattern"]
+    assert re.fullmatch(pattern, "karematch/karematch-cfn")
+    for bad in ("karematch", "a/b/c", "*/*", "org/*", "org/repo:ref"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+# ------------------------------------------------------------------------------------------
+# What GitHub Actions may do
+# ------------------------------------------------------------------------------------------
+GITHUB_ROLES = (bootstrap.DEPLOY_ROLE, bootstrap.PLAN_ROLE)
+STACK_ARN = re.compile(r"arn:\$\{AWS::Partition\}:cloudformation:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                       r":stack/karematch-(dev|staging|prod)(-\*)?/\*")  # fmt: skip
+
+
+@pytest.mark.parametrize("role", GITHUB_ROLES)
+def test_github_roles_touch_only_the_karematch_stacks(role):
+    cfn = [s for s in _allows(role) if any(a.startswith("cloudformation:") for a in _list(s["Action"]))]
+    assert cfn
+    for st in cfn:
+        assert all(a.startswith("cloudformation:") for a in _list(st["Action"]))
+        for r in st["Resource"]:
+            assert STACK_ARN.fullmatch(helpers.sub_text(r)), r
+            # the bootstrap stack itself is out of reach
+            assert not fnmatch.fnmatchcase("stack/karematch-bootstrap/id", _concrete(r).split(":", 5)[5])
+    assert not any("*" in a for a in _actions_of(cfn)), "wildcard CloudFormation action"
+
+
+@pytest.mark.parametrize("role", GITHUB_ROLES)
+def test_github_roles_pass_only_the_execution_role_and_only_to_cloudformation(role):
+    passes = [s for s in _allows(role) if "iam:PassRole" in _list(s["Action"])]
+    assert len(passes) == 1
+    st = passes[0]
+    assert _list(st["Action"]) == ["iam:PassRole"]
+    assert st["Resource"] == [{"Fn::GetAtt": [bootstrap.EXECUTION_ROLE, "Arn"]}]
+    assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+    other_iam = {a for a in _actions_of(_allows(role)) if a.startswith("iam:")} - {"iam:PassRole"}
+    assert other_iam <= {"iam:CreateServiceLinkedRole"}
+    for s in _allows(role):
+        if "iam:CreateServiceLinkedRole" in _list(s["Action"]):
+            for r in s["Resource"]:
+                assert _concrete(r).split(":", 5)[5].startswith("role/aws-service-role/"), r
+
+
+def test_only_the_deploy_role_can_execute_and_neither_can_delete_stacks():
+    deploy, plan = (_actions_of(_allows(r)) for r in GITHUB_ROLES)
+    assert {"cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet"} <= plan & deploy
+    executing = {"cloudformation:ExecuteChangeSet", "cloudformation:SetStackPolicy",
+                 "cloudformation:UpdateTerminationProtection", "cloudformation:UpdateStack",
+                 "cloudformation:CreateStack"}  # fmt: skip
+    assert not plan & executing
+    assert "cloudformation:ExecuteChangeSet" in deploy
+    # Only prod's root is termination-protected: DeleteStack would let a job delete dev/staging.
+    assert "cloudformation:DeleteStack" not in plan | deploy
+
+
+def _object_grants(role: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for st in _allows(role):
+        for a in _list(st["Action"]):
+            if a.startswith("s3:"):
+                for r in st["Resource"]:
+                    out.setdefault(_concrete(r), set()).add(a)
+    return out
+
+
+def test_each_github_role_writes_templates_to_its_own_bucket_only():
+    # A pull request must not be able to plant a template a deploy from main would reuse
+    # (the deployer skips uploading a content-hash key that already exists).
+    main = package.default_bucket_name(ACCOUNT, REGION)
+    plan_bucket = _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"])
+    prefix = package.KEY_PREFIX
+    assert _object_grants(bootstrap.DEPLOY_ROLE) == {
+        f"arn:aws:s3:::{main}": {"s3:ListBucket", "s3:GetBucketLocation"},
+        f"arn:aws:s3:::{main}/{prefix}/*": {"s3:GetObject", "s3:PutObject"}}  # fmt: skip
+    assert _object_grants(bootstrap.PLAN_ROLE) == {
+        f"arn:aws:s3:::{plan_bucket}": {"s3:ListBucket", "s3:GetBucketLocation"},
+        f"arn:aws:s3:::{plan_bucket}/{prefix}/*": {"s3:GetObject", "s3:PutObject"}}  # fmt: skip
+    assert plan_bucket != main
+
+
+@pytest.mark.parametrize("role", GITHUB_ROLES)
+def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(role):
+    st = [s for s in _allows(role) if "ecs:DescribeServices" in _list(s["Action"])]
+    assert len(st) == 1 and _list(st[0]["Action"]) == ["ecs:DescribeServices"]
+    for env in names.ENVIRONMENTS:
+        cluster = names.CLUSTER.replace(names.ENV, env)
+        service = names.SERVICE.replace(names.ENV, env)
+        arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/{service}"
+        assert any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st[0]["Resource"]), arn
+    assert not any(fnmatch.fnmatchcase(f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/other/api", _concrete(r))
+                   for r in st[0]["Resource"])  # fmt: skip
+
+
+@pytest.mark.parametrize("role", GITHUB_ROLES)
+def test_github_roles_have_nothing_else(role):
+    services = {a.split(":")[0] for a in _actions_of(_allows(role))}
+    assert services <= {"cloudformation", "iam", "s3", "ecs"}
+    assert not [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
+
+
+def test_deploy_session_outlasts_a_long_deploy():
+    assert helpers.props(_res(bootstrap.DEPLOY_ROLE))["MaxSessionDuration"] >= 7200
+
+
+# ------------------------------------------------------------------------------------------
+# The CloudFormation execution role: the blast-radius boundary
+# ------------------------------------------------------------------------------------------
+EXEC = bootstrap.EXECUTION_ROLE
+
+
+def test_only_cloudformation_assumes_the_execution_role():
+    trust = helpers.props(_res(EXEC))["AssumeRolePolicyDocument"]
+    assert len(trust["Statement"]) == 1
+    st = trust["Statement"][0]
+    assert st["Principal"] == {"Service": ["cloudformation.amazonaws.com"]}
+    assert _list(st["Action"]) == ["sts:AssumeRole"]
+
+
+def test_execution_role_can_provision_every_resource_type_the_stacks_use():
+    types = {res["Type"] for _, res in _child_resources()}
+    assert "AWS::CloudFormation::Stack" in types and len(types) > 5
+    missing = []
+    for rtype in sorted(types):
+        for perm, handlers in sorted(_handler_permissions(rtype).items()):
+            if any(fnmatch.fnmatch(perm.lower(), k.lower()) for k in NOT_GRANTED):
+                continue
+            if not _granted(perm, _allows(EXEC)):
+                missing.append(f"{rtype} {sorted(handlers)}: {perm}")
+    assert not missing, "the execution role lacks:\n" + "\n".join(missing)
+
+
+def test_not_granted_permissions_stay_ungranted():
+    for pattern in NOT_GRANTED:
+        for action in _expand(pattern) or [pattern]:
+            assert not _granted(action, _allows(EXEC)), f"{action} is granted: drop it from NOT_GRANTED"
+
+
+def test_every_grant_of_the_execution_role_can_work_and_none_is_wider_than_needed():
+    """An action AWS authorises only on "*" is granted on "*"; any other on ARN patterns that
+    can match its resource types (else the grant silently does nothing)."""
+    for st in _allows(EXEC):
+        resources = [_concrete(r) for r in st["Resource"]]
+        for pattern in _list(st["Action"]):
+            actions = _expand(pattern)
+            assert actions, f"{pattern}: no such IAM action"
+            for action in actions:
+                formats = _arn_formats(action)
+                if resources == ["*"]:
+                    assert not formats, f"{action} supports resource ARNs: scope it ({st['Sid']})"
+                    continue
+                if not formats:
+                    if "*" not in pattern.split(":", 1)[1]:
+                        pytest.fail(f"{action} is authorised only on '*' but granted on {resources}")
+                    continue  # a pattern's resource-less extras are unusable here, harmlessly
+                assert any(_globs_meet(r, f) for r in resources for f in formats), (
+                    f"{st['Sid']}: {action} on {resources} matches none of {formats}")
+
+
+def test_execution_role_wildcards_are_the_allowlisted_ones():
+    unscoped = [s for s in _allows(EXEC) if s["Resource"] == ["*"]]
+    assert len(unscoped) == 1
+    assert set(unscoped[0]["Action"]) == iam.PROVISIONING_WILDCARD_ACTIONS
+    assert not [s for s in _allows(EXEC) if "*" in s["Resource"] and s is not unscoped[0]]
+
+
+def _matches_any(arn: str, st: dict[str, Any]) -> bool:
+    return any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st["Resource"])
+
+
+def _statements_with(action: str) -> list[dict[str, Any]]:
+    return [s for s in _allows(EXEC) if _granted(action, [s])]
+
+
+def test_execution_role_manages_only_the_stacks_roles_not_its_own_or_the_github_roles():
+    role_stmts = _statements_with("iam:PutRolePolicy") + _statements_with("iam:CreateRole")
+    assert role_stmts
+    for env in names.ENVIRONMENTS:
+        for pattern in (names.TASK_ROLE, names.TASK_EXECUTION_ROLE, names.FLOW_LOG_ROLE):
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{pattern.replace(names.ENV, env)}"
+            assert all(_matches_any(arn, s) for s in role_stmts), arn
+    for own in (bootstrap.EXECUTION_ROLE_NAME, bootstrap.DEPLOY_ROLE_NAME, bootstrap.PLAN_ROLE_NAME):
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{own.replace('${AWS::Region}', REGION)}"
+        for action in ("iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy",
+                       "iam:DeleteRole", "iam:CreateRole"):  # fmt: skip
+            assert not any(_matches_any(arn, s) for s in _statements_with(action)), (action, arn)
+    # named roles in the stacks fall inside the scope
+    for where, res in _child_resources("AWS::IAM::Role"):
+        name = res["Properties"].get("RoleName")
+        if name is not None:
+            for env in names.ENVIRONMENTS:
+                arn = f"arn:aws:iam::{ACCOUNT}:role/{_concrete(name).replace(names.ENV, env)}"
+                assert all(_matches_any(arn, s) for s in role_stmts), f"{where}: {arn}"
+
+
+def test_execution_role_attaches_only_aws_service_role_policies():
+    attach = _statements_with("iam:AttachRolePolicy")
+    assert len(attach) == 1
+    patterns = [_concrete(p) for p in _list(attach[0]["Condition"]["ArnLike"]["iam:PolicyARN"])]
+    assert not any(fnmatch.fnmatchcase("arn:aws:iam::aws:policy/AdministratorAccess", p) for p in patterns)
+    used = [(where, arn) for where, res in _child_resources("AWS::IAM::Role")
+            for arn in res["Properties"].get("ManagedPolicyArns", [])]  # fmt: skip
+    for where, arn in used:
+        assert any(fnmatch.fnmatchcase(_concrete(arn), p) for p in patterns), f"{where}: {arn}"
+
+
+def test_execution_role_passes_stack_roles_only_to_the_services_that_trust_them():
+    passes = [s for s in _statements_with("iam:PassRole") if s["Sid"] == "PassStackRoles"]
+    assert len(passes) == 1
+    allowed = set(_list(passes[0]["Condition"]["StringEquals"]["iam:PassedToService"]))
+    trusted = set()
+    for _, res in _child_resources("AWS::IAM::Role"):
+        for st in res["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            trusted |= set(_list(st["Principal"].get("Service", [])))
+    assert trusted and allowed == trusted
+    # every other PassRole is narrow: itself to nested stacks, the ECS autoscaling linked role
+    for st in _statements_with("iam:PassRole"):
+        if st is passes[0]:
+            continue
+        for r in st["Resource"]:
+            text = _concrete(r)
+            assert text == EXECUTION_ROLE_ARN or "/aws-service-role/" in text, text
+
+
+def test_scaling_targets_name_a_role_the_execution_role_may_pass():
+    for where, res in _child_resources("AWS::ApplicationAutoScaling::ScalableTarget"):
+        arn = _concrete(res["Properties"]["RoleARN"])
+        assert any(_matches_any(arn, s) for s in _statements_with("iam:PassRole")), f"{where}: {arn}"
+
+
+NAMED = {  # resource type -> (name property, ARN pattern of the name, an action that needs it)
+    "AWS::S3::Bucket": ("BucketName", "arn:aws:s3:::{}", "s3:PutBucketPolicy"),
+    "AWS::Logs::LogGroup": ("LogGroupName", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{{}}", "logs:CreateLogGroup"),
+    "AWS::SecretsManager::Secret": ("Name", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{{}}-AbCdEf",
+                                    "secretsmanager:CreateSecret"),
+    "AWS::SNS::Topic": ("TopicName", f"arn:aws:sns:{REGION}:{ACCOUNT}:{{}}", "sns:CreateTopic"),
+    "AWS::ECR::Repository": ("RepositoryName", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{{}}",
+                             "ecr:CreateRepository"),
+    "AWS::CloudTrail::Trail": ("TrailName", f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{{}}", "cloudtrail:CreateTrail"),
+    "AWS::KMS::Alias": ("AliasName", f"arn:aws:kms:{REGION}:{ACCOUNT}:{{}}", "kms:CreateAlias"),
+}  # fmt: skip
+
+
+def test_named_resources_of_the_stacks_fall_inside_the_execution_role_scope():
+    seen = 0
+    for rtype, (prop, arn_format, action) in NAMED.items():
+        stmts = _statements_with(action)
+        assert stmts, action
+        for where, res in _child_resources(rtype):
+            name = res["Properties"].get(prop)
+            if name is None or not isinstance(name, (str, dict)) or (isinstance(name, dict) and "Fn::Sub" not in name):
+                continue
+            for env in names.ENVIRONMENTS:
+                arn = arn_format.format(_concrete(name).replace(names.ENV, env))
+                assert any(_matches_any(arn, s) for s in stmts), f"{where}: {arn} outside {action}"
+                seen += 1
+    assert seen
+
+
+def test_execution_role_cannot_touch_the_artifacts_buckets_configuration():
+    for bucket in (package.default_bucket_name(ACCOUNT, REGION),
+                   _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"])):  # fmt: skip
+        for action in ("s3:PutBucketPolicy", "s3:DeleteBucket", "s3:PutLifecycleConfiguration"):
+            assert not any(_matches_any(f"arn:aws:s3:::{bucket}", s) for s in _statements_with(action))
+        reads = _statements_with("s3:GetObject")
+        assert any(_matches_any(f"arn:aws:s3:::{bucket}/{package.KEY_PREFIX}/x.yaml", s) for s in reads)
+    assert not _statements_with("s3:PutObject") and not _statements_with("s3:DeleteObject")
+
+
+def test_nested_stacks_are_managed_only_under_the_karematch_roots():
+    stmts = _statements_with("cloudformation:UpdateStack")
+    assert len(stmts) == 1
+    for env in names.ENVIRONMENTS:
+        root_name = names.DEFAULT_STACK_NAME.format(env=env)
+        arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{root_name}-NetworkStack-1ABC/uuid"
+        assert _matches_any(arn, stmts[0]), arn
+    assert not _matches_any(f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/karematch-bootstrap/uuid", stmts[0])
+
+
+def _size(doc: Any) -> int:
+    """Characters IAM counts (no whitespace), with long pseudo-parameter values."""
+    def expand(x: Any) -> Any:
+        if isinstance(x, dict) and "Fn::Sub" in x:
+            return (helpers.sub_text(x).replace("${AWS::Partition}", "aws-us-gov")
+                    .replace("${AWS::Region}", "ap-southeast-5").replace("${AWS::AccountId}", ACCOUNT)
+                    .replace("${GitHubRepository}", "o" * 39 + "/" + "r" * 100))  # fmt: skip
+        if isinstance(x, dict) and ("Fn::GetAtt" in x or "Fn::If" in x):
+            return "arn:aws-us-gov:iam::123456789012:role/" + "x" * 64
+        if isinstance(x, dict):
+            return {k: expand(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [expand(v) for v in x]
+        return x
+    return len(json.dumps(expand(doc), separators=(",", ":")))
+
+
+def test_policies_fit_iam_size_quotas():
+    # IAM quotas: managed policy 6,144 characters; a role's inline policies 10,240 together;
+    # a trust policy 2,048 by default.
+    for logical_id, res in _t()["Resources"].items():
+        if res["Type"] == "AWS::IAM::ManagedPolicy":
+            assert _size(res["Properties"]["PolicyDocument"]) <= 6144, logical_id
+        if res["Type"] == "AWS::IAM::Role":
+            p = res["Properties"]
+            assert sum(_size(x["PolicyDocument"]) for x in p.get("Policies", [])) <= 10240, logical_id
+            assert _size(p["AssumeRolePolicyDocument"]) <= 2048, logical_id
