@@ -243,7 +243,8 @@ def test_flow_log_group_has_the_spec_name_with_the_environment(t):
 
 def test_flow_log_group_is_kept_and_its_retention_is_the_parameter(t):
     group = res(t, flow_log_group_id(t))
-    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert group["UpdateReplacePolicy"] == "Retain"
     assert helpers.props(group)["RetentionInDays"] == {"Ref": names.LOG_RETENTION_DAYS}
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 
 from karematch_cfn.deploy.errors import AccessProblem, BadInput, DeployError, DeployFailed
@@ -33,6 +34,7 @@ ACCESS_ERROR_CODES = frozenset(
         "Forbidden",
     }
 )
+_LOADER: Any = None
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, user_agent_extra="karematch-cfn")
 
 
@@ -106,8 +108,14 @@ class Aws:
 
     @classmethod
     def from_options(cls, profile: str | None, region: str | None) -> "Aws":
+        global _LOADER
+        core = botocore.session.Session()
+        if _LOADER is None:  # the service models, read once per process
+            _LOADER = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _LOADER)
         try:
-            session = boto3.Session(profile_name=profile, region_name=region)
+            session = boto3.Session(botocore_session=core, profile_name=profile, region_name=region)
         except botocore.exceptions.ProfileNotFound as exc:
             raise AccessProblem(f"--profile {profile}: {exc}") from None
         return cls(session=session)

@@ -8,6 +8,7 @@ findings, stale templates and CloudFormation limits.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -197,7 +198,8 @@ def check_fresh(directory: Path) -> None:
         )
 
 
-_LINT_MEMO: dict[str, list[str]] = {}
+_LINT_MEMO: dict[str, list[str]] = {}  # content digest -> findings, directory as _DIR
+_DIR = "\0DIR\0"
 
 
 def lint(t: Tree) -> list[str]:
@@ -208,13 +210,15 @@ def lint(t: Tree) -> list[str]:
     from karematch_cfn import lint as cfnlint
 
     paths = sorted(t.files)
+    base = str(t.directory.resolve())
     digest = hashlib.sha256(cfnlint.CONFIG_FILE.read_bytes())
     for p in paths:
-        digest.update(str(p).encode() + b"\0" + t.files[p].text.encode("utf-8") + b"\0")
+        rel = os.path.relpath(p, base)
+        digest.update(rel.encode() + b"\0" + t.files[p].text.encode("utf-8") + b"\0")
     key = digest.hexdigest()
     if key not in _LINT_MEMO:
-        _LINT_MEMO[key] = [str(f) for f in cfnlint.lint_files(paths)]
-    return list(_LINT_MEMO[key])
+        _LINT_MEMO[key] = [str(f).replace(base, _DIR) for f in cfnlint.lint_files(paths)]
+    return [f.replace(_DIR, base) for f in _LINT_MEMO[key]]
 
 
 # ------------------------------------------------------------------------------------------

@@ -184,9 +184,12 @@ LOGS_ACTIONS = (
     "UntagResource",
 )  # fmt: skip
 # Bucket-level only (the patterns match no object action): configuration, tags, listing.
+S3_CONFIGURATIONS = ("Accelerate", "Analytics", "Encryption", "IntelligentTiering", "Inventory",
+                     "Lifecycle", "Metrics", "Replication")  # fmt: skip
 S3_BUCKET_ACTIONS = (
-    "CreateBucket", "DeleteBucket*", "Get*Configuration", "GetBucket*", "ListBucket",
-    "ListTagsForResource", "Put*Configuration", "PutBucket*", "TagResource", "UntagResource",
+    "CreateBucket", "DeleteBucket*", "GetBucket*", "ListBucket", "ListTagsForResource",
+    "PutBucket*", "TagResource", "UntagResource",
+    *(f"{verb}{c}Configuration" for c in S3_CONFIGURATIONS for verb in ("Get", "Put")),
 )  # fmt: skip
 SNS_ACTIONS = (
     "CreateTopic", "DeleteTopic", "GetDataProtectionPolicy", "GetSubscriptionAttributes",

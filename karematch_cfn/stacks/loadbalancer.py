@@ -245,8 +245,8 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
         ),
         Tags=tags.standard(names.ALB_LOG_BUCKET),
     )
-    # Audit logs outlive the stack; a failed first create leaves it behind (see decisions.md).
-    policies.retain(bucket)
+    # Audit logs outlive the stack (removed only if the create that made it rolls back).
+    policies.retain_except_on_create(bucket)
     t.add_resource(bucket)
 
     writer = If(

@@ -229,7 +229,7 @@ def add_s3_endpoint(t: Template, vpc: VPC, private_tables: list[RouteTable]) -> 
 def add_flow_log(t: Template, vpc: VPC, retention: Ref) -> LogGroup:
     """Flow log of all VPC traffic into its own log group, via a flow-logs-only role."""
     group = t.add_resource(
-        policies.retain(
+        policies.retain_except_on_create(
             LogGroup(
                 FLOW_LOG_GROUP,
                 LogGroupName=Sub(names.FLOW_LOG_GROUP),

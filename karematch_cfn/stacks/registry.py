@@ -76,7 +76,7 @@ def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
         Tags=tags.standard(),
     )
     # Images are the deployable history: keep the repository if the stack lets go of it.
-    return t.add_resource(policies.retain(repo))
+    return t.add_resource(policies.retain_except_on_create(repo))
 
 
 def build() -> Template:

@@ -1,0 +1,239 @@
+"""Packaging (bucket settings, URL forms, content keys), protection documents, inputs, and the
+command line's documented surface (options, exit codes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from karematch_cfn import cli
+from karematch_cfn.deploy import errors, inputs, package, protect
+from karematch_cfn.deploy.aws import Aws
+from karematch_cfn.deploy.console import Console
+from karematch_cfn.deploy.errors import AccessProblem, BadInput, LintError
+
+from .conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def s3_client(region: str):
+    return boto3.client("s3", region_name=region, aws_access_key_id="x", aws_secret_access_key="x",
+                        endpoint_url=f"https://s3.{region}.amazonaws.com")  # fmt: skip
+
+
+def quiet() -> Console:
+    return Console(io.StringIO(), io.StringIO())
+
+
+# ------------------------------------------------------------------------------------------
+# Packaging
+# ------------------------------------------------------------------------------------------
+def test_template_urls_use_s3s_own_forms_never_the_endpoint():
+    assert package.template_url("b", "us-east-1", "k/x.yaml") == "https://b.s3.amazonaws.com/k/x.yaml"
+    assert package.template_url("b", "eu-west-1", "k") == "https://b.s3.eu-west-1.amazonaws.com/k"
+    assert package.template_url("a.b", "eu-west-1", "k") == "https://s3.eu-west-1.amazonaws.com/a.b/k"
+    assert package.template_url("b", "cn-north-1", "k") == "https://b.s3.cn-north-1.amazonaws.com.cn/k"
+
+
+def test_keys_are_content_hashes():
+    assert package.content_key("network.yaml", b"x") == package.content_key("network.yaml", b"x")
+    assert package.content_key("network.yaml", b"x") != package.content_key("network.yaml", b"y")
+    assert re.fullmatch(r"templates/network-[0-9a-f]{64}\.yaml", package.content_key("network.yaml", b"x"))
+
+
+def test_the_default_bucket_is_the_bootstrap_name_for_this_account_and_region():
+    assert package.default_bucket_name("111122223333", "eu-west-1") == "karematch-cfn-artifacts-111122223333-eu-west-1"
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_a_missing_default_bucket_is_created_locked_down(region):
+    s3 = s3_client(region)
+    name = package.default_bucket_name("111122223333", region)
+    own = {"Bucket": name, "ExpectedBucketOwner": "111122223333"}
+    create = {"Bucket": name}
+    if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
+        create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    requests: dict[str, dict] = {}
+    s3.meta.events.register("before-parameter-build.s3.*",
+                            lambda params, model, **_: requests.__setitem__(model.name, dict(params)))  # fmt: skip
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_bucket", "404", "Not Found", 404, expected_params=own)
+        stub.add_response("create_bucket", {"Location": f"/{name}"}, create)
+        for op in ("put_public_access_block", "put_bucket_encryption", "put_bucket_versioning",
+                   "put_bucket_policy", "put_bucket_lifecycle_configuration"):  # fmt: skip
+            stub.add_response(op, {}, {**own, **{k: ANY for k in _extra(op)}})
+        bucket = package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn(region)}), quiet(),
+                                       "111122223333", None)  # fmt: skip
+        stub.assert_no_pending_responses()
+
+    assert (bucket.name, bucket.region) == (name, region)
+    assert all(requests["PutPublicAccessBlock"]["PublicAccessBlockConfiguration"].values())
+    assert requests["PutBucketVersioning"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    rule = requests["PutBucketEncryption"]["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    (statement,) = json.loads(requests["PutBucketPolicy"]["Policy"])["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert f"arn:aws:s3:::{name}/*" in statement["Resource"]
+    (lifecycle,) = requests["PutBucketLifecycleConfiguration"]["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["Expiration"]["Days"] > package.REFRESH_DAYS  # a refreshed key outlives its use
+
+
+def _extra(op: str) -> list[str]:
+    return {
+        "put_public_access_block": ["PublicAccessBlockConfiguration"],
+        "put_bucket_encryption": ["ServerSideEncryptionConfiguration"],
+        "put_bucket_versioning": ["VersioningConfiguration"],
+        "put_bucket_policy": ["Policy"],
+        "put_bucket_lifecycle_configuration": ["LifecycleConfiguration"],
+    }[op]
+
+
+def _cfn(region: str):
+    return boto3.client("cloudformation", region_name=region, aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def test_a_default_bucket_owned_by_another_account_is_an_access_problem():
+    s3 = s3_client("us-east-1")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_bucket", "403", "Forbidden", 403)
+        with pytest.raises(AccessProblem) as exc:
+            package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")}), quiet(),
+                                  "111122223333", None)  # fmt: skip
+    assert exc.value.code == errors.EXIT_AWS_ACCESS
+    assert "belongs to another account" in exc.value.message
+
+
+def test_a_bucket_name_taken_elsewhere_is_an_access_problem():
+    s3 = s3_client("us-east-1")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_bucket", "404", "Not Found", 404)
+        stub.add_client_error("create_bucket", "BucketAlreadyExists", "taken", 409)
+        with pytest.raises(AccessProblem, match="taken by another account"):
+            package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")}), quiet(),
+                                  "111122223333", None)  # fmt: skip
+
+
+def test_an_object_already_there_is_skipped_unless_it_is_old():
+    s3 = s3_client("us-east-1")
+    bucket = package.Bucket("b", "us-east-1", "111122223333")
+    now = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+    key = package.content_key("x.yaml", b"body")
+    aws = Aws(clients={"s3": s3})
+    with Stubber(s3) as stub:
+        stub.add_response("head_object", {"LastModified": now - dt.timedelta(days=1)},
+                          {"Bucket": "b", "Key": key, "ExpectedBucketOwner": "111122223333"})  # fmt: skip
+        assert package.upload(aws, quiet(), bucket, "x.yaml", b"body", now) == f"https://b.s3.amazonaws.com/{key}"
+        stub.add_response("head_object", {"LastModified": now - dt.timedelta(days=package.REFRESH_DAYS + 1)})
+        stub.add_response("put_object", {}, {"Bucket": "b", "Key": key, "Body": b"body", "ContentType": ANY,
+                                             "ExpectedBucketOwner": "111122223333"})  # fmt: skip
+        package.upload(aws, quiet(), bucket, "x.yaml", b"body", now)
+        stub.assert_no_pending_responses()
+
+
+# ------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------
+def test_the_tree_is_followed_through_relative_template_urls_and_short_form_tags_are_read():
+    t = inputs.load_tree(FIXTURES / "tree-v1")
+
+    assert sorted(p.name for p in t.files) == ["data.yaml", "karematch.yaml", "notify.yaml", "service.yaml"]
+    assert list(t.files)[-1].name == "karematch.yaml"  # children before their parent
+    assert t.root.data["Resources"]["DataStack"]["Properties"]["Parameters"]["EnvironmentName"] == {"Ref": "EnvironmentName"}
+    assert t.no_echo() == {"NotifyToken"}
+
+
+def test_capabilities_follow_the_templates(tmp_path):
+    (tmp_path / "karematch.yaml").write_text(
+        "Resources:\n  Child:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./iam.yaml\n")
+    (tmp_path / "iam.yaml").write_text(
+        "Resources:\n  R:\n    Type: AWS::IAM::Role\n    Properties:\n      RoleName: x\n"
+        "      AssumeRolePolicyDocument: {}\n")  # fmt: skip
+    assert inputs.capabilities(inputs.load_tree(tmp_path)) == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+    (tmp_path / "iam.yaml").write_text("Transform: AWS::Serverless-2016-10-31\nResources:\n  R:\n"
+                                       "    Type: AWS::SNS::Topic\n")  # fmt: skip
+    assert inputs.capabilities(inputs.load_tree(tmp_path)) == ["CAPABILITY_AUTO_EXPAND"]
+
+
+def test_a_missing_child_or_root_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="no root template"):
+        inputs.load_tree(tmp_path)
+    (tmp_path / "karematch.yaml").write_text(
+        "Resources:\n  Child:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      TemplateURL: ./gone.yaml\n")
+    with pytest.raises(BadInput, match="TemplateURL ./gone.yaml: no such file"):
+        inputs.load_tree(tmp_path)
+
+
+def test_cloudformation_limits_are_enforced_locally(tmp_path):
+    many = "".join(f"  T{i}:\n    Type: AWS::SNS::Topic\n" for i in range(501))
+    (tmp_path / "karematch.yaml").write_text("Resources:\n" + many)
+    with pytest.raises(LintError, match="501 resources is over"):
+        inputs.check_limits(inputs.load_tree(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------
+# Protection documents
+# ------------------------------------------------------------------------------------------
+def test_relaxing_a_policy_removes_exactly_one_resource():
+    body = protect.policy_document(["DatabaseInstance", "DatabaseLogGroup"])
+
+    relaxed = json.loads(protect.relax(body, "DatabaseInstance"))
+
+    (deny,) = [st for st in relaxed["Statement"] if st["Effect"] == "Deny"]
+    assert deny["Resource"] == ["LogicalResourceId/DatabaseLogGroup"]
+    assert protect.relax(body, "NotProtected") is None
+    only = protect.policy_document(["DatabaseInstance"])
+    assert [st["Effect"] for st in json.loads(protect.relax(only, "DatabaseInstance"))["Statement"]] == ["Allow"]
+
+
+# ------------------------------------------------------------------------------------------
+# The command line's documented surface
+# ------------------------------------------------------------------------------------------
+def _subparser(name: str):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["deploy", "package"])
+def test_every_option_has_help(command):
+    for action in _subparser(command)._actions:
+        assert action.help, f"{command} {action.option_strings} has no help"
+
+
+def test_the_flags_the_ci_workflow_uses_parse():
+    args = cli.build_parser().parse_args([
+        "deploy", "--env", "prod", "--yes", "--image-tag", "abc1234", "--parameter", "CertificateArn=arn:x",
+        "--artifact-bucket", "b", "--cfn-role-arn", "arn:aws:iam::1:role/r", "--region", "eu-west-1",
+        "--allow-replacement", "A/B", "--allow-replacement", "C/D"])  # fmt: skip
+    assert (args.env, args.yes, args.image_tag, args.allow_replacement) == ("prod", True, "abc1234", ["A/B", "C/D"])
+    args = cli.build_parser().parse_args(["package", "--env", "dev", "--artifact-bucket", "b", "--out", "o"])
+    assert (args.handler, args.out) == ("package", Path("o"))
+
+
+def test_help_lists_every_exit_code_and_the_docs_table_matches():
+    help_text = _subparser("deploy").format_help()
+    for code, _text in errors.EXIT_CODES:
+        assert re.search(rf"^\s+{code}\s+\S", help_text, re.M), code
+    assert (REPO / "docs" / "exit-codes.md").read_text().strip().endswith(errors.exit_code_markdown())
+
+
+def test_python_dash_m_runs_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "karematch_cfn", "deploy", "--help"], capture_output=True,
+                         text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert out.returncode == 0
+    assert "--allow-replacement" in out.stdout and "exit codes:" in out.stdout
+
+
+def test_an_unknown_option_is_exit_2(capsys):
+    assert cli.main(["deploy", "--env", "dev", "--no-such-option"]) == errors.EXIT_BAD_INPUT
+    assert "unrecognized arguments" in capsys.readouterr().err

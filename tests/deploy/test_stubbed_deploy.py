@@ -1,0 +1,375 @@
+"""The real deploy command with CloudFormation answered by botocore's Stubber, for what moto cannot
+produce: the FAILED no-change change set, nested change sets with Replacement and Details,
+rollbacks with per-resource failure events, failed stack states, termination protection and
+stack policies. S3 and STS are the moto server's (packaging is real); every CloudFormation
+request and response is checked against the service model by the Stubber.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from karematch_cfn import cli
+from karematch_cfn.deploy import deployer
+from karematch_cfn.deploy.aws import Aws
+from karematch_cfn.deploy.console import Console
+
+from . import shapes as s
+from .conftest import tree_args
+
+pytestmark = pytest.mark.deploy
+
+BUCKET = "stub-artifacts"
+LIVE = {"EnvironmentName": "dev", "ImageTag": "", "DesiredCount": "2", "NotifyToken": ""}
+LOGS = "AWS::Logs::LogGroup"
+TOPIC = "AWS::SNS::Topic"
+NOTIFY_CS = s.change_set_arn("notify", 5)
+DATA_CS = s.change_set_arn("data", 6)
+NOTIFY_ID = s.nested_id("NotifyStack", 5)
+DATA_ID = s.nested_id("DataStack", 6)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+class Flow:
+    """A stubbed CloudFormation client, the calls it expects in order, and the requests it got."""
+
+    def __init__(self, moto) -> None:
+        self.cfn = boto3.client("cloudformation", region_name=s.REGION, aws_access_key_id="testing",
+                                aws_secret_access_key="testing")  # fmt: skip
+        self.stub = Stubber(self.cfn)
+        self.requests: dict[str, list[dict]] = {}
+        self.cfn.meta.events.register("before-parameter-build.cloudformation.*", self._capture)
+        s3 = moto.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        self.aws = Aws(clients={"cloudformation": self.cfn, "s3": s3, "sts": moto.client("sts"),
+                                "iam": moto.client("iam")})  # fmt: skip
+
+    def _capture(self, params, model, **_kw):
+        self.requests.setdefault(model.name, []).append(dict(params))
+
+    def add(self, operation: str, response: dict, **expected) -> "Flow":
+        self.stub.add_response(operation, response, expected or None)
+        return self
+
+    def fail(self, operation: str, code: str, message: str, status: int = 400) -> "Flow":
+        self.stub.add_client_error(operation, code, message, status)
+        return self
+
+    # the usual steps -----------------------------------------------------------------------
+    def existing(self, status: str = "UPDATE_COMPLETE", params: dict | None = None) -> "Flow":
+        return self.add("describe_stacks", s.stack(status, params=params or LIVE), StackName=s.STACK)
+
+    def created(self) -> "Flow":
+        return self.add("create_change_set", {"Id": s.ROOT_CS, "StackId": s.ROOT_ID})
+
+    def described(self, description: dict, cs_id: str = s.ROOT_CS) -> "Flow":
+        return self.add("describe_change_set", description, ChangeSetName=cs_id)
+
+    def run(self, *extra: str, env: str = "dev") -> Result:
+        args = cli.build_parser().parse_args(
+            ["deploy", *tree_args("tree-v1", env), "--stack-name", s.STACK, "--artifact-bucket", BUCKET, *extra])
+        out, err = io.StringIO(), io.StringIO()
+        hooks = deployer.Hooks(aws=self.aws, sleep=self.sleep, interactive=lambda: False,
+                               console=Console(out, err))  # fmt: skip
+        with self.stub:
+            code = cli.run(args, hooks)
+            self.stub.assert_no_pending_responses()
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def sleep(self, _seconds: float) -> None:
+        pass
+
+
+@pytest.fixture
+def flow(moto) -> Flow:
+    return Flow(moto)
+
+
+def notify_change() -> dict:
+    """The root's change set: NotifyStack modified, with a real change inside."""
+    return s.change_set([s.nested("Modify", "NotifyStack", NOTIFY_CS, n=5)])
+
+
+def notify_nested() -> dict:
+    return s.change_set([s.change("Modify", "AlarmTopic", TOPIC, replacement="False",
+                                  details=[s.detail("DisplayName")])],
+                        cs_id=NOTIFY_CS, stack_id=NOTIFY_ID, stack_name=s.nested_name("NotifyStack"),
+                        parent=s.ROOT_CS)  # fmt: skip
+
+
+def executes(flow: Flow, root_events: list[dict], final: str, nested_events: list[dict] | None = None) -> Flow:
+    """Prime, execute, one poll with ``root_events`` (newest first), the terminal status, the
+    last poll (the nested stack's events appear once the root's events named it)."""
+    old = s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=-100, physical=s.ROOT_ID)
+    flow.add("describe_stack_events", s.events(old), StackName=s.ROOT_ID)
+    flow.add("execute_change_set", {}, ChangeSetName=s.ROOT_CS)
+    flow.add("describe_stack_events", s.events(*root_events, old), StackName=s.ROOT_ID)
+    flow.add("describe_stacks", s.stack(final), StackName=s.ROOT_ID)
+    flow.add("describe_stack_events", s.events(*root_events, old), StackName=s.ROOT_ID)
+    if nested_events is not None:
+        flow.add("describe_stack_events", s.events(*nested_events), StackName=NOTIFY_ID)
+    return flow
+
+
+# ------------------------------------------------------------------------------------------
+# No changes
+# ------------------------------------------------------------------------------------------
+def test_aws_failed_no_change_change_set_is_success_and_is_deleted(flow):
+    flow.existing().created()
+    flow.described(s.change_set([], status="FAILED", reason=s.NO_CHANGES_REASON))
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+
+    r = flow.run("--yes")
+
+    assert r.code == 0, r.text
+    assert "no changes" in r.out
+    (request,) = flow.requests["CreateChangeSet"]
+    assert request["ChangeSetType"] == "UPDATE" and request["IncludeNestedStacks"] is True
+    assert {"ParameterKey": "ImageTag", "UsePreviousValue": True} in request["Parameters"]
+    assert {"ParameterKey": "DesiredCount", "ParameterValue": "2"} in request["Parameters"]
+    assert request["TemplateBody"].count(f"https://{BUCKET}.s3.amazonaws.com/templates/") == 3
+
+
+def test_a_nested_stack_modified_with_nothing_inside_is_no_change(flow):
+    flow.existing().created()
+    flow.described(s.change_set([s.nested("Modify", "NotifyStack", NOTIFY_CS, n=5),
+                                 s.nested("Modify", "DataStack", DATA_CS, n=6)]))  # fmt: skip
+    flow.described(s.change_set([], cs_id=NOTIFY_CS, stack_id=NOTIFY_ID, parent=s.ROOT_CS), NOTIFY_CS)
+    flow.described(s.change_set([], cs_id=DATA_CS, stack_id=DATA_ID, parent=s.ROOT_CS, status="FAILED",
+                                reason=s.NO_CHANGES_REASON), DATA_CS)  # fmt: skip
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+
+    r = flow.run("--yes")
+
+    assert r.code == 0, r.text
+    assert "no changes" in r.out and "Modify" not in r.out
+
+
+# ------------------------------------------------------------------------------------------
+# The guard through the command
+# ------------------------------------------------------------------------------------------
+def test_a_nested_replacement_of_a_log_group_is_refused_and_the_change_set_kept(flow):
+    flow.existing().created()
+    flow.described(s.change_set([s.nested("Modify", "DataStack", DATA_CS, n=6)]))
+    flow.described(s.change_set([s.change("Modify", "AppLogGroup", LOGS, replacement="True", details=[
+        s.detail("LogGroupName", recreation="Always")])], cs_id=DATA_CS, stack_id=DATA_ID, parent=s.ROOT_CS),
+        DATA_CS)  # fmt: skip
+
+    r = flow.run("--yes")
+
+    assert r.code == 3, r.text
+    assert "DeleteChangeSet" not in flow.requests and "ExecuteChangeSet" not in flow.requests
+    assert "guard: DataStack/AppLogGroup (AWS::Logs::LogGroup): would be replaced (Replacement True) " \
+           "because of LogGroupName" in r.err
+    assert f"describe-change-set --change-set-name {s.ROOT_CS}" in r.err
+    assert "--allow-replacement DataStack/AppLogGroup" in r.err
+    assert "Stack karematch-dev / DataStack" in r.out  # the table was printed for review
+
+
+def test_an_approved_replacement_relaxes_only_that_resource_and_restores_the_policy_after_a_failure(flow):
+    original = json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": "*", "Action": ["Update:Replace", "Update:Delete"],
+         "Resource": ["LogicalResourceId/AppLogGroup", "LogicalResourceId/FilesBucket"]}]})  # fmt: skip
+    flow.existing().created()
+    flow.described(s.change_set([s.nested("Modify", "DataStack", DATA_CS, n=6)]))
+    flow.described(s.change_set([s.change("Modify", "AppLogGroup", LOGS, replacement="True", details=[
+        s.detail("LogGroupName", recreation="Always")])], cs_id=DATA_CS, stack_id=DATA_ID, parent=s.ROOT_CS),
+        DATA_CS)  # fmt: skip
+    # relax: find the stack holding it, read its policy, set the relaxed one
+    flow.add("list_stack_resources", s.resources(("AuditLogGroup", LOGS, "audit"),
+                                                 ("DataStack", "AWS::CloudFormation::Stack", DATA_ID)),
+             StackName=s.ROOT_ID)  # fmt: skip
+    flow.add("list_stack_resources", s.resources(("AppLogGroup", LOGS, "/fixture/dev/app"),
+                                                 ("FilesBucket", "AWS::S3::Bucket", "files")), StackName=DATA_ID)  # fmt: skip
+    flow.add("get_stack_policy", {"StackPolicyBody": original}, StackName=DATA_ID)
+    flow.add("set_stack_policy", {}, StackName=DATA_ID, StackPolicyBody=ANY)
+    executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_COMPLETE", seconds=50,
+                            physical=s.ROOT_ID)], "UPDATE_ROLLBACK_COMPLETE")  # fmt: skip
+    flow.add("set_stack_policy", {}, StackName=DATA_ID, StackPolicyBody=original)  # restored
+
+    r = flow.run("--yes", "--allow-replacement", "DataStack/AppLogGroup")
+
+    assert r.code == 4, r.text
+    relaxed, restored = (json.loads(x["StackPolicyBody"]) for x in flow.requests["SetStackPolicy"])
+    denied = [st for st in relaxed["Statement"] if st["Effect"] == "Deny"]
+    assert denied[0]["Resource"] == ["LogicalResourceId/FilesBucket"]
+    assert restored == json.loads(original)
+    assert "stack policy of DataStack restored" in r.out
+
+
+# ------------------------------------------------------------------------------------------
+# Execution, events, failures
+# ------------------------------------------------------------------------------------------
+def test_a_rolled_back_update_prints_the_first_failure_and_how_to_recover(flow):
+    flow.existing().created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    stack_type = "AWS::CloudFormation::Stack"
+    root_events = [
+        s.event(s.STACK, stack_type, "UPDATE_ROLLBACK_COMPLETE", seconds=90, physical=s.ROOT_ID),
+        s.event(s.STACK, stack_type, "UPDATE_ROLLBACK_IN_PROGRESS", seconds=40, physical=s.ROOT_ID,
+                reason="The following resource(s) failed to update: [NotifyStack]."),
+        s.event("NotifyStack", stack_type, "UPDATE_FAILED", seconds=35, physical=NOTIFY_ID,
+                reason="Embedded stack " + NOTIFY_ID + " was not successfully updated. Currently in "
+                       "UPDATE_ROLLBACK_IN_PROGRESS with reason: The following resource(s) failed to "
+                       "update: [AlarmTopic]."),
+        s.event("NotifyStack", stack_type, "UPDATE_IN_PROGRESS", seconds=2, physical=NOTIFY_ID),
+        s.event(s.STACK, stack_type, "UPDATE_IN_PROGRESS", seconds=1, physical=s.ROOT_ID, reason="User Initiated"),
+    ]  # fmt: skip
+    nested_name = s.nested_name("NotifyStack")
+    nested_events = [
+        s.event("AlarmTopic", TOPIC, "UPDATE_FAILED", seconds=30, stack_id=NOTIFY_ID, stack_name=nested_name,
+                reason="Resource handler returned message: \"Invalid parameter: DisplayName\""),
+        s.event("AlarmTopic", TOPIC, "UPDATE_IN_PROGRESS", seconds=20, stack_id=NOTIFY_ID, stack_name=nested_name),
+        s.event(nested_name, stack_type, "UPDATE_IN_PROGRESS", seconds=3, stack_id=NOTIFY_ID,
+                stack_name=nested_name, physical=NOTIFY_ID),
+        s.event("AlarmTopic", TOPIC, "CREATE_COMPLETE", seconds=-500, stack_id=NOTIFY_ID, stack_name=nested_name),
+    ]  # fmt: skip
+    executes(flow, root_events, "UPDATE_ROLLBACK_COMPLETE", nested_events)
+
+    r = flow.run("--yes")
+
+    assert r.code == 4, r.text
+    assert "deploy of karematch-dev failed: the stack is UPDATE_ROLLBACK_COMPLETE" in r.err
+    failures = r.err[r.err.index("first failures:"):].splitlines()
+    assert failures[1].strip() == ('NotifyStack/AlarmTopic (AWS::SNS::Topic) UPDATE_FAILED: Resource handler '
+                                   'returned message: "Invalid parameter: DisplayName"')  # fmt: skip
+    assert "NotifyStack (AWS::CloudFormation::Stack) UPDATE_FAILED: Embedded stack" in failures[2]
+    assert "back on its previous template" in r.err
+    streamed = [line for line in r.out.splitlines() if line.startswith("[")]
+    assert any("NotifyStack/AlarmTopic" in x and "UPDATE_FAILED" in x for x in streamed)
+    assert not any("CREATE_COMPLETE" in x for x in streamed)  # history from before this deploy
+
+
+@pytest.mark.parametrize("status, hint", [
+    ("ROLLBACK_COMPLETE", "aws cloudformation delete-stack --stack-name karematch-dev"),
+    ("UPDATE_ROLLBACK_FAILED", "aws cloudformation continue-update-rollback --stack-name karematch-dev"),
+    ("UPDATE_IN_PROGRESS", "wait for it to finish"),
+])  # fmt: skip
+def test_a_stack_in_a_failed_or_busy_state_is_refused_with_how_to_recover(flow, status, hint):
+    flow.existing(status)
+
+    r = flow.run("--yes")
+
+    assert r.code == 4, r.text
+    assert set(flow.requests) == {"DescribeStacks"}  # nothing created, nothing executed
+    assert "stack karematch-dev is " in r.err and f"({status}); nothing was changed" in r.err
+    assert hint in r.err
+
+
+def test_a_change_set_failed_for_a_real_reason_is_a_failed_deploy_and_the_empty_stack_goes(flow):
+    flow.fail("describe_stacks", "ValidationError", "Stack with id karematch-dev does not exist")
+    flow.created()
+    flow.described(s.change_set([], status="FAILED", reason="Parameters: [Foo] do not exist in the template"))
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+    flow.add("describe_stacks", s.stack("REVIEW_IN_PROGRESS"), StackName=s.ROOT_ID)
+    flow.add("delete_stack", {}, StackName=s.ROOT_ID)
+
+    r = flow.run("--yes")
+
+    assert r.code == 4, r.text
+    assert "the change set failed: Parameters: [Foo] do not exist in the template" in r.err
+    assert flow.requests["CreateChangeSet"][0]["ChangeSetType"] == "CREATE"
+    assert "empty stack karematch-dev (REVIEW_IN_PROGRESS) deleted" in r.out
+
+
+def test_access_denied_from_cloudformation_exits_5(flow):
+    flow.existing()
+    flow.fail("create_change_set", "AccessDenied", "User: arn:aws:sts::123456789012:assumed-role/ci is not "
+              "authorized to perform: cloudformation:CreateChangeSet", 403)  # fmt: skip
+
+    r = flow.run("--yes")
+
+    assert r.code == 5, r.text
+    assert r.err.startswith("error: creating change set for karematch-dev: access denied (AccessDenied)")
+
+
+def test_ctrl_c_during_an_update_says_it_carries_on_and_how_to_stop_it(flow):
+    flow.existing().created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    old = s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=-100, physical=s.ROOT_ID)
+    flow.add("describe_stack_events", s.events(old), StackName=s.ROOT_ID)
+    flow.add("execute_change_set", {}, ChangeSetName=s.ROOT_CS)
+    flow.add("describe_stack_events", s.events(old), StackName=s.ROOT_ID)
+    flow.add("describe_stacks", s.stack("UPDATE_IN_PROGRESS"), StackName=s.ROOT_ID)
+    flow.add("describe_stacks", s.stack("UPDATE_IN_PROGRESS"), StackName=s.ROOT_ID)  # for the message
+
+    def interrupt(_seconds):
+        raise KeyboardInterrupt
+
+    flow.sleep = interrupt
+    r = flow.run("--yes")
+
+    assert r.code == 130, r.text
+    assert "stack karematch-dev is UPDATE_IN_PROGRESS" in r.err
+    assert "aws cloudformation cancel-update-stack --stack-name karematch-dev" in r.err
+
+
+# ------------------------------------------------------------------------------------------
+# Protection after a prod deploy
+# ------------------------------------------------------------------------------------------
+def test_a_prod_deploy_ends_with_termination_protection_and_stack_policies(flow):
+    prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
+    flow.existing(params=prod).created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=60, physical=s.ROOT_ID)],
+             "UPDATE_COMPLETE")  # fmt: skip
+    flow.add("update_termination_protection", {"StackId": s.ROOT_ID},
+             EnableTerminationProtection=True, StackName=s.ROOT_ID)  # fmt: skip
+    stack_type = "AWS::CloudFormation::Stack"
+    flow.add("list_stack_resources", s.resources(("AuditLogGroup", LOGS, "audit"), ("DataStack", stack_type, DATA_ID),
+                                                 ("NotifyStack", stack_type, NOTIFY_ID)), StackName=s.ROOT_ID)  # fmt: skip
+    flow.add("list_stack_resources", s.resources(("AppLogGroup", LOGS, "/fixture/prod/app"),
+                                                 ("BackendRepository", "AWS::ECR::Repository", "repo"),
+                                                 ("FilesBucket", "AWS::S3::Bucket", "files")), StackName=DATA_ID)  # fmt: skip
+    flow.add("list_stack_resources", s.resources(("AlarmTopic", TOPIC, "arn:aws:sns:us-east-1:123456789012:t")),
+             StackName=NOTIFY_ID)  # fmt: skip
+    flow.add("set_stack_policy", {}, StackName=s.ROOT_ID, StackPolicyBody=ANY)
+    flow.add("set_stack_policy", {}, StackName=DATA_ID, StackPolicyBody=ANY)
+    flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", outputs={"RepositoryUri": "123456789012.dkr.ecr/x"}),
+             StackName=s.STACK)  # fmt: skip
+
+    r = flow.run("--yes", env="prod")
+
+    assert r.code == 0, r.text
+    root_policy, data_policy = (json.loads(x["StackPolicyBody"]) for x in flow.requests["SetStackPolicy"])
+
+    def denied(policy: dict) -> set[str]:
+        out = set()
+        for st in policy["Statement"]:
+            if st["Effect"] == "Deny":
+                assert set(st["Action"]) == {"Update:Replace", "Update:Delete"}
+                out |= set(st["Resource"])
+        return out
+
+    assert denied(root_policy) == {"LogicalResourceId/AuditLogGroup", "LogicalResourceId/DataStack"}
+    assert denied(data_policy) == {"LogicalResourceId/AppLogGroup", "LogicalResourceId/BackendRepository",
+                                   "LogicalResourceId/FilesBucket"}  # fmt: skip
+    assert {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"} in root_policy["Statement"]
+    assert "termination protection on karematch-dev" in r.out
+    assert "RepositoryUri" in r.out
+
+
+def test_the_cfn_role_and_capabilities_are_passed(flow):
+    flow.existing().created().described(s.change_set([], status="FAILED", reason=s.NO_CHANGES_REASON))
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+
+    r = flow.run("--yes", "--cfn-role-arn", "arn:aws:iam::123456789012:role/karematch-cfn-execution")
+
+    assert r.code == 0, r.text
+    (request,) = flow.requests["CreateChangeSet"]
+    assert request["RoleARN"] == "arn:aws:iam::123456789012:role/karematch-cfn-execution"
+    assert request["Capabilities"] == []  # the fixture tree has no IAM resources
