@@ -244,7 +244,7 @@ def test_artifacts_buckets_are_encrypted_versioned_private_and_kept(logical_id):
         "BlockPublicAcls": True, "BlockPublicPolicy": True,
         "IgnorePublicAcls": True, "RestrictPublicBuckets": True}  # fmt: skip
     assert p["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
-    assert res["DeletionPolicy"] == "Retain" and res["UpdateReplacePolicy"] == "Retain"
+    assert res["DeletionPolicy"] == "RetainExceptOnCreate" and res["UpdateReplacePolicy"] == "Retain"
     assert len(_concrete(p["BucketName"]).replace(REGION, "ap-southeast-5")) <= 63
 
 
@@ -649,3 +649,61 @@ def test_policies_fit_iam_size_quotas():
             p = res["Properties"]
             assert sum(_size(x["PolicyDocument"]) for x in p.get("Policies", [])) <= 10240, logical_id
             assert _size(p["AssumeRolePolicyDocument"]) <= 2048, logical_id
+
+
+# ------------------------------------------------------------------------------------------
+# The GitHub roles grant what the deployer calls
+# ------------------------------------------------------------------------------------------
+DEPLOYER_DIR = helpers.REPO / "karematch_cfn" / "deploy"
+# API call -> IAM action, where the names differ.
+CALL_ACTIONS = {
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:GetBucketLocation": "s3:GetBucketLocation",
+}
+# Calls the GitHub roles deliberately cannot make, with the deployer's behaviour then.
+NOT_FOR_CI = {
+    "sts:GetCallerIdentity": "needs no IAM permission",
+    "s3:CreateBucket": "bootstrap.yaml creates the buckets; the deployer only creates a missing default",
+    "s3:PutPublicAccessBlock": "bucket creation (bootstrap.yaml)",
+    "s3:PutBucketEncryption": "bucket creation (bootstrap.yaml)",
+    "s3:PutBucketVersioning": "bucket creation (bootstrap.yaml)",
+    "s3:PutBucketPolicy": "bucket creation (bootstrap.yaml)",
+    "s3:PutBucketLifecycleConfiguration": "bucket creation (bootstrap.yaml)",
+    "cloudformation:DeleteStack": "best-effort clean-up of an empty REVIEW_IN_PROGRESS stack (warns)",
+}
+
+
+def _deployer_calls() -> set[str]:
+    """``service:Operation`` of every boto3 call in karematch_cfn/deploy (client attribute
+    calls, ``client("x").op`` and paginators)."""
+    aliases = {"cfn": "cloudformation", "s3": "s3"}
+    calls = set()
+    for path in DEPLOYER_DIR.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = [(aliases[a], op) for a, op in re.findall(r"\b(cfn|s3)\.([a-z][a-z0-9_]*)\b", text)]
+        found += re.findall(r"client\(\"([a-z0-9-]+)\"\)\.([a-z][a-z0-9_]*)\b", text)
+        found += [(aliases[a], op) for a, op in re.findall(r"\b(cfn|s3)\.get_paginator\(\"([a-z_]+)\"\)", text)]
+        for service, op in found:
+            if op in ("meta", "get_paginator", "get_waiter", "exceptions") or service == "s3" and op == "amazonaws":
+                continue
+            calls.add(f"{service}:{''.join(w.capitalize() for w in op.split('_'))}")
+    return calls
+
+
+def test_deploy_role_grants_every_call_the_deployer_makes():
+    calls = _deployer_calls()
+    assert {"cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "s3:PutObject"} <= calls
+    granted = _allows(bootstrap.DEPLOY_ROLE)
+    missing = [c for c in sorted(calls)
+               if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)]  # fmt: skip
+    assert not missing, f"the deployer calls what DeployRole cannot: {missing}"
+
+
+def test_plan_role_grants_every_call_of_a_dry_run():
+    executing = {"cloudformation:ExecuteChangeSet", "cloudformation:SetStackPolicy",
+                 "cloudformation:UpdateTerminationProtection", "iam:CreateServiceLinkedRole"}  # fmt: skip
+    granted = _allows(bootstrap.PLAN_ROLE)
+    missing = [c for c in sorted(_deployer_calls() - executing)
+               if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)]  # fmt: skip
+    assert not missing, f"a dry run calls what PlanRole cannot: {missing}"

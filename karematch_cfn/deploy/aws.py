@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import boto3
 import botocore.exceptions
+import botocore.parsers
 import botocore.session
 from botocore.config import Config
 
@@ -81,7 +82,7 @@ def translate(exc: BaseException, doing: str) -> DeployError:
         if code in ACCESS_ERROR_CODES:
             return AccessProblem(f"{doing}: access denied ({code}): {error_message(exc)}")
         return DeployFailed(f"{doing}: {code}: {error_message(exc)}")
-    if isinstance(exc, botocore.exceptions.ResponseParserError):
+    if isinstance(exc, botocore.parsers.ResponseParserError):
         # A local emulator answering an unsupported call with an HTML 500 page.
         return DeployFailed(f"{doing}: unreadable response from the AWS endpoint "
                             f"({str(exc).splitlines()[0]})")  # fmt: skip
@@ -92,7 +93,8 @@ def call(doing: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call one AWS API, turning its failure into a one-line ``DeployError``."""
     try:
         return fn(*args, **kwargs)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+            botocore.parsers.ResponseParserError) as exc:  # fmt: skip
         raise translate(exc, doing) from None
 
 
@@ -129,6 +131,8 @@ class Aws:
             except botocore.exceptions.NoRegionError:
                 raise BadInput("no AWS region; pass --region or set AWS_REGION "
                                "(or region in the profile)") from None  # fmt: skip
+            except botocore.exceptions.ProfileNotFound as exc:
+                raise AccessProblem(f"{exc}; see --profile and AWS_PROFILE") from None
         return self.clients[service]
 
     @property

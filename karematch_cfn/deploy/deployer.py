@@ -297,7 +297,7 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
             prep: Prepared, stack: dict[str, Any] | None, kind: str, run: Run) -> int:  # fmt: skip
     console = hooks.console
     pplan = plan_parameters(aws, prep, stack, kind)
-    if kind == changeset.CREATE and stack is None:
+    if kind == changeset.CREATE and stack is None and not args.dry_run:
         ensure_service_linked_roles(aws, console, prep.tree)
     bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket)
     packaged = package.package(aws, console, bucket, prep.tree)
@@ -347,11 +347,16 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
     if refused:
         for r in refused:
             console.error(f"guard: {r}")
+        if args.dry_run:  # a dry run leaves nothing behind, even when refused
+            discard(aws, console, run)
+            kept = "the change set was deleted (dry run)"
+        else:
+            kept = ("the change set is kept for review: aws cloudformation describe-change-set "
+                    f"--change-set-name {cs_id}")  # fmt: skip
         raise GuardRefused(
             f"the data guard refused {len(refused)} change(s) to stateful resources; nothing was "
             "executed",
-            f"the change set is kept for review: aws cloudformation describe-change-set "
-            f"--change-set-name {cs_id}",
+            kept,
             "if a replacement is intended (data migrated or disposable), deploy again with "
             + " ".join(f"--allow-replacement {r.name}" for r in refused),
         )

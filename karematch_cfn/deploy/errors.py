@@ -17,13 +17,13 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_LINT, "cfn-lint findings, stale templates/ (not what the code renders), or a "
                 "template over a CloudFormation limit"),  # fmt: skip
     (EXIT_BAD_INPUT, "bad input: options, unknown environment, parameter file, missing "
-                     "templates, or no terminal to confirm without --yes"),  # fmt: skip
+                     "templates, no AWS region, or no terminal to confirm without --yes"),  # fmt: skip
     (EXIT_GUARD, "the data guard refused: a stateful resource would be removed or replaced "
-                 "(the change set is kept for review)"),  # fmt: skip
+                 "(the change set is kept for review, except with --dry-run)"),  # fmt: skip
     (EXIT_DEPLOY_FAILED, "deploy failed: change set failed, execution failed or rolled back, "
                          "or the stack is in a failed or busy state"),  # fmt: skip
-    (EXIT_AWS_ACCESS, "AWS access problem: no credentials or region, access denied, artifacts "
-                      "bucket not ours or forbidden, endpoint unreachable"),  # fmt: skip
+    (EXIT_AWS_ACCESS, "AWS access problem: no credentials, unknown profile, access denied, "
+                      "artifacts bucket not ours or forbidden, endpoint unreachable"),  # fmt: skip
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
 

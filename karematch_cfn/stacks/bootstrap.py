@@ -326,9 +326,10 @@ def add_oidc_provider(t: Template, p: Inputs) -> If:
 
 def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
     """Encrypted, versioned, private (owner-enforced, TLS only) bucket for packaged templates;
-    old keys and versions expire. Kept if the bootstrap stack lets go of it."""
+    old keys and versions expire. Kept if the bootstrap stack lets go of it, except when its
+    first create rolls back (a retained named bucket would block the retry)."""
     bucket = t.add_resource(
-        policies.retain(
+        policies.retain_except_on_create(
             Bucket(
                 logical_id,
                 BucketName=Sub(name_pattern),

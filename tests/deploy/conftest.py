@@ -4,7 +4,6 @@ environment the real deploy command reads (AWS_ENDPOINT_URL pointing at it)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -87,6 +86,10 @@ class Moto:
         """Change sets not executed (moto keeps executed ones listed; AWS removes them)."""
         out = self.client("cloudformation").list_change_sets(StackName=stack)["Summaries"]
         return [c["ChangeSetName"] for c in out if c.get("ExecutionStatus") == "AVAILABLE"]
+
+    def parameters(self, stack: str) -> dict[str, str]:
+        out = self.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+        return {p["ParameterKey"]: p["ParameterValue"] for p in out["Parameters"]}
 
     def stacks(self) -> dict[str, str]:
         return {s["StackName"]: s["StackStatus"] for s in self.client("cloudformation").describe_stacks()["Stacks"]}

@@ -12,6 +12,8 @@ from karematch_cfn.deploy.changeset import Node
 
 from . import shapes as s
 
+pytestmark = pytest.mark.deploy
+
 DB = "AWS::RDS::DBInstance"
 LOGS = "AWS::Logs::LogGroup"
 SECRET = "AWS::SecretsManager::Secret"
@@ -132,8 +134,9 @@ def test_a_remove_is_refused_and_so_is_a_whole_child_stack():
 
 
 def test_a_replaced_security_group_is_not_the_guards_business():
-    root = one_child("SecurityGroupsStack", [s.change("Modify", "AppSecurityGroup", SG, replacement="True",
-                                                      details=[s.detail("GroupName", recreation="Always")])])  # fmt: skip
+    replaced = s.change("Modify", "AppSecurityGroup", SG, replacement="True",
+                        details=[s.detail("GroupName", recreation="Always")])  # fmt: skip
+    root = one_child("SecurityGroupsStack", [replaced])
 
     assert refusals(root) == []
 
@@ -154,8 +157,9 @@ def test_conditional_from_a_dynamic_parameter_that_does_not_really_change_passes
 
 
 def test_conditional_from_a_static_change_is_refused():
-    root = one_child("DatabaseStack", [s.change("Modify", "DatabaseInstance", DB, replacement="Conditional",
-                                                details=[s.detail("StorageType", recreation="Conditionally")])])  # fmt: skip
+    conditional = s.change("Modify", "DatabaseInstance", DB, replacement="Conditional",
+                           details=[s.detail("StorageType", recreation="Conditionally")])  # fmt: skip
+    root = one_child("DatabaseStack", [conditional])
 
     (r,) = refusals(root)
     assert "Replacement Conditional" in r.reason and "StorageType" in r.reason
@@ -163,9 +167,10 @@ def test_conditional_from_a_static_change_is_refused():
 
 def test_conditional_from_an_attribute_of_an_unchanged_resource_passes():
     def root_with(extra: list[dict]) -> Node:
-        return one_child("DatabaseStack", [s.change("Modify", "DatabaseInstance", DB, replacement="Conditional", details=[
-            s.detail("KmsKeyId", recreation="Always", evaluation="Dynamic", source="ResourceAttribute",
-                     causing="DatabaseKey.Arn")]), *extra])  # fmt: skip
+        kms = s.detail("KmsKeyId", recreation="Always", evaluation="Dynamic", source="ResourceAttribute",
+                       causing="DatabaseKey.Arn")  # fmt: skip
+        db = s.change("Modify", "DatabaseInstance", DB, replacement="Conditional", details=[kms])
+        return one_child("DatabaseStack", [db, *extra])
 
     assert refusals(root_with([])) == []
     changed_key = s.change("Modify", "DatabaseKey", "AWS::KMS::Key", replacement="True",
@@ -247,9 +252,10 @@ def test_a_placeholder_is_resolved_from_an_unchanged_siblings_live_output(live_o
 
 def test_a_placeholder_from_a_changing_sibling_is_unknown():
     cs_net, cs_db = s.change_set_arn("net", 8), s.change_set_arn("db", 9)
+    vpc = s.change("Modify", "Vpc", "AWS::EC2::VPC", replacement="True",
+                   details=[s.detail("CidrBlock", recreation="Always")])  # fmt: skip
     root = build(s.change_set([s.nested("Modify", "NetworkStack", cs_net), s.nested("Modify", "DatabaseStack", cs_db)]), {
-        cs_net: s.change_set([s.change("Modify", "Vpc", "AWS::EC2::VPC", details=[s.detail("CidrBlock", recreation="Always")],
-                                       replacement="True")], cs_id=cs_net, parent=s.ROOT_CS),
+        cs_net: s.change_set([vpc], cs_id=cs_net, parent=s.ROOT_CS),
         cs_db: s.change_set([], cs_id=cs_db, stack_id=s.nested_id("DatabaseStack"), parent=s.ROOT_CS,
                             params={"DatabaseSubnetIds": PLACEHOLDER}),
     })  # fmt: skip
@@ -257,7 +263,8 @@ def test_a_placeholder_from_a_changing_sibling_is_unknown():
     with Stubber(cfn) as stub:
         stub.add_response("describe_stacks", s.stack("UPDATE_COMPLETE", stack_id=s.nested_id("DatabaseStack"),
                                                      params={"DatabaseSubnetIds": "subnet-1"}))  # fmt: skip
-        assert guard.LiveResolver(cfn, {}, {}).parameter_changes(root.children["DatabaseStack"], "DatabaseSubnetIds") is None
+        resolver = guard.LiveResolver(cfn, {}, {})
+        assert resolver.parameter_changes(root.children["DatabaseStack"], "DatabaseSubnetIds") is None
 
 
 def test_masked_no_echo_values_are_never_taken_as_equal():
@@ -266,14 +273,16 @@ def test_masked_no_echo_values_are_never_taken_as_equal():
     with Stubber(cfn) as stub:
         stub.add_response("describe_stacks", s.stack("UPDATE_COMPLETE", stack_id=s.nested_id("DatabaseStack"),
                                                      params={"MasterPassword": "****"}))  # fmt: skip
-        assert guard.LiveResolver(cfn, {}, {}).parameter_changes(root.children["DatabaseStack"], "MasterPassword") is None
+        resolver = guard.LiveResolver(cfn, {}, {})
+        assert resolver.parameter_changes(root.children["DatabaseStack"], "MasterPassword") is None
 
 
 def test_root_parameters_compare_what_is_sent_with_what_is_live():
     root = build(s.change_set([]))
     live = {"DesiredCount": {"ParameterKey": "DesiredCount", "ParameterValue": "2"}}
-    resolver = guard.LiveResolver(None, {"DesiredCount": {"ParameterKey": "DesiredCount", "ParameterValue": "2"},
-                                         "ImageTag": {"ParameterKey": "ImageTag", "UsePreviousValue": True}}, live)  # fmt: skip
+    sent = {"DesiredCount": {"ParameterKey": "DesiredCount", "ParameterValue": "2"},
+            "ImageTag": {"ParameterKey": "ImageTag", "UsePreviousValue": True}}
+    resolver = guard.LiveResolver(None, sent, live)
 
     assert resolver.parameter_changes(root, "DesiredCount") is False
     assert resolver.parameter_changes(root, "ImageTag") is False

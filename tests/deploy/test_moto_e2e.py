@@ -99,8 +99,7 @@ def test_update_keeps_the_live_task_count_and_the_deployed_image(moto, karematch
     r = karematch("deploy", *tree_args("tree-v2"), "--yes")
 
     assert r.code == 0, r.text
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in
-              moto.client("cloudformation").describe_stacks(StackName="karematch-dev")["Stacks"][0]["Parameters"]}  # fmt: skip
+    params = moto.parameters("karematch-dev")
     assert params["DesiredCount"] == "3"
     assert params["ImageTag"] == "abc123"
     assert "keeping the live task count 3" in r.out
@@ -109,8 +108,7 @@ def test_update_keeps_the_live_task_count_and_the_deployed_image(moto, karematch
     r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--desired-count", "1", "--image-tag", "def456")
 
     assert r.code == 0, r.text
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in
-              moto.client("cloudformation").describe_stacks(StackName="karematch-dev")["Stacks"][0]["Parameters"]}  # fmt: skip
+    params = moto.parameters("karematch-dev")
     assert (params["DesiredCount"], params["ImageTag"]) == ("1", "def456")
 
 
@@ -177,6 +175,12 @@ def test_guard_refuses_a_renamed_stateful_resource_and_keeps_the_change_set(moto
     assert "--allow-replacement AuditLogGroup" in r.err
     assert len(moto.pending_change_sets("karematch-dev")) == 1  # kept for review
     assert moto.stacks()["karematch-dev"] == "CREATE_COMPLETE"  # not executed
+
+    r = karematch("deploy", *tree_args("tree-v3"), "--dry-run")  # refused too, but leaves nothing
+
+    assert r.code == 3, r.text
+    assert "the change set was deleted (dry run)" in r.err
+    assert len(moto.pending_change_sets("karematch-dev")) == 1  # only the first one, kept
 
     r = karematch("deploy", *tree_args("tree-v3"), "--yes", "--allow-replacement", "AuditLogGroup")
 
@@ -271,6 +275,9 @@ def test_bad_parameter_file_and_options(moto, karematch, tmp_path):
 
     r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--desired-count", "-1")
     assert r.code == 2 and "negative" in r.err
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--allow-replacement", "Data/")
+    assert r.code == 2 and "expected ChildStack/LogicalId" in r.err
     _nothing_deployed(moto)
 
 
@@ -293,6 +300,13 @@ def test_missing_credentials_exit_5_without_leaving_the_machine(moto, karematch,
     assert r.code == 5
     assert r.err.splitlines()[0] == ("error: checking AWS credentials (sts:GetCallerIdentity): no AWS "
                                      "credentials found")  # fmt: skip
+    _nothing_deployed(moto)
+
+
+def test_an_unknown_profile_is_an_access_problem(moto, karematch):
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--profile", "no-such-profile")
+
+    assert r.code == 5 and "no-such-profile" in r.err.splitlines()[0]
     _nothing_deployed(moto)
 
 

@@ -23,6 +23,8 @@ from karematch_cfn.deploy.errors import AccessProblem, BadInput, LintError
 
 from .conftest import FIXTURES
 
+pytestmark = pytest.mark.deploy
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -148,7 +150,8 @@ def test_the_tree_is_followed_through_relative_template_urls_and_short_form_tags
 
     assert sorted(p.name for p in t.files) == ["data.yaml", "karematch.yaml", "notify.yaml", "service.yaml"]
     assert list(t.files)[-1].name == "karematch.yaml"  # children before their parent
-    assert t.root.data["Resources"]["DataStack"]["Properties"]["Parameters"]["EnvironmentName"] == {"Ref": "EnvironmentName"}
+    data_stack = t.root.data["Resources"]["DataStack"]["Properties"]
+    assert data_stack["Parameters"]["EnvironmentName"] == {"Ref": "EnvironmentName"}
     assert t.no_echo() == {"NotifyToken"}
 
 

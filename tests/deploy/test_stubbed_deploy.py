@@ -196,8 +196,8 @@ def test_an_approved_replacement_relaxes_only_that_resource_and_restores_the_pol
     flow.add("list_stack_resources", s.resources(("AuditLogGroup", LOGS, "audit"),
                                                  ("DataStack", "AWS::CloudFormation::Stack", DATA_ID)),
              StackName=s.ROOT_ID)  # fmt: skip
-    flow.add("list_stack_resources", s.resources(("AppLogGroup", LOGS, "/fixture/dev/app"),
-                                                 ("FilesBucket", "AWS::S3::Bucket", "files")), StackName=DATA_ID)  # fmt: skip
+    data_resources = s.resources(("AppLogGroup", LOGS, "/fixture/dev/app"), ("FilesBucket", "AWS::S3::Bucket", "files"))
+    flow.add("list_stack_resources", data_resources, StackName=DATA_ID)
     flow.add("get_stack_policy", {"StackPolicyBody": original}, StackName=DATA_ID)
     flow.add("set_stack_policy", {}, StackName=DATA_ID, StackPolicyBody=ANY)
     executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_COMPLETE", seconds=50,
@@ -330,11 +330,13 @@ def test_a_prod_deploy_ends_with_termination_protection_and_stack_policies(flow)
     flow.add("update_termination_protection", {"StackId": s.ROOT_ID},
              EnableTerminationProtection=True, StackName=s.ROOT_ID)  # fmt: skip
     stack_type = "AWS::CloudFormation::Stack"
-    flow.add("list_stack_resources", s.resources(("AuditLogGroup", LOGS, "audit"), ("DataStack", stack_type, DATA_ID),
-                                                 ("NotifyStack", stack_type, NOTIFY_ID)), StackName=s.ROOT_ID)  # fmt: skip
-    flow.add("list_stack_resources", s.resources(("AppLogGroup", LOGS, "/fixture/prod/app"),
-                                                 ("BackendRepository", "AWS::ECR::Repository", "repo"),
-                                                 ("FilesBucket", "AWS::S3::Bucket", "files")), StackName=DATA_ID)  # fmt: skip
+    root_resources = s.resources(("AuditLogGroup", LOGS, "audit"), ("DataStack", stack_type, DATA_ID),
+                                 ("NotifyStack", stack_type, NOTIFY_ID))  # fmt: skip
+    data_resources = s.resources(("AppLogGroup", LOGS, "/fixture/prod/app"),
+                                 ("BackendRepository", "AWS::ECR::Repository", "repo"),
+                                 ("FilesBucket", "AWS::S3::Bucket", "files"))  # fmt: skip
+    flow.add("list_stack_resources", root_resources, StackName=s.ROOT_ID)
+    flow.add("list_stack_resources", data_resources, StackName=DATA_ID)
     flow.add("list_stack_resources", s.resources(("AlarmTopic", TOPIC, "arn:aws:sns:us-east-1:123456789012:t")),
              StackName=NOTIFY_ID)  # fmt: skip
     flow.add("set_stack_policy", {}, StackName=s.ROOT_ID, StackPolicyBody=ANY)
