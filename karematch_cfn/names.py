@@ -209,6 +209,12 @@ TRAIL_LOG_GROUP = f"/aws/cloudtrail/karematch-{ENV}"
 # Deployment plumbing (bootstrap.yaml creates it; the deployer defaults to it).
 ARTIFACTS_BUCKET = "karematch-cfn-artifacts-${AWS::AccountId}-${AWS::Region}"
 DEFAULT_STACK_NAME = "karematch-{env}"  # str.format pattern used by the deployer
+# The artifacts bucket's layout and lifecycle: bootstrap.yaml creates it so, and the deployer
+# creates it the same way where it is missing (deploy/package.py).
+ARTIFACTS_KEY_PREFIX = "templates"
+ARTIFACTS_EXPIRE_DAYS = 90  # packaged templates; the deployer re-uploads keys older than 30 days
+ARTIFACTS_NONCURRENT_EXPIRE_DAYS = 30
+ARTIFACTS_ABORT_MULTIPART_DAYS = 1
 
 # Conditions shared by name across templates.
 IS_PRODUCTION = "IsProduction"

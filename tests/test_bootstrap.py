@@ -257,7 +257,6 @@ def test_artifacts_keys_expire_as_the_deployer_expects(logical_id):
     assert rules[0]["ExpirationInDays"] == package.EXPIRE_DAYS > package.REFRESH_DAYS
     assert rules[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] == package.NONCURRENT_EXPIRE_DAYS
     assert rules[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == package.ABORT_MULTIPART_DAYS
-    assert bootstrap.ARTIFACTS_KEY_PREFIX == package.KEY_PREFIX
 
 
 @pytest.mark.parametrize("bucket_id", [bootstrap.ARTIFACTS_BUCKET, bootstrap.PLAN_ARTIFACTS_BUCKET])

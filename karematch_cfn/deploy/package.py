@@ -25,13 +25,13 @@ from karematch_cfn.deploy.console import Console
 from karematch_cfn.deploy.errors import AccessProblem, BadInput
 from karematch_cfn.deploy.inputs import Template, Tree
 
-KEY_PREFIX = "templates"
+KEY_PREFIX = names.ARTIFACTS_KEY_PREFIX
 # Lifecycle of a bucket the deployer creates: keys expire after EXPIRE_DAYS; a key older than
 # REFRESH_DAYS is uploaded again before use, so a template in use has a month or more to live.
-EXPIRE_DAYS = 90
+EXPIRE_DAYS = names.ARTIFACTS_EXPIRE_DAYS
 REFRESH_DAYS = 30
-NONCURRENT_EXPIRE_DAYS = 30
-ABORT_MULTIPART_DAYS = 1
+NONCURRENT_EXPIRE_DAYS = names.ARTIFACTS_NONCURRENT_EXPIRE_DAYS
+ABORT_MULTIPART_DAYS = names.ARTIFACTS_ABORT_MULTIPART_DAYS
 NOT_FOUND = frozenset({"404", "NoSuchBucket", "NotFound", "NoSuchKey"})
 FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled"})
 

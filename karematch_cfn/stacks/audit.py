@@ -29,21 +29,13 @@ from troposphere.kms import Alias, Key
 from troposphere.logs import LogGroup, MetricFilter, MetricTransformation
 from troposphere.s3 import (
     Bucket,
-    BucketEncryption,
     BucketPolicy,
-    LifecycleConfiguration,
     LifecycleRule,
     NoncurrentVersionExpiration,
-    OwnershipControls,
-    OwnershipControlsRule,
-    PublicAccessBlockConfiguration,
-    ServerSideEncryptionByDefault,
-    ServerSideEncryptionRule,
-    VersioningConfiguration,
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import alarms, arns, iam, policies, tags
+from karematch_cfn.lib import alarms, arns, buckets, iam, policies, tags
 from karematch_cfn.lib.alarms import Evaluation
 
 # Logical IDs (bucket, key and log group are pinned: renaming would replace them).
@@ -154,44 +146,24 @@ def add_key(t: Template) -> Key:
 
 
 def add_bucket(t: Template, p: Inputs) -> Bucket:
-    bucket = Bucket(
+    # Log files are SSE-KMS with the trail's key (Trail.KMSKeyId). The bucket default is
+    # SSE-S3 for everything else CloudTrail writes (digest files): a KMS default would need
+    # CloudTrail to use the key outside its trail encryption context.
+    bucket = buckets.private_bucket(
         TRAIL_BUCKET,
-        BucketName=Sub(names.TRAIL_BUCKET),
-        # Log files are SSE-KMS with the trail's key (Trail.KMSKeyId). The bucket default is
-        # SSE-S3 for everything else CloudTrail writes (digest files): a KMS default would need
-        # CloudTrail to use the key outside its trail encryption context.
-        BucketEncryption=BucketEncryption(
-            ServerSideEncryptionConfiguration=[
-                ServerSideEncryptionRule(
-                    ServerSideEncryptionByDefault=ServerSideEncryptionByDefault(
-                        SSEAlgorithm=BUCKET_DEFAULT_ENCRYPTION
-                    )
-                )
-            ]
-        ),
-        VersioningConfiguration=VersioningConfiguration(Status="Enabled"),
-        LifecycleConfiguration=LifecycleConfiguration(
-            Rules=[
-                LifecycleRule(
-                    Id="ExpireAfterRetention",
-                    Status="Enabled",
-                    ExpirationInDays=p.retention_days,
-                    NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                        NoncurrentDays=p.retention_days
-                    ),
-                )
-            ]
-        ),
-        PublicAccessBlockConfiguration=PublicAccessBlockConfiguration(
-            BlockPublicAcls=True,
-            BlockPublicPolicy=True,
-            IgnorePublicAcls=True,
-            RestrictPublicBuckets=True,
-        ),
-        OwnershipControls=OwnershipControls(
-            Rules=[OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-        ),
-        Tags=tags.standard(),
+        names.TRAIL_BUCKET,
+        [
+            LifecycleRule(
+                Id="ExpireAfterRetention",
+                Status="Enabled",
+                ExpirationInDays=p.retention_days,
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(
+                    NoncurrentDays=p.retention_days
+                ),
+            )
+        ],
+        tags.standard(),
+        sse_algorithm=BUCKET_DEFAULT_ENCRYPTION,
     )
     return t.add_resource(policies.retain_except_on_create(bucket))
 

@@ -38,21 +38,13 @@ from troposphere.iam import ManagedPolicy, OIDCProvider, Policy, Role
 from troposphere.s3 import (
     AbortIncompleteMultipartUpload,
     Bucket,
-    BucketEncryption,
     BucketPolicy,
-    LifecycleConfiguration,
     LifecycleRule,
     NoncurrentVersionExpiration,
-    OwnershipControls,
-    OwnershipControlsRule,
-    PublicAccessBlockConfiguration,
-    ServerSideEncryptionByDefault,
-    ServerSideEncryptionRule,
-    VersioningConfiguration,
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, iam, policies
+from karematch_cfn.lib import arns, buckets, iam, policies
 
 # Logical ids.
 OIDC_PROVIDER = "GitHubOidcProvider"
@@ -103,13 +95,7 @@ DEPLOY_BRANCH = "main"
 GATED_ENVIRONMENTS = ("staging", names.PRODUCTION)
 CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
 
-# Artifacts: the deployer's key prefix and lifecycle (karematch_cfn/deploy/package.py; a test
-# keeps them equal): keys expire after 90 days, the deployer re-uploads keys older than 30 days
-# before use, so a template a stack uses has 60 days or more to live.
-ARTIFACTS_KEY_PREFIX = "templates"
-ARTIFACTS_EXPIRE_DAYS = 90
-ARTIFACTS_NONCURRENT_EXPIRE_DAYS = 30
-ARTIFACTS_ABORT_MULTIPART_DAYS = 1
+# Artifacts: key prefix and lifecycle shared with the deployer (names.ARTIFACTS_*).
 SSE_ALGORITHM = "AES256"  # SSE-S3: templates hold no secrets, and no key policy to manage
 DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 1-hour default
 
@@ -330,45 +316,25 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
     first create rolls back (a retained named bucket would block the retry)."""
     bucket = t.add_resource(
         policies.retain_except_on_create(
-            Bucket(
+            buckets.private_bucket(
                 logical_id,
-                BucketName=Sub(name_pattern),
-                BucketEncryption=BucketEncryption(
-                    ServerSideEncryptionConfiguration=[
-                        ServerSideEncryptionRule(
-                            ServerSideEncryptionByDefault=ServerSideEncryptionByDefault(
-                                SSEAlgorithm=SSE_ALGORITHM
-                            ),
-                            BucketKeyEnabled=True,
-                        )
-                    ]
-                ),
-                VersioningConfiguration=VersioningConfiguration(Status="Enabled"),
-                PublicAccessBlockConfiguration=PublicAccessBlockConfiguration(
-                    BlockPublicAcls=True,
-                    BlockPublicPolicy=True,
-                    IgnorePublicAcls=True,
-                    RestrictPublicBuckets=True,
-                ),
-                OwnershipControls=OwnershipControls(
-                    Rules=[OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-                ),
-                LifecycleConfiguration=LifecycleConfiguration(
-                    Rules=[
-                        LifecycleRule(
-                            Id="ExpireOldTemplates",
-                            Status="Enabled",
-                            ExpirationInDays=ARTIFACTS_EXPIRE_DAYS,
-                            NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                                NoncurrentDays=ARTIFACTS_NONCURRENT_EXPIRE_DAYS
-                            ),
-                            AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(
-                                DaysAfterInitiation=ARTIFACTS_ABORT_MULTIPART_DAYS
-                            ),
-                        )
-                    ]
-                ),
-                Tags=Tags(Project="karematch"),
+                name_pattern,
+                [
+                    LifecycleRule(
+                        Id="ExpireOldTemplates",
+                        Status="Enabled",
+                        ExpirationInDays=names.ARTIFACTS_EXPIRE_DAYS,
+                        NoncurrentVersionExpiration=NoncurrentVersionExpiration(
+                            NoncurrentDays=names.ARTIFACTS_NONCURRENT_EXPIRE_DAYS
+                        ),
+                        AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(
+                            DaysAfterInitiation=names.ARTIFACTS_ABORT_MULTIPART_DAYS
+                        ),
+                    )
+                ],
+                Tags(Project="karematch"),
+                sse_algorithm=SSE_ALGORITHM,
+                bucket_key=True,
             )
         )
     )
@@ -385,7 +351,7 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
 
 
 def _templates(name_pattern: str) -> Sub:
-    return arns.bucket_objects(name_pattern, f"{ARTIFACTS_KEY_PREFIX}/")
+    return arns.bucket_objects(name_pattern, f"{names.ARTIFACTS_KEY_PREFIX}/")
 
 
 def execution_statements() -> dict[str, list]:

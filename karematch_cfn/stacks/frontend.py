@@ -51,21 +51,13 @@ from troposphere.cloudfront import (
 from troposphere.s3 import (
     AbortIncompleteMultipartUpload,
     Bucket,
-    BucketEncryption,
     BucketPolicy,
-    LifecycleConfiguration,
     LifecycleRule,
     NoncurrentVersionExpiration,
-    OwnershipControls,
-    OwnershipControlsRule,
-    PublicAccessBlockConfiguration,
-    ServerSideEncryptionByDefault,
-    ServerSideEncryptionRule,
-    VersioningConfiguration,
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, iam, policies, tags
+from karematch_cfn.lib import arns, buckets, iam, policies, tags
 
 # Logical IDs (the bucket's is pinned: renaming it would replace the bucket).
 BUCKET = "FrontendBucket"
@@ -177,44 +169,24 @@ def declare_inputs(t: Template) -> Inputs:
 
 
 def add_bucket(t: Template) -> Bucket:
-    bucket = Bucket(
+    bucket = buckets.private_bucket(
         BUCKET,
-        BucketName=Sub(names.FRONTEND_BUCKET),
-        BucketEncryption=BucketEncryption(
-            ServerSideEncryptionConfiguration=[
-                ServerSideEncryptionRule(
-                    ServerSideEncryptionByDefault=ServerSideEncryptionByDefault(
-                        SSEAlgorithm=ENCRYPTION
-                    )
-                )
-            ]
-        ),
-        VersioningConfiguration=VersioningConfiguration(Status="Enabled"),
-        LifecycleConfiguration=LifecycleConfiguration(
-            Rules=[
-                LifecycleRule(
-                    Id="ExpireOldVersions",
-                    Status="Enabled",
-                    NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                        NoncurrentDays=NONCURRENT_VERSION_DAYS
-                    ),
-                    # Failed uploads of a deploy leave invisible parts that are billed forever.
-                    AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(
-                        DaysAfterInitiation=ABORT_MULTIPART_DAYS
-                    ),
-                )
-            ]
-        ),
-        PublicAccessBlockConfiguration=PublicAccessBlockConfiguration(
-            BlockPublicAcls=True,
-            BlockPublicPolicy=True,
-            IgnorePublicAcls=True,
-            RestrictPublicBuckets=True,
-        ),
-        OwnershipControls=OwnershipControls(
-            Rules=[OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-        ),
-        Tags=tags.standard(),
+        names.FRONTEND_BUCKET,
+        [
+            LifecycleRule(
+                Id="ExpireOldVersions",
+                Status="Enabled",
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(
+                    NoncurrentDays=NONCURRENT_VERSION_DAYS
+                ),
+                # Failed uploads of a deploy leave invisible parts that are billed forever.
+                AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(
+                    DaysAfterInitiation=ABORT_MULTIPART_DAYS
+                ),
+            )
+        ],
+        tags.standard(),
+        sse_algorithm=ENCRYPTION,
     )
     # The deployed frontend and its 90 days of history survive a stack deletion; a rolled-back
     # first create (bucket still empty) leaves no named bucket behind to block the retry.

@@ -52,21 +52,13 @@ from troposphere.elasticloadbalancingv2 import (
 )
 from troposphere.s3 import (
     Bucket,
-    BucketEncryption,
     BucketPolicy,
-    LifecycleConfiguration,
     LifecycleRule,
     NoncurrentVersionExpiration,
-    OwnershipControls,
-    OwnershipControlsRule,
-    PublicAccessBlockConfiguration,
-    ServerSideEncryptionByDefault,
-    ServerSideEncryptionRule,
-    VersioningConfiguration,
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, iam, policies, tags
+from karematch_cfn.lib import arns, buckets, iam, policies, tags
 
 # Logical IDs.
 LOAD_BALANCER = "LoadBalancer"
@@ -206,44 +198,24 @@ def elb_log_delivery_mapping() -> dict[str, dict[str, str]]:
 
 
 def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
-    bucket = Bucket(
+    # Versioning keeps an overwritten or deleted log object recoverable (audit trail);
+    # noncurrent versions expire on the same retention as current ones.
+    bucket = buckets.private_bucket(
         LOG_BUCKET,
-        BucketName=Sub(names.ALB_LOG_BUCKET),
-        BucketEncryption=BucketEncryption(
-            ServerSideEncryptionConfiguration=[
-                ServerSideEncryptionRule(
-                    ServerSideEncryptionByDefault=ServerSideEncryptionByDefault(
-                        SSEAlgorithm=LOG_ENCRYPTION
-                    )
-                )
-            ]
-        ),
-        PublicAccessBlockConfiguration=PublicAccessBlockConfiguration(
-            BlockPublicAcls=True,
-            BlockPublicPolicy=True,
-            IgnorePublicAcls=True,
-            RestrictPublicBuckets=True,
-        ),
-        OwnershipControls=OwnershipControls(
-            Rules=[OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
-        ),
-        # Versioning keeps an overwritten or deleted log object recoverable (audit trail);
-        # noncurrent versions expire on the same retention as current ones.
-        VersioningConfiguration=VersioningConfiguration(Status="Enabled"),
-        LifecycleConfiguration=LifecycleConfiguration(
-            Rules=[
-                LifecycleRule(
-                    Id="ExpireAccessLogs",
-                    Status="Enabled",
-                    Prefix=f"{LOG_PREFIX}/",
-                    ExpirationInDays=Ref(p.retention_days),
-                    NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                        NoncurrentDays=Ref(p.retention_days)
-                    ),
-                )
-            ]
-        ),
-        Tags=tags.standard(names.ALB_LOG_BUCKET),
+        names.ALB_LOG_BUCKET,
+        [
+            LifecycleRule(
+                Id="ExpireAccessLogs",
+                Status="Enabled",
+                Prefix=f"{LOG_PREFIX}/",
+                ExpirationInDays=Ref(p.retention_days),
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(
+                    NoncurrentDays=Ref(p.retention_days)
+                ),
+            )
+        ],
+        tags.standard(names.ALB_LOG_BUCKET),
+        sse_algorithm=LOG_ENCRYPTION,
     )
     # Audit logs outlive the stack (removed only if the create that made it rolls back).
     policies.retain_except_on_create(bucket)

@@ -12,7 +12,6 @@ and it cannot be wired wrongly. The rendered root reads as the wiring table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Callable
 
 from troposphere import Equals, GetAtt, Not, Ref, Template
