@@ -1,8 +1,9 @@
 """Evaluate a rendered template for one set of parameter values, as CloudFormation would.
 
 Used by the loader (template Rules before a deploy) and by the behaviour tests ("prod has
-Multi-AZ, dev does not"). Supports what the templates use: Parameters with Defaults, Conditions
-built from Fn::Equals/Not/And/Or/Condition over Ref, Fn::If and AWS::NoValue, and Rules.
+Multi-AZ, dev does not"). Supports what the templates use: Parameters with Defaults, pseudo parameters
+given with the values (``{"AWS::Region": "eu-west-1"}``), Conditions built from
+Fn::Equals/Not/And/Or/Condition over Ref and Fn::FindInMap, Fn::If and AWS::NoValue, and Rules.
 Refs to parameters are replaced by their values; everything else is left as written.
 """
 
@@ -17,7 +18,7 @@ _DROP = object()
 
 def effective_parameters(template: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, str]:
     """Given values over the template's Defaults (only the template's own Parameters)."""
-    out: dict[str, str] = {}
+    out: dict[str, str] = {k: str(v) for k, v in values.items() if k.startswith("AWS::")}
     for name, spec in template.get("Parameters", {}).items():
         if name in values:
             out[name] = str(values[name])
@@ -26,7 +27,8 @@ def effective_parameters(template: Mapping[str, Any], values: Mapping[str, str])
     return out
 
 
-def _value(expr: Any, params: Mapping[str, str], conds: Mapping[str, bool]) -> Any:
+def _value(expr: Any, params: Mapping[str, str], conds: Mapping[str, bool],
+           mappings: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
     if isinstance(expr, dict) and len(expr) == 1:
         (key, arg), = expr.items()
         if key == "Ref":
@@ -35,15 +37,18 @@ def _value(expr: Any, params: Mapping[str, str], conds: Mapping[str, bool]) -> A
             return params[arg]
         if key == "Condition":
             return conds[arg]
+        if key == "Fn::FindInMap" and mappings is not None:
+            name, top, second = (_value(x, params, conds, mappings) for x in arg)
+            return mappings[name][top][second]
         if key == "Fn::Equals":
-            a, b = (_value(x, params, conds) for x in arg)
+            a, b = (_value(x, params, conds, mappings) for x in arg)
             return str(a) == str(b)
         if key == "Fn::Not":
-            return not _value(arg[0], params, conds)
+            return not _value(arg[0], params, conds, mappings)
         if key == "Fn::And":
-            return all(_value(x, params, conds) for x in arg)
+            return all(_value(x, params, conds, mappings) for x in arg)
         if key == "Fn::Or":
-            return any(_value(x, params, conds) for x in arg)
+            return any(_value(x, params, conds, mappings) for x in arg)
     return expr
 
 
@@ -56,7 +61,7 @@ def conditions(template: Mapping[str, Any], params: Mapping[str, str]) -> dict[s
         def __missing__(self, key: str) -> bool:
             if key not in raw:
                 raise KeyError(f"unknown Condition {key}")
-            done[key] = bool(_value(raw[key], params, self))
+            done[key] = bool(_value(raw[key], params, self, template.get("Mappings", {})))
             self[key] = done[key]
             return done[key]
 

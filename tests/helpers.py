@@ -13,6 +13,7 @@ from karematch_cfn import evaluate, tree
 from karematch_cfn.stacks import root
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_REGION = "us-east-1"  # the spec's region (its endpoint example)
 
 
 @lru_cache(maxsize=1)
@@ -61,7 +62,7 @@ def for_env(filename: str, env: str, **overrides: str) -> dict[str, Any]:
     parameter Refs replaced by the environment's values (wired inputs by ``wired_value``)."""
     t = template(filename)
     root_values = env_values(env)
-    values: dict[str, str] = {}
+    values: dict[str, str] = {"AWS::Region": DEFAULT_REGION}  # override: **{"AWS::Region": ...}
     for pname in t.get("Parameters", {}):
         if pname in root_values:
             values[pname] = root_values[pname]

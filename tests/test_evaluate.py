@@ -32,3 +32,15 @@ def test_resolve_drops_false_resources_and_novalue_and_substitutes_parameters():
     prod = evaluate.resolve(T, {"Env": "prod", "Cert": "arn"})
     assert prod["Resources"]["Always"]["Properties"]["A"] == 1
     assert "Secure" in prod["Resources"] and "O" in prod["Outputs"]
+
+
+def test_find_in_map_over_a_pseudo_parameter_in_conditions():
+    t = {
+        "Mappings": {"Accounts": {"us-east-1": {"Id": "127311923021"}, "ap-southeast-5": {"Id": "none"}}},
+        "Conditions": {"HasAccount": {"Fn::Not": [{"Fn::Equals": [
+            {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::Region"}, "Id"]}, "none"]}]}},
+    }
+    assert evaluate.conditions(t, evaluate.effective_parameters(t, {"AWS::Region": "us-east-1"})) == {
+        "HasAccount": True}
+    assert evaluate.conditions(t, evaluate.effective_parameters(t, {"AWS::Region": "ap-southeast-5"})) == {
+        "HasAccount": False}
