@@ -138,7 +138,7 @@ def load(path: Path | str, root_template: Mapping[str, Any], label: str | None =
 
 def check_rules(config: EnvironmentConfig, root_template: Mapping[str, Any],
                 label: str | None = None) -> None:  # fmt: skip
-    """Apply the root template's Rules (e.g. prod needs HTTPS) before anything is deployed."""
+    """Apply the root template's Rules (e.g. HTTPS outside dev) before anything is deployed."""
     broken = evaluate.broken_rules(root_template, config.values)
     if broken:
         raise ConfigError(f"{label or config.path}: {broken[0]}")

@@ -28,6 +28,7 @@ ALARM_EMAIL = "AlarmEmail"
 ENABLE_CLOUDTRAIL = "EnableCloudTrail"
 FRONTEND_DOMAIN_NAME = "FrontendDomainName"
 FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
+ENABLE_DELETION_PROTECTION = "EnableDeletionProtection"
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 PRODUCTION = "prod"
@@ -100,6 +101,12 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
         "String",
         "Create the multi-region CloudTrail trail with security alarms",
         {"Default": "false", "AllowedValues": ["true", "false"]},
+    ),
+    ENABLE_DELETION_PROTECTION: ParameterSpec(
+        "String",
+        "Deletion protection of the prod database and load balancer (the deployer passes false on "
+        "a first create, so a failed create can roll back; every later deploy turns it on)",
+        {"Default": "true", "AllowedValues": ["true", "false"]},
     ),
     FRONTEND_DOMAIN_NAME: ParameterSpec(
         "String",
@@ -218,6 +225,8 @@ ARTIFACTS_ABORT_MULTIPART_DAYS = 1
 
 # Conditions shared by name across templates.
 IS_PRODUCTION = "IsProduction"
+PROTECT_FROM_DELETION = "ProtectFromDeletion"  # prod, and EnableDeletionProtection is "true"
+HAS_IMAGE = "HasImage"  # ImageTag is not empty: CI has pushed the backend image
 
 
 # Types of wiring inputs (a child Parameter fed by another child's Output); default String.

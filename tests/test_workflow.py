@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from karematch_cfn import names
+from karematch_cfn import config, names
 from karematch_cfn.stacks import bootstrap
 from tests import helpers
 
@@ -33,6 +33,7 @@ VARIABLES = {
     "AWS_PLAN_ARTIFACTS_BUCKET": "karematch-cfn-plan-artifacts-000000000000-us-east-1",
     "AWS_REGION": "us-east-1",
     "PROD_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000",
+    "STAGING_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:000000000000:certificate/11111111-1111-1111-1111-111111111111",
 }
 # Which bootstrap Output each role variable is set from (docs/ci.md).
 ROLE_VARIABLES = {"AWS_DEPLOY_ROLE_ARN": bootstrap.DEPLOY_ROLE, "AWS_PLAN_ROLE_ARN": bootstrap.PLAN_ROLE}
@@ -197,12 +198,22 @@ def test_staging_and_prod_wait_for_their_gated_github_environments():
     assert set(bootstrap.GATED_ENVIRONMENTS) == set(names.ENVIRONMENTS) - {"dev"}
 
 
-def test_prod_gets_its_certificate_from_a_repository_variable():
-    (args,) = deployer_args(deploy_job(names.PRODUCTION)[1])
-    assert _option(args, "--parameter") == [f"{names.CERTIFICATE_ARN}={VARIABLES['PROD_CERTIFICATE_ARN']}"]
-    for env in ("dev", "staging"):
+def test_staging_and_prod_get_their_certificates_from_repository_variables():
+    for env, variable in (("staging", "STAGING_CERTIFICATE_ARN"), (names.PRODUCTION, "PROD_CERTIFICATE_ARN")):
         (args,) = deployer_args(deploy_job(env)[1])
-        assert not _option(args, "--parameter")
+        assert _option(args, "--parameter") == [f"{names.CERTIFICATE_ARN}={VARIABLES[variable]}"]
+    (args,) = deployer_args(deploy_job("dev")[1])
+    assert not _option(args, "--parameter")
+
+
+def test_every_deploy_command_satisfies_the_root_templates_rules():
+    # The root's Rules (HTTPS outside dev, ...) as the deployer applies them before any deploy.
+    root_template = helpers.template("karematch.yaml")
+    for env in names.ENVIRONMENTS:
+        (args,) = deployer_args(deploy_job(env)[1])
+        overrides = dict(p.split("=", 1) for p in _option(args, "--parameter"))
+        cfg = config.load(helpers.REPO / "parameters" / f"{env}.json", root_template)
+        config.check_rules(config.with_overrides(cfg, overrides, root_template), root_template)
 
 
 def test_one_deploy_per_environment_at_a_time_never_cancelled_midway():

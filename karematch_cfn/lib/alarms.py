@@ -58,10 +58,14 @@ def metric_alarm(
     evaluation: Evaluation,
     actions: list[Any],
     ok_actions: list[Any] | None = None,
+    actions_enabled: Any = None,
 ) -> Alarm:
-    """One alarm on one metric. Percentiles (``p95``) go to ExtendedStatistic."""
+    """One alarm on one metric. Percentiles (``p95``) go to ExtendedStatistic.
+    ``actions_enabled`` (e.g. an Fn::If) silences the notifications while it is false."""
     stat_key = "ExtendedStatistic" if evaluation.statistic.startswith("p") else "Statistic"
     kwargs: dict[str, Any] = {stat_key: evaluation.statistic}
+    if actions_enabled is not None:
+        kwargs["ActionsEnabled"] = actions_enabled
     if ok_actions:
         kwargs["OKActions"] = ok_actions
     if dims:

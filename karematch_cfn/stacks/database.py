@@ -33,7 +33,7 @@ from troposphere.logs import LogGroup
 from troposphere.rds import DBInstance, DBParameterGroup, DBSubnetGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import policies, tags
+from karematch_cfn.lib import conditions, policies, tags
 from karematch_cfn.stacks import secrets  # the JSON keys of the generated credentials
 
 INSTANCE = "DatabaseInstance"
@@ -145,7 +145,9 @@ def add_instance(t: Template, p: Inputs, subnet_group: DBSubnetGroup,
         DBInstanceClass=p.instance_class,
         DBName=names.DATABASE_NAME,
         Port=str(names.DATABASE_PORT),
-        MasterUsername=_credential(secrets.USERNAME_KEY),
+        # A literal, not a dynamic reference: CloudFormation compares the reference text, so a
+        # new secret ARN would read as a new MasterUsername, which replaces the database.
+        MasterUsername=secrets.MASTER_USERNAME,
         MasterUserPassword=_credential(secrets.PASSWORD_KEY),
         StorageType=STORAGE_TYPE,
         AllocatedStorage=str(ALLOCATED_STORAGE_GB),
@@ -168,7 +170,7 @@ def add_instance(t: Template, p: Inputs, subnet_group: DBSubnetGroup,
         # Keep the automated backups (point-in-time recovery) for their retention period
         # after the instance is deleted, in addition to the final snapshot.
         DeleteAutomatedBackups=False,
-        DeletionProtection=If(prod, True, False),
+        DeletionProtection=If(names.PROTECT_FROM_DELETION, True, False),
         EnablePerformanceInsights=If(prod, True, False),
         PerformanceInsightsRetentionPeriod=If(
             prod, PERFORMANCE_INSIGHTS_RETENTION_DAYS, Ref("AWS::NoValue")
@@ -186,6 +188,7 @@ def build() -> Template:
     t = render.new_template("KareMatch database: RDS PostgreSQL 15, encrypted, SSL forced")
     p = declare_inputs(t)
     t.add_condition(names.IS_PRODUCTION, Equals(p.environment, names.PRODUCTION))
+    conditions.protect_from_deletion(t)
     subnet_group = add_subnet_group(t, p)
     parameter_group = add_parameter_group(t)
     log_group = add_log_group(t, p)

@@ -58,7 +58,7 @@ from troposphere.s3 import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, buckets, iam, policies, tags
+from karematch_cfn.lib import arns, buckets, conditions, iam, policies, tags
 
 # Logical IDs.
 LOAD_BALANCER = "LoadBalancer"
@@ -173,7 +173,7 @@ def declare_inputs(t: Template) -> Inputs:
 
 
 def add_conditions(t: Template, p: Inputs) -> None:
-    t.add_condition(names.IS_PRODUCTION, Equals(Ref(p.environment), names.PRODUCTION))
+    conditions.protect_from_deletion(t)
     t.add_condition(HAS_CERTIFICATE, Not(Equals(Ref(p.certificate), "")))
     t.add_mapping(ELB_LOG_DELIVERY, elb_log_delivery_mapping())
     t.add_condition(HAS_ELB_ACCOUNT, Not(Equals(elb_account_principal(), NO_ELB_ACCOUNT)))
@@ -246,7 +246,7 @@ def add_load_balancer(t: Template, p: Inputs, bucket: Bucket, policy: BucketPoli
         "access_logs.s3.enabled": "true",
         "access_logs.s3.bucket": Ref(bucket),
         "access_logs.s3.prefix": LOG_PREFIX,
-        "deletion_protection.enabled": If(names.IS_PRODUCTION, "true", "false"),
+        "deletion_protection.enabled": If(names.PROTECT_FROM_DELETION, "true", "false"),
         "routing.http.drop_invalid_header_fields.enabled": "true",
     }
     lb = LoadBalancer(

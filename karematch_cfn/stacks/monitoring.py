@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from troposphere import Equals, GetAtt, Not, Ref, Sub, Template
+from troposphere import Equals, GetAtt, If, Not, Ref, Sub, Template
 from troposphere.cloudwatch import Alarm, Dashboard, Metric, MetricDataQuery, MetricStat
 from troposphere.kms import Alias, Key
 from troposphere.logs import MetricFilter, MetricTransformation
 from troposphere.sns import SubscriptionResource, Topic, TopicPolicy
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import alarms, arns, iam, policies, tags
+from karematch_cfn.lib import alarms, arns, conditions, iam, policies, tags
 from karematch_cfn.lib.alarms import Evaluation
 
 # Logical IDs.
@@ -122,6 +122,9 @@ def declare_inputs(t: Template) -> Inputs:
     ):
         names.declare(t, pname, description)
     t.add_condition(HAS_ALARM_EMAIL, Not(Equals(email, "")))
+    # Before CI has pushed an image the service runs 0 tasks on purpose: the two availability
+    # alarms show ALARM but do not page until ImageTag is set.
+    conditions.has_image(t)
     return Inputs(email)
 
 
@@ -202,6 +205,7 @@ def add_service_alarms(t: Template, n: Notify) -> None:
         ALB_NAMESPACE, "HealthyHostCount",
         {"TargetGroup": Ref(names.TARGET_GROUP_FULL_NAME), "LoadBalancer": lb},
         alarms.LESS, HEALTHY_HOSTS_MINIMUM, AVAILABILITY, n.actions, n.actions,
+        actions_enabled=If(names.HAS_IMAGE, True, False),
     )  # fmt: skip
     alarms.metric_alarm(
         t, RUNNING_TASKS_ALARM, "ecs-no-running-tasks",
@@ -210,6 +214,7 @@ def add_service_alarms(t: Template, n: Notify) -> None:
         CONTAINER_INSIGHTS_NAMESPACE, "RunningTaskCount",
         {"ClusterName": Ref(names.CLUSTER_NAME), "ServiceName": Ref(names.SERVICE_NAME)},
         alarms.LESS, RUNNING_TASKS_MINIMUM, AVAILABILITY, n.actions, n.actions,
+        actions_enabled=If(names.HAS_IMAGE, True, False),
     )  # fmt: skip
     add_server_errors_alarm(t, n)
 

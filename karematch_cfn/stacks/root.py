@@ -122,16 +122,19 @@ def build(child_templates: dict[str, Template] | None = None) -> Template:
 
     if any(c.condition == AUDIT_ENABLED for c in kids):
         t.add_condition(AUDIT_ENABLED, Equals(Ref(names.ENABLE_CLOUDTRAIL), "true"))
-    # Prod is never served over plain HTTP: CloudFormation rejects the parameters before it
-    # creates anything (config.py applies the same rule before a deploy).
+    # Only dev is ever served over plain HTTP (the spec's "forward (development)"): for staging
+    # and prod CloudFormation rejects the parameters before it creates anything (config.py
+    # applies the same Rule before a deploy).
     t.add_rule(
-        "ProductionRequiresHttps",
+        "HttpsOutsideDevelopment",
         {
-            "RuleCondition": Equals(Ref(names.ENVIRONMENT_NAME), names.PRODUCTION),
+            "RuleCondition": Not(Equals(Ref(names.ENVIRONMENT_NAME), "dev")),
             "Assertions": [
                 {
                     "Assert": Not(Equals(Ref(names.CERTIFICATE_ARN), "")),
-                    "AssertDescription": "prod needs CertificateArn: the ALB must serve HTTPS",
+                    "AssertDescription": (
+                        "staging and prod need CertificateArn: outside dev the ALB serves HTTPS only"
+                    ),
                 }
             ],
         },

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from troposphere import Equals, GetAtt, If, Join, Not, Ref, Sub, Template
+from troposphere import GetAtt, If, Join, Ref, Sub, Template
 from troposphere.applicationautoscaling import (
     PredefinedMetricSpecification,
     ScalableTarget,
@@ -59,7 +59,7 @@ from troposphere.ecs import (
 from troposphere.logs import LogGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import policies, tags
+from karematch_cfn.lib import conditions, policies, tags
 
 # Logical IDs.
 CLUSTER = "Cluster"
@@ -70,7 +70,7 @@ SCALABLE_TARGET = "BackendScalableTarget"
 CPU_SCALING_POLICY = "BackendCpuScalingPolicy"
 MEMORY_SCALING_POLICY = "BackendMemoryScalingPolicy"
 
-HAS_IMAGE = "HasImage"
+HAS_IMAGE = names.HAS_IMAGE
 
 # Spec section 2.
 TASK_CPU = "512"  # 0.5 vCPU
@@ -327,7 +327,7 @@ def build() -> Template:
         "KareMatch compute: ECS cluster, backend task definition, Fargate service, autoscaling"
     )
     p = declare_inputs(t)
-    t.add_condition(HAS_IMAGE, Not(Equals(Ref(p.image_tag), "")))
+    conditions.has_image(t)
     cluster = add_cluster(t)
     log_group = add_log_group(t, p)
     task = add_task_definition(t, p, log_group)

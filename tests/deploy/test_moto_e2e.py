@@ -285,7 +285,7 @@ def test_prod_without_a_certificate_is_refused_before_any_aws_call(moto, karemat
     r = karematch("deploy", "--env", "prod", "--yes")
 
     assert r.code == 2
-    assert "prod needs CertificateArn" in r.err
+    assert "staging and prod need CertificateArn" in r.err
     assert "--parameter" in r.err
     _nothing_deployed(moto)
 
