@@ -37,22 +37,25 @@ Deploy the nested template tree as the stack karematch-ENV, in this order:
      uploaded too);
   3. create a CREATE or UPDATE change set with nested change sets and the capabilities the
      templates need; print the parameters and one table per stack that changes;
-  4. no changes is success: the change set is deleted;
+  4. no changes is success: the change set is deleted (a change set that changes only
+     parameters, outputs or tags is executed);
   5. the data guard refuses (exit 3, change set kept) when a database, bucket, secret, log
      group, repository, KMS key or a whole child stack would be removed or replaced, or a
      secret's generated value regenerated;
   6. execute after confirmation, streaming stack events (nested stacks included) until a
      terminal status; on failure print the first failed resources and how to recover;
-  7. after a prod deploy: termination protection on the root and stack policies denying
-     Update:Replace/Update:Delete on the stateful resources.
+  7. after a prod deploy: stack policies denying Update:Replace/Update:Delete on the stateful
+     resources, then termination protection on the root (exit 6 if either is not applied).
 On an update, ImageTag keeps its deployed value and DesiredCount the live task count of the
-ECS service (autoscaling's) unless --image-tag / --desired-count are given.
+ECS service (autoscaling's) unless --image-tag / --desired-count are given. On a first create,
+EnableDeletionProtection is false (a failed create can roll back); the next deploy turns it on.
 """
 PACKAGE_DESCRIPTION = """\
 Lint and check the tree like deploy, upload every template (the root too) to the artifacts
 bucket under content-hash keys, and write the packaged root (TemplateURLs pointing at S3) to
-OUT/karematch.yaml. Prints the root's S3 URL for the CloudFormation console or
-`aws cloudformation create-stack --template-url`.
+OUT/karematch.yaml, and the parameter values (parameters/ENV.json and --parameter, never
+NoEcho ones) to OUT/parameters.json. Prints the root's S3 URL for the CloudFormation console
+and an `aws cloudformation create-stack --template-url ... --parameters file://...` command.
 """
 ENVIRONMENT_HELP = (
     "environment: AWS_PROFILE, AWS_REGION/AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID/"
@@ -76,8 +79,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not more than 0")
     return value
 
 
@@ -94,12 +97,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parameters", type=Path, metavar="FILE",
                    help="parameter file in CloudFormation's format (default: parameters/ENV.json)")
     p.add_argument("--parameter", action="append", metavar="KEY=VALUE",
-                   help="set one root parameter over the file's value (repeatable); prod needs "
-                        "--parameter CertificateArn=arn:aws:acm:...")  # fmt: skip
+                   help="set one root parameter over the file's value (repeatable); staging and "
+                        "prod need --parameter CertificateArn=arn:aws:acm:...")  # fmt: skip
     p.add_argument("--artifact-bucket", metavar="BUCKET",
                    help="S3 bucket for the packaged templates (default: "
                         "karematch-cfn-artifacts-ACCOUNT-REGION, created once with encryption, "
-                        "public access block, versioning and a TLS-only policy if missing)")  # fmt: skip
+                        "public access block, versioning, a TLS-only policy and a lifecycle if "
+                        "missing, and those settings re-checked and repaired on every use)")  # fmt: skip
     p.add_argument("--stack-name", metavar="NAME",
                    help="root stack name (default: karematch-ENV)")
     p.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE or default)")
@@ -140,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "deploy stops (exit 2) instead of waiting")  # fmt: skip
     d.add_argument("--dry-run", action="store_true",
                    help="stop after the review table and the guard; delete the change set and "
-                        "any empty stack it created")  # fmt: skip
+                        "any empty stack it created (the artifacts bucket and the uploaded "
+                        "templates stay)")  # fmt: skip
     d.add_argument("--poll-interval", type=_positive_float, default=5.0, metavar="SECONDS",
-                   help="seconds between polls of the change set and the stack events "
-                        "(default: 5)")  # fmt: skip
+                   help="seconds between polls of the stack events while executing (default: "
+                        "5; more than 0); the change set is polled every SECONDS or 2 seconds, "
+                        "whichever is shorter")  # fmt: skip
     d.set_defaults(handler="deploy")
 
     p = sub.add_parser(
@@ -153,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _common(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="directory to write the packaged root karematch.yaml into")
+                   help="directory to write the packaged root karematch.yaml and "
+                        "parameters.json into")
     p.set_defaults(handler="package")
     return parser
 

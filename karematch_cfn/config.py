@@ -53,20 +53,24 @@ def _allowed_text(spec: Mapping[str, Any]) -> str:
 
 
 def check_value(name: str, value: str, spec: Mapping[str, Any]) -> str | None:
-    """Why ``value`` is not acceptable for Parameter ``spec``, or None when it is."""
+    """Why ``value`` is not acceptable for Parameter ``spec``, or None when it is.
+
+    A NoEcho parameter's value is never repeated in the message (it is shown as ``****``).
+    """
+    shown = "****" if str(spec.get("NoEcho", "")).lower() == "true" else repr(value)
     if spec.get("Type") == "Number":
         try:
             number = float(value)
         except ValueError:
-            return f"{value!r} is not a number; {_allowed_text(spec)}".rstrip("; ")
+            return f"{shown} is not a number; {_allowed_text(spec)}".rstrip("; ")
         if "MinValue" in spec and number < float(spec["MinValue"]) or (
             "MaxValue" in spec and number > float(spec["MaxValue"])
         ):
-            return f"{value!r} is out of range; {_allowed_text(spec)}"
+            return f"{shown} is out of range; {_allowed_text(spec)}"
     if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
-        return f"{value!r} is not allowed; {_allowed_text(spec)}"
+        return f"{shown} is not allowed; {_allowed_text(spec)}"
     if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
-        return f"{value!r} is not allowed; {_allowed_text(spec)}"
+        return f"{shown} is not allowed; {_allowed_text(spec)}"
     if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
         return f"is longer than {spec['MaxLength']} characters"
     return None
@@ -77,6 +81,8 @@ def _read_entries(path: Path, label: str) -> list[Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{label}: no such parameter file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
     try:

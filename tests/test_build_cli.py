@@ -55,6 +55,8 @@ BAD_INPUT = {
                              ["dev.json", "EnvironmentName", "'prod'", "'dev'"]),
     "number not a string": (lambda p: _set(p / "dev.json", "LogRetentionDays", 30),
                             ["dev.json", "LogRetentionDays", "JSON string"]),
+    "not utf-8": (lambda p: (p / "prod.json").write_bytes(b'[{"ParameterKey": "Environment\xe9"}]'),
+                  ["prod.json", "not UTF-8"]),
     "unknown environment file": (lambda p: (p / "qa.json").write_text("[]"),
                                  ["qa.json", "unknown environment", "dev.json"]),
 }

@@ -86,3 +86,33 @@ def test_overrides_are_validated_like_the_file(tmp_path):
         config.with_overrides(cfg, {"Bogus": "1"}, ROOT)
     with pytest.raises(config.ConfigError, match="--parameter LogRetentionDays"):
         config.with_overrides(cfg, {"LogRetentionDays": "7"}, ROOT)
+
+
+SECRET_VALUE = "hunter2-do-not-print"
+
+
+@pytest.mark.parametrize("spec", [
+    {"Type": "String", "NoEcho": "true", "AllowedPattern": "^[a-z]+$"},
+    {"Type": "String", "NoEcho": True, "AllowedValues": ["a", "b"]},
+    {"Type": "Number", "NoEcho": "True"},
+    {"Type": "Number", "NoEcho": True, "MinValue": "0", "MaxValue": "1"},
+])  # fmt: skip
+def test_a_no_echo_value_is_never_repeated_in_a_message(tmp_path, spec):
+    value = "12345" if "MaxValue" in spec else SECRET_VALUE  # out of range, or not allowed / not a number
+    root = {"Parameters": {"EnvironmentName": ROOT["Parameters"]["EnvironmentName"], "Token": {**spec, "Default": ""}}}
+
+    problem = config.check_value("Token", value, spec)
+
+    assert problem and value not in problem and "****" in problem
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(_file(tmp_path, "dev.json", {"EnvironmentName": "dev", "Token": value}), root)
+    assert value not in str(exc.value) and "Token" in str(exc.value)
+    cfg = config.load(_file(tmp_path, "dev.json", {"EnvironmentName": "dev"}), root)
+    with pytest.raises(config.ConfigError) as exc:
+        config.with_overrides(cfg, {"Token": value}, root)
+    assert value not in str(exc.value) and str(exc.value).startswith("--parameter Token: ****")
+
+
+def test_a_value_that_is_not_no_echo_is_quoted_in_the_message():
+    spec = {"Type": "String", "NoEcho": "false", "AllowedValues": ["a"]}
+    assert config.check_value("X", "zzz", spec).startswith("'zzz' is not allowed")

@@ -111,15 +111,18 @@ class Aws:
     @classmethod
     def from_options(cls, profile: str | None, region: str | None) -> "Aws":
         global _LOADER
-        core = botocore.session.Session()
-        if _LOADER is None:  # the service models, read once per process
-            _LOADER = core.get_component("data_loader")
-        else:
-            core.register_component("data_loader", _LOADER)
         try:
+            core = botocore.session.Session()
+            # The service models, read once per process. Creating the loader reads the config
+            # (data_path), so AWS_PROFILE naming a missing profile fails here, not in boto3.
+            if _LOADER is None:
+                _LOADER = core.get_component("data_loader")
+            else:
+                core.register_component("data_loader", _LOADER)
             session = boto3.Session(botocore_session=core, profile_name=profile, region_name=region)
         except botocore.exceptions.ProfileNotFound as exc:
-            raise AccessProblem(f"--profile {profile}: {exc}") from None
+            where = f"--profile {profile}" if profile else "AWS_PROFILE"
+            raise AccessProblem(f"{where}: {exc} (aws configure list-profiles lists them)") from None
         return cls(session=session)
 
     def client(self, service: str) -> Any:

@@ -22,6 +22,7 @@ CREATE, UPDATE = "CREATE", "UPDATE"
 # answers CREATE_COMPLETE with no Changes, or refuses CreateChangeSet with the second text).
 NO_CHANGE_REASONS = ("didn't contain changes", "No updates are to be performed")
 CHANGE_SET_DONE = ("CREATE_COMPLETE", "FAILED", "DELETE_COMPLETE", "DELETE_FAILED")
+MAX_POLL = 2.0  # seconds between DescribeChangeSet polls at most: a change set is quick to compute
 WAIT_TIMEOUT = 30 * 60  # seconds; CloudFormation's own limit for nested change sets is lower
 
 # Stack states: which operation a deploy can run from each.

@@ -10,6 +10,8 @@ a relaxed stack policy) is cleaned up or reported.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,22 +24,25 @@ from karematch_cfn.deploy import changeset, events, guard, inputs, package, prot
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
+    DeployError,
     DeployFailed,
     GuardRefused,
     Interrupted,
     LintError,
+    ProtectionIncomplete,
 )
 
 ECS_SERVICE = "AWS::ECS::Service"
 ECS_CLUSTER = "AWS::ECS::Cluster"
 NESTED_STACK = "AWS::CloudFormation::Stack"
 # Service-linked roles a brand-new account may lack (pitfalls.md: "Unable to assume the service
-# linked role"); created best-effort before a first create that needs them.
+# linked role"); created best-effort right before a CREATE change set is executed.
 SERVICE_LINKED_ROLES = {
     ECS_SERVICE: "ecs.amazonaws.com",
     "AWS::ApplicationAutoScaling::ScalableTarget": "ecs.application-autoscaling.amazonaws.com",
 }
 MASK = "****"
+PARAMETER_FILE = "parameters.json"  # what `package` writes next to the packaged root
 
 
 def is_interactive() -> bool:
@@ -74,11 +79,19 @@ class Prepared:
     stack_name: str
 
 
+def is_project_dir(directory: Path) -> bool:
+    """Whether ``directory`` is the project's templates/ (however it was spelled)."""
+    try:
+        return directory.resolve() == tree.TEMPLATES_DIR.resolve()
+    except OSError:
+        return False
+
+
 def prepare(args: argparse.Namespace, console: Console) -> Prepared:
     """Parameter file, lint, freshness, limits: everything checked before touching AWS."""
     inputs.check_environment(args.env)
-    project = args.template_dir is None
-    directory = tree.TEMPLATES_DIR if project else args.template_dir
+    directory = tree.TEMPLATES_DIR if args.template_dir is None else args.template_dir
+    project = is_project_dir(directory)
     t = inputs.load_tree(directory)
     params = inputs.load_parameters(
         t, args.env, args.parameters, inputs.parse_assignments(args.parameter),
@@ -141,8 +154,30 @@ def _clamp(value: int, spec: dict[str, Any]) -> int:
     return value
 
 
+def _deletion_protection(specs: dict[str, Any], params: inputs.Parameters, kind: str,
+                         values: dict[str, str], source: dict[str, str], notes: list[str]) -> None:  # fmt: skip
+    """EnableDeletionProtection: off on a first create, stated explicitly on every update.
+
+    Deletion protection during the very first create would leave a failed create unable to roll
+    back (ROLLBACK_FAILED); the next deploy turns it on. On an update the file's value, or else
+    the template Default, is always sent (never UsePreviousValue), so that next deploy does.
+    """
+    key = names.ENABLE_DELETION_PROTECTION
+    if key not in specs or key in params.explicit:
+        return
+    if kind == changeset.CREATE:
+        values[key] = "false"
+        source[key] = "first create (the next deploy turns it on)"
+        notes.append(f"{key}: false for this first create, so a failed create can roll back; "
+                     "deletion protection is turned on by the next deploy")  # fmt: skip
+    elif key not in values:
+        values[key] = str(specs[key].get("Default", ""))
+        source[key] = "template default"
+
+
 def plan_parameters(aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | None, kind: str) -> ParameterPlan:
-    """The file's values; on an update, the live ImageTag and task count unless given."""
+    """The file's values; on an update, the live ImageTag and task count unless given;
+    EnableDeletionProtection false on a first create."""
     specs = prep.tree.parameter_specs()
     params = prep.params
     values = dict(params.values)
@@ -150,6 +185,7 @@ def plan_parameters(aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | Non
     previous: set[str] = set()
     notes: list[str] = []
     live = {p["ParameterKey"]: p.get("ParameterValue") for p in (stack or {}).get("Parameters", [])}
+    _deletion_protection(specs, params, kind, values, source, notes)
     if kind == changeset.UPDATE:
         if names.IMAGE_TAG in specs and names.IMAGE_TAG not in params.explicit and names.IMAGE_TAG in live:
             values.pop(names.IMAGE_TAG, None)
@@ -203,7 +239,8 @@ def plan_parameters(aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | Non
 # AWS steps
 # ------------------------------------------------------------------------------------------
 def ensure_service_linked_roles(aws: awsmod.Aws, console: Console, t: inputs.Tree) -> None:
-    """Best effort, first create only: ECS (and its autoscaling) service-linked roles."""
+    """Best effort, right before a CREATE is executed: ECS (and its autoscaling) service-linked
+    roles. Never on a dry run or a declined change set: nothing in the account changes then."""
     types = {r.get("Type") for tpl in t.files.values() for r in tpl.resources.values() if isinstance(r, dict)}
     for rtype, service in SERVICE_LINKED_ROLES.items():
         if rtype not in types:
@@ -231,14 +268,20 @@ class Run:
     executing: bool = False
 
 
-def discard(aws: awsmod.Aws, console: Console, run: Run) -> None:
-    """Delete this deploy's change set and, on a first create, the empty stack it made."""
+def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
+    """Delete this deploy's change set and, on a first create, the empty stack it made.
+
+    Returns what could not be deleted, each with the command that deletes it (also warned).
+    """
+    left: list[str] = []
     if run.change_set_id:
         try:
             changeset.delete(aws.cfn, run.change_set_id)
             console.say("change set deleted")
         except Exception as exc:  # noqa: BLE001
-            console.warn(f"could not delete change set {run.change_set_id}: {exc}")
+            console.warn(f"could not delete change set {run.change_set_id}: {awsmod.error_message(exc)}")
+            left.append(f"change set {run.change_set_id}: aws cloudformation delete-change-set "
+                        f"--change-set-name {run.change_set_id}")  # fmt: skip
         run.change_set_id = None
     if not run.stack_existed and run.stack_id:
         try:
@@ -247,7 +290,10 @@ def discard(aws: awsmod.Aws, console: Console, run: Run) -> None:
                 aws.cfn.delete_stack(StackName=run.stack_id)
                 console.say(f"empty stack {run.stack_name} (REVIEW_IN_PROGRESS) deleted")
         except Exception as exc:  # noqa: BLE001
-            console.warn(f"could not delete the empty stack {run.stack_name}: {exc}")
+            console.warn(f"could not delete the empty stack {run.stack_name}: {awsmod.error_message(exc)}")
+            left.append(f"empty stack {run.stack_name} (REVIEW_IN_PROGRESS): aws cloudformation "
+                        f"delete-stack --stack-name {run.stack_name}")  # fmt: skip
+    return left
 
 
 def _interrupted(aws: awsmod.Aws, console: Console, run: Run) -> Interrupted:
@@ -269,6 +315,37 @@ def _interrupted(aws: awsmod.Aws, console: Console, run: Run) -> Interrupted:
     )
 
 
+def _left_behind(aws: awsmod.Aws, console: Console, run: Run, dry_run: bool, exc: DeployError) -> None:
+    """After a failure before the execution (a wait timeout, an access error while reading the
+    change sets or live values): delete what this run created when it was a dry run or a new
+    empty stack; otherwise say exactly what is left and how to delete it."""
+    if isinstance(exc, GuardRefused) or run.executing or not run.change_set_id:
+        return  # a refusal keeps its change set on purpose; an executed one is CloudFormation's
+    if dry_run or not run.stack_existed:
+        made = "change set" if run.stack_existed else "change set and empty stack"
+        left = discard(aws, console, run)
+        if left:
+            exc.hints += [f"left behind: {x}" for x in left]
+        else:
+            exc.hints.append(f"nothing was executed; this run's {made} "
+                             f"{'was' if run.stack_existed else 'were'} deleted")  # fmt: skip
+        return
+    exc.hints.append(f"nothing was executed; left behind: change set {run.change_set_id} on stack "
+                     f"{run.stack_name} (not executed); delete it: aws cloudformation delete-change-set "
+                     f"--change-set-name {run.change_set_id}")  # fmt: skip
+
+
+def check_stack_environment(stack: dict[str, Any] | None, env: str, stack_name: str) -> None:
+    """Refuse a live stack deployed for another environment (``--env dev --stack-name
+    karematch-prod`` would otherwise skip prod's protection)."""
+    live = {p["ParameterKey"]: p.get("ParameterValue") for p in (stack or {}).get("Parameters", []) or []}
+    deployed = live.get(names.ENVIRONMENT_NAME)
+    if deployed is not None and deployed != env:
+        raise BadInput(f"stack {stack_name} is environment {deployed!r} (its {names.ENVIRONMENT_NAME} "
+                       f"parameter) but --env is {env!r}; nothing was changed",
+                       f"deploy it with --env {deployed}, or choose another --stack-name")  # fmt: skip
+
+
 def deploy(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
     hooks = hooks or Hooks()
     console = hooks.console
@@ -285,20 +362,52 @@ def deploy(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
         who = awsmod.identity(aws)
         console.say(f"account {who.account} as {who.arn}; region {aws.region}; stack {prep.stack_name}")
         stack = changeset.describe_stack(aws.cfn, prep.stack_name)
+        check_stack_environment(stack, args.env, prep.stack_name)
         kind = changeset.plan(stack, prep.stack_name)
         run.stack_existed = stack is not None
         run.stack_id = stack["StackId"] if stack else None
         return _deploy(args, hooks, aws, who, prep, stack, kind, run)
     except KeyboardInterrupt:
         raise _interrupted(aws, console, run) from None
+    except DeployError as exc:
+        _left_behind(aws, console, run, args.dry_run, exc)
+        raise
+
+
+def unchanged_from_live(aws: awsmod.Aws, prep: Prepared, packaged: package.Packaged,
+                        pplan: ParameterPlan, stack: dict[str, Any]) -> bool:  # fmt: skip
+    """Whether a change set without changes really changes nothing: every parameter sent (or
+    defaulted) equals the live value, and the packaged root is the live template.
+
+    AWS reports a real no-change as a FAILED change set; CREATE_COMPLETE with an empty list
+    means only Outputs, parameters or tags change. moto answers CREATE_COMPLETE with no changes
+    for both, hence the comparison. A NoEcho value reads as ``****``: never equal, so executed.
+    """
+    live = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", []) or []}
+    sent = {e["ParameterKey"]: e for e in pplan.entries}
+    specs = prep.tree.parameter_specs()
+    if set(live) != set(specs):
+        return False
+    for key, spec in specs.items():
+        entry = sent.get(key)
+        if entry is not None and entry.get("UsePreviousValue"):
+            continue
+        wanted = entry["ParameterValue"] if entry is not None else str(spec.get("Default", ""))
+        if live[key] != wanted:
+            return False
+    out = awsmod.call(f"reading the live template of {prep.stack_name}", aws.cfn.get_template,
+                      StackName=stack["StackId"])  # fmt: skip
+    body = out.get("TemplateBody")
+    if isinstance(body, str):
+        return body == packaged.root_text
+    # botocore decodes a JSON template body into a dict
+    return body == inputs.parse_template(packaged.root_text, "the packaged root")
 
 
 def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod.Identity,
             prep: Prepared, stack: dict[str, Any] | None, kind: str, run: Run) -> int:  # fmt: skip
     console = hooks.console
     pplan = plan_parameters(aws, prep, stack, kind)
-    if kind == changeset.CREATE and stack is None and not args.dry_run:
-        ensure_service_linked_roles(aws, console, prep.tree)
     bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket)
     packaged = package.package(aws, console, bucket, prep.tree)
 
@@ -315,7 +424,7 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
         return _no_changes(args, aws, console, prep, run)
     run.change_set_id = cs_id
     run.stack_id = stack_id or run.stack_id
-    first = changeset.wait(aws.cfn, console, cs_id, min(args.poll_interval, 2.0), hooks.sleep)
+    first = changeset.wait(aws.cfn, console, cs_id, min(args.poll_interval, changeset.MAX_POLL), hooks.sleep)
     run.stack_id = first.get("StackId") or run.stack_id
     if first["Status"] == "FAILED":
         reason = first.get("StatusReason") or "no reason given"
@@ -326,7 +435,9 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
 
     root = changeset.fetch_tree(lambda i: changeset.describe_all(aws.cfn, i),
                                 changeset.describe_all(aws.cfn, cs_id, first))  # fmt: skip
-    if not changeset.has_changes(root):
+    settings_only = not changeset.has_changes(root)
+    if (settings_only and kind == changeset.UPDATE and stack is not None
+            and unchanged_from_live(aws, prep, packaged, pplan, stack)):  # fmt: skip
         return _no_changes(args, aws, console, prep, run)
 
     console.say("", "Parameters:")
@@ -334,6 +445,8 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
     for note in pplan.notes:
         console.say(f"  note: {note}")
     console.say(*changeset.table_lines(root, prep.stack_name))
+    if settings_only:
+        console.say("", f"Stack {prep.stack_name}: no resource changes (parameters/outputs/tags only)")
     console.say("")
 
     live = {p["ParameterKey"]: p for p in (stack or {}).get("Parameters", [])}
@@ -347,7 +460,7 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
     if refused:
         for r in refused:
             console.error(f"guard: {r}")
-        if args.dry_run:  # a dry run leaves nothing behind, even when refused
+        if args.dry_run:  # a dry run deletes its change set, even when refused
             discard(aws, console, run)
             kept = "the change set was deleted (dry run)"
         else:
@@ -369,6 +482,8 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
         console.say("not executed")
         discard(aws, console, run)
         return 0
+    if kind == changeset.CREATE:
+        ensure_service_linked_roles(aws, console, prep.tree)
 
     watcher = events.Watcher(aws.cfn, console, run.stack_id or prep.stack_name, prep.stack_name,
                              interval=args.poll_interval, sleep=hooks.sleep)  # fmt: skip
@@ -387,10 +502,25 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
             *changeset.recovery_hint(prep.stack_name, status),
         )
     console.say(f"{prep.stack_name}: {status} ({int(console.elapsed())}s)")
+    missing: list[tuple[str, str]] = []
     if prep.params.environment == names.PRODUCTION:
-        protect.apply(aws.cfn, console, run.stack_id or prep.stack_name, prep.stack_name)
+        missing = protect.apply(aws.cfn, console, run.stack_id or prep.stack_name, prep.stack_name)
     _print_outputs(aws, console, prep.stack_name)
+    _protection_outcome(missing, prep.stack_name, f"deployed ({status})")
     return 0
+
+
+def _protection_outcome(missing: list[tuple[str, str]], stack_name: str, done: str) -> None:
+    """Exit 6 when prod protection is incomplete: say the stack is deployed and how to protect it."""
+    if not missing:
+        return
+    raise ProtectionIncomplete(
+        f"{stack_name} {done}; protection NOT applied: " + "; ".join(what for what, _ in missing),
+        "apply it by hand:",
+        *(f"  {command}" for _, command in missing),
+        "or run the same deploy again once the cause is fixed: a prod deploy with no changes "
+        "only applies protection",
+    )
 
 
 def _no_changes(args: argparse.Namespace, aws: awsmod.Aws, console: Console, prep: Prepared,
@@ -401,7 +531,8 @@ def _no_changes(args: argparse.Namespace, aws: awsmod.Aws, console: Console, pre
     if prep.params.environment == names.PRODUCTION and not args.dry_run:
         stack = changeset.describe_stack(aws.cfn, prep.stack_name)
         if stack is not None:
-            protect.apply(aws.cfn, console, stack["StackId"], prep.stack_name)
+            missing = protect.apply(aws.cfn, console, stack["StackId"], prep.stack_name)
+            _protection_outcome(missing, prep.stack_name, "has no changes")
     return 0
 
 
@@ -418,6 +549,19 @@ def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> None:
 # ------------------------------------------------------------------------------------------
 # package
 # ------------------------------------------------------------------------------------------
+def write_parameter_file(path: Path, prep: Prepared, notes: list[str]) -> list[str]:
+    """The merged parameter values (file, then --parameter) in CloudFormation's format, for
+    ``create-stack --parameters file://``: a first create, so EnableDeletionProtection is false
+    as in ``deploy``. NoEcho values are never written; their keys are returned so the command
+    can say to add them."""
+    no_echo = prep.tree.no_echo()
+    values = dict(prep.params.values)
+    _deletion_protection(prep.tree.parameter_specs(), prep.params, changeset.CREATE, values, {}, notes)
+    entries = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(values.items()) if k not in no_echo]
+    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    return sorted(k for k in values if k in no_echo)
+
+
 def package_command(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
     hooks = hooks or Hooks()
     console = hooks.console
@@ -432,15 +576,25 @@ def package_command(args: argparse.Namespace, hooks: Hooks | None = None) -> int
         out.mkdir(parents=True, exist_ok=True)
         target = out / prep.tree.root.name
         target.write_text(packaged.root_text, encoding="utf-8")
+        param_file = (out / PARAMETER_FILE).resolve()
+        notes: list[str] = []
+        withheld = write_parameter_file(param_file, prep, notes)
     except OSError as exc:
         raise BadInput(f"--out {out}: cannot write: {exc.strerror}") from None
     caps = " ".join(prep.capabilities)
+    command = (f"  aws cloudformation create-stack --stack-name {shlex.quote(prep.stack_name)} "
+               f"--template-url {packaged.root_url} --parameters {shlex.quote(f'file://{param_file}')}"
+               + (f" --capabilities {caps}" if caps else ""))  # fmt: skip
     console.say(
         f"wrote {target} (the packaged root; its children are in s3://{bucket.name}/{package.KEY_PREFIX}/)",
+        f"wrote {param_file} (the parameter values: {prep.params.label} and --parameter)",
         f"root template URL: {packaged.root_url}",
         "create the stack from it (or paste the URL into the CloudFormation console):",
-        f"  aws cloudformation create-stack --stack-name {prep.stack_name} --template-url "
-        f"{packaged.root_url} --parameters file://{prep.params.label}"
-        + (f" --capabilities {caps}" if caps else ""),
+        command,
     )
+    for key in withheld:
+        console.say(f"  note: {key} is NoEcho and was not written to {PARAMETER_FILE}; add "
+                    f"ParameterKey={key},ParameterValue=... to the command yourself")  # fmt: skip
+    for note in notes:
+        console.say(f"  note: {note}")
     return 0

@@ -10,20 +10,24 @@ EXIT_BAD_INPUT = 2
 EXIT_GUARD = 3
 EXIT_DEPLOY_FAILED = 4
 EXIT_AWS_ACCESS = 5
+EXIT_UNPROTECTED = 6
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_OK, "success: deployed, no changes, dry run, or execution declined at the prompt"),
-    (EXIT_LINT, "cfn-lint findings, stale templates/ (not what the code renders), or a "
-                "template over a CloudFormation limit"),  # fmt: skip
+    (EXIT_LINT, "cfn-lint findings, stale templates/ (not what the code renders), an "
+                "unreadable template, or a template over a CloudFormation limit"),  # fmt: skip
     (EXIT_BAD_INPUT, "bad input: options, unknown environment, parameter file, missing "
-                     "templates, no AWS region, or no terminal to confirm without --yes"),  # fmt: skip
+                     "templates, no AWS region, no terminal to confirm without --yes, or a "
+                     "live stack of another environment"),  # fmt: skip
     (EXIT_GUARD, "the data guard refused: a stateful resource would be removed or replaced "
                  "(the change set is kept for review, except with --dry-run)"),  # fmt: skip
     (EXIT_DEPLOY_FAILED, "deploy failed: change set failed, execution failed or rolled back, "
                          "or the stack is in a failed or busy state"),  # fmt: skip
     (EXIT_AWS_ACCESS, "AWS access problem: no credentials, unknown profile, access denied, "
                       "artifacts bucket not ours or forbidden, endpoint unreachable"),  # fmt: skip
+    (EXIT_UNPROTECTED, "deployed (or no changes), but prod protection was NOT fully applied: "
+                       "what failed and the commands to apply it are printed"),  # fmt: skip
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
 
@@ -73,6 +77,12 @@ class DeployFailed(DeployError):
 
 class AccessProblem(DeployError):
     code = EXIT_AWS_ACCESS
+
+
+class ProtectionIncomplete(DeployError):
+    """The deploy succeeded; termination protection or a stack policy could not be set."""
+
+    code = EXIT_UNPROTECTED
 
 
 class Interrupted(DeployError):

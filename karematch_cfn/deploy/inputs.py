@@ -122,7 +122,13 @@ def load_tree(directory: Path, root_file: str = tree.ROOT_FILE) -> Tree:
             raise BadInput(f"{path}: nested stacks form a cycle")
         if path in files:
             return files[path]
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise LintError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                            "CloudFormation templates are UTF-8") from None  # fmt: skip
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
         data = parse_template(text, str(path))
         children: dict[str, Path] = {}
         for logical_id, res in data["Resources"].items():
@@ -272,18 +278,21 @@ def load_parameters(t: Tree, env: str, path: Path | None, assignments: Mapping[s
     label = _label(path)
     root = t.root.data
     specs = t.parameter_specs()
+    overrides = dict(assignments)
+    for option, key, value in (("--image-tag", names.IMAGE_TAG, image_tag),
+                               ("--desired-count", names.DESIRED_COUNT, desired_count)):  # fmt: skip
+        if value is None:
+            continue
+        if key not in specs:
+            raise BadInput(f"{option}: the root template has no {key} parameter")
+        if key in overrides and overrides[key] != str(value):
+            raise BadInput(f"{option} and --parameter {key} disagree")
+        problem = config.check_value(key, str(value), specs[key])
+        if problem:  # named as the user typed it, not as the --parameter it becomes
+            raise BadInput(f"{option}: {problem}")
+        overrides[key] = str(value)
     try:
         cfg = config.load(path, root, label)
-        overrides = dict(assignments)
-        for option, key, value in (("--image-tag", names.IMAGE_TAG, image_tag),
-                                   ("--desired-count", names.DESIRED_COUNT, desired_count)):  # fmt: skip
-            if value is None:
-                continue
-            if key not in specs:
-                raise BadInput(f"{option}: the root template has no {key} parameter")
-            if key in overrides and overrides[key] != str(value):
-                raise BadInput(f"{option} and --parameter {key} disagree")
-            overrides[key] = str(value)
         if overrides:
             cfg = config.with_overrides(cfg, overrides, root)
         if names.ENVIRONMENT_NAME in specs and cfg.environment != env:
@@ -293,6 +302,11 @@ def load_parameters(t: Tree, env: str, path: Path | None, assignments: Mapping[s
             config.check_rules(cfg, root, label)
         except (KeyError, TypeError, IndexError):
             pass  # a Rule using functions the local evaluator lacks: CloudFormation checks it
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{label}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except config.ConfigError as exc:
-        raise BadInput(str(exc), "fix the file, or set a value with --parameter KEY=VALUE") from None
+        message = str(exc)
+        hint = ("fix the --parameter value" if message.startswith("--parameter") else
+                "fix the file, or set a value with --parameter KEY=VALUE")  # fmt: skip
+        raise BadInput(message, hint) from None
     return Parameters(env, dict(cfg.values), frozenset(overrides), label)

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -101,6 +101,94 @@ class Bucket:
     owner: str
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One idempotent hardening setting of the default artifacts bucket: how to put it, how to
+    read it back, and whether what is there already is the hardened state."""
+
+    label: str  # as listed to the user: "encrypted"
+    doing: str  # "setting default encryption"
+    put: str  # S3 client method and its arguments (besides Bucket/ExpectedBucketOwner)
+    arguments: dict[str, Any]
+    read: str
+    permissions: str  # the IAM actions of read and put
+    absent: frozenset[str]  # error codes of ``read`` that mean "not set at all"
+    holds: Callable[[dict[str, Any]], bool]
+    # False: an existing different configuration may be someone's own (a bucket policy, other
+    # lifecycle rules): it is reported, never overwritten.
+    overwrite: bool = True
+
+
+def _encrypted(out: dict[str, Any]) -> bool:
+    rules = out.get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    return any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules)
+
+
+def _blocked(out: dict[str, Any]) -> bool:
+    config = out.get("PublicAccessBlockConfiguration", {})
+    return all(config.get(k) is True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                                "RestrictPublicBuckets"))  # fmt: skip
+
+
+def _tls_only(out: dict[str, Any]) -> bool:
+    try:
+        doc = json.loads(out.get("Policy") or "{}")
+    except ValueError:
+        return False
+    statements = doc.get("Statement", [])
+    for st in statements if isinstance(statements, list) else [statements]:
+        secure = (st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport")
+        if st.get("Effect") == "Deny" and str(secure).lower() == "false":
+            return True
+    return False
+
+
+def _expires_templates(out: dict[str, Any]) -> bool:
+    for rule in out.get("Rules", []):
+        filt = rule.get("Filter") or {}
+        prefix = filt.get("Prefix", filt.get("And", {}).get("Prefix", rule.get("Prefix", "")))
+        if rule.get("Status") == "Enabled" and rule.get("Expiration") and f"{KEY_PREFIX}/".startswith(prefix or ""):
+            return True
+    return False
+
+
+def hardening(name: str, partition: str, https: bool) -> list[Setting]:
+    """The settings of a bucket the deployer creates, and re-checks each time it uses it."""
+    settings = [
+        Setting("public access blocked", "blocking public access", "put_public_access_block",
+                {"PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                                                    "BlockPublicPolicy": True, "RestrictPublicBuckets": True}},
+                "get_public_access_block", "s3:GetBucketPublicAccessBlock/s3:PutBucketPublicAccessBlock",
+                frozenset({"NoSuchPublicAccessBlockConfiguration"}), _blocked),
+        Setting("encrypted", "setting default encryption", "put_bucket_encryption",
+                {"ServerSideEncryptionConfiguration": {"Rules": [
+                    {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]}},
+                "get_bucket_encryption", "s3:GetEncryptionConfiguration/s3:PutEncryptionConfiguration",
+                frozenset({"ServerSideEncryptionConfigurationNotFoundError"}), _encrypted),
+        Setting("versioned", "enabling versioning", "put_bucket_versioning",
+                {"VersioningConfiguration": {"Status": "Enabled"}},
+                "get_bucket_versioning", "s3:GetBucketVersioning/s3:PutBucketVersioning", frozenset(),
+                lambda out: out.get("Status") == "Enabled"),
+        Setting("TLS only", "setting the TLS-only policy", "put_bucket_policy",
+                {"Policy": bucket_policy(name, partition)},
+                "get_bucket_policy", "s3:GetBucketPolicy/s3:PutBucketPolicy", frozenset({"NoSuchBucketPolicy"}),
+                _tls_only, overwrite=False),
+        Setting("old templates expire", "setting the lifecycle", "put_bucket_lifecycle_configuration",
+                {"LifecycleConfiguration": lifecycle_rules()},
+                "get_bucket_lifecycle_configuration", "s3:GetLifecycleConfiguration/s3:PutLifecycleConfiguration",
+                frozenset({"NoSuchLifecycleConfiguration"}), _expires_templates, overwrite=False),
+    ]  # fmt: skip
+    if not https:
+        # A plain-HTTP endpoint is a local emulator (moto enforces bucket policies): with the
+        # TLS-only policy this very client could no longer use the bucket.
+        settings = [x for x in settings if x.put != "put_bucket_policy"]
+    return settings
+
+
+def _is_https(s3: Any) -> bool:
+    return not str(s3.meta.endpoint_url).startswith("http://")
+
+
 def _forbidden(bucket: str, what: str, exc: BaseException) -> AccessProblem:
     return AccessProblem(
         f"artifacts bucket {bucket}: {what} is forbidden ({awsmod.error_code(exc)}): it belongs "
@@ -113,7 +201,8 @@ def _forbidden(bucket: str, what: str, exc: BaseException) -> AccessProblem:
 def ensure_bucket(aws: awsmod.Aws, console: Console, account: str, name: str | None) -> Bucket:
     """Use ``name`` (``--artifact-bucket``) or the account's default bucket, creating the
     default once per account and region with encryption, public access block, versioning,
-    TLS-only policy and a lifecycle."""
+    TLS-only policy and a lifecycle, and re-checking (and repairing) those settings whenever
+    the default bucket is used."""
     explicit = name is not None
     name = name or default_bucket_name(account, aws.region)
     s3 = aws.s3
@@ -137,14 +226,70 @@ def ensure_bucket(aws: awsmod.Aws, console: Console, account: str, name: str | N
     if region != aws.region:
         console.warn(f"artifacts bucket {name} is in {region}, the stack in {aws.region}")
     console.say(f"artifacts bucket: {name}")
+    if not explicit:
+        verify_bucket(aws, console, name, account)
     return Bucket(name, region, account)
+
+
+def verify_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -> None:
+    """Re-apply any hardening setting the default bucket lacks (a creation that failed halfway
+    leaves a bucket later runs would otherwise use as it is). A setting that cannot be read is
+    a warning; one that cannot be set stops the deploy, as it does when the bucket is created."""
+    s3 = aws.s3
+    own = {"Bucket": name, "ExpectedBucketOwner": account}
+    missing: list[Setting] = []
+    unreadable: list[str] = []
+    for setting in hardening(name, aws.partition, _is_https(s3)):
+        try:
+            out = getattr(s3, setting.read)(**own)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            code = awsmod.error_code(exc)
+            if code in setting.absent:
+                missing.append(setting)
+            else:
+                unreadable.append(f"{setting.label} ({setting.permissions.split('/')[0]}: "
+                                  f"{code or awsmod.error_message(exc)})")  # fmt: skip
+            continue
+        if setting.holds(out):
+            continue
+        if setting.overwrite:
+            missing.append(setting)
+        else:
+            console.warn(f"artifacts bucket {name}: has a {setting.read[4:].replace('_', ' ')} that is not "
+                         f"'{setting.label}'; not replaced (check it, or use --artifact-bucket)")  # fmt: skip
+    if unreadable:
+        console.warn(f"artifacts bucket {name}: could not verify {', '.join(unreadable)}; if it was "
+                     "created by this tool and the creation stopped halfway, it may lack them "
+                     "(docs/deploying.md, artifacts bucket)")  # fmt: skip
+    if missing:
+        console.warn(f"artifacts bucket {name} is not {', '.join(x.label for x in missing)} (a "
+                     "creation that stopped halfway?); setting it now")  # fmt: skip
+        for setting in missing:
+            _put(aws, name, account, setting)
+
+
+def _put(aws: awsmod.Aws, name: str, account: str, setting: Setting) -> None:
+    try:
+        getattr(aws.s3, setting.put)(Bucket=name, ExpectedBucketOwner=account, **setting.arguments)
+    except Exception as exc:  # noqa: BLE001
+        if awsmod.error_code(exc) in FORBIDDEN:
+            raise AccessProblem(
+                f"artifacts bucket {name}: {setting.doing} is forbidden ({awsmod.error_code(exc)})",
+                f"nothing was deployed; allow this identity {setting.permissions.split('/')[1]}, or "
+                "pass --artifact-bucket with a bucket that is set up (templates/bootstrap.yaml)",
+            ) from None
+        raise awsmod.translate(exc, f"artifacts bucket {name}: {setting.doing}") from None
 
 
 def _create_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -> None:
     s3 = aws.s3
     region = aws.region
-    console.say(f"creating artifacts bucket {name} (encrypted, versioned, public access "
-                "blocked, TLS only, old templates expire)")  # fmt: skip
+    https = _is_https(s3)
+    if not https:
+        console.warn(f"{s3.meta.endpoint_url} is plain HTTP (a local emulator): the TLS-only "
+                     "bucket policy is not set")  # fmt: skip
+    settings = hardening(name, aws.partition, https)
+    console.say(f"creating artifacts bucket {name} ({', '.join(x.label for x in settings)})")
     kwargs: dict[str, Any] = {"Bucket": name}
     if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -159,31 +304,8 @@ def _create_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -
             if code in FORBIDDEN:
                 raise _forbidden(name, "s3:CreateBucket", exc) from None
             raise awsmod.translate(exc, f"creating artifacts bucket {name}") from None
-    own = {"Bucket": name, "ExpectedBucketOwner": account}
-    steps = [
-        ("blocking public access", s3.put_public_access_block, {
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True, "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True, "RestrictPublicBuckets": True}}),
-        ("setting default encryption", s3.put_bucket_encryption, {
-            "ServerSideEncryptionConfiguration": {"Rules": [
-                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
-                 "BucketKeyEnabled": True}]}}),
-        ("enabling versioning", s3.put_bucket_versioning,
-         {"VersioningConfiguration": {"Status": "Enabled"}}),
-        ("setting the TLS-only policy", s3.put_bucket_policy,
-         {"Policy": bucket_policy(name, aws.partition)}),
-        ("setting the lifecycle", s3.put_bucket_lifecycle_configuration,
-         {"LifecycleConfiguration": lifecycle_rules()}),
-    ]  # fmt: skip
-    if str(s3.meta.endpoint_url).startswith("http://"):
-        # A plain-HTTP endpoint is a local emulator (moto enforces bucket policies): with the
-        # TLS-only policy this very client could no longer use the bucket.
-        steps = [s for s in steps if s[1] != s3.put_bucket_policy]
-        console.warn(f"{s3.meta.endpoint_url} is plain HTTP (a local emulator): the TLS-only "
-                     "bucket policy is not set")  # fmt: skip
-    for doing, fn, extra in steps:
-        awsmod.call(f"artifacts bucket {name}: {doing}", fn, **own, **extra)
+    for setting in settings:
+        _put(aws, name, account, setting)
 
 
 def dump_template(data: dict[str, Any], source: str) -> str:

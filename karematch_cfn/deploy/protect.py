@@ -1,9 +1,10 @@
 """Protection after a prod deploy, and the one-resource exception an approved replacement needs.
 
-* Termination protection on the root (nested stacks inherit it from their root).
 * A stack policy on every stack that holds stateful resources (nested stacks included: a policy
   on the root can only name its child stacks) denying ``Update:Replace`` and ``Update:Delete``
   on them; the root's policy also protects the child stacks that hold any.
+* Then termination protection on the root (nested stacks inherit it from their root). Each step
+  is attempted on its own; what could not be set is returned with the command that sets it.
 * ExecuteChangeSet takes no temporary policy: for each ``--allow-replacement`` resource the
   policy of the stack that holds it is relaxed for that resource before executing and restored
   in ``finally``, whatever happens to the deploy.
@@ -18,6 +19,7 @@ from typing import Any, Iterator
 
 from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy.console import Console
+from karematch_cfn.deploy.errors import DeployError
 from karematch_cfn.lib.policies import STATEFUL_TYPES
 
 NESTED_STACK = "AWS::CloudFormation::Stack"
@@ -104,20 +106,46 @@ def live_tree(cfn: Any, stack_id: str, path: tuple[str, ...] = ()) -> LiveStack:
     return node
 
 
-def apply(cfn: Any, console: Console, stack_id: str, stack_name: str) -> None:
-    """Termination protection on the root and stack policies on the stacks holding data."""
-    awsmod.call(f"enabling termination protection on {stack_name}", cfn.update_termination_protection,
-                EnableTerminationProtection=True, StackName=stack_id)  # fmt: skip
-    console.say(f"protection: termination protection on {stack_name}")
-    for stack in live_tree(cfn, stack_id).walk():
+def apply(cfn: Any, console: Console, stack_id: str, stack_name: str) -> list[tuple[str, str]]:
+    """Stack policies on the stacks holding data, then termination protection on the root.
+
+    Each step is attempted even when another one fails (the stack is deployed either way, and
+    half the protection is better than none). Returns what could not be applied, as pairs of
+    (what failed and why, the command that applies it by hand); empty when all is in place.
+    """
+    missing: list[tuple[str, str]] = []
+    try:
+        live: LiveStack | None = live_tree(cfn, stack_id)
+    except DeployError as exc:
+        live = None
+        missing.append((f"stack policies ({exc.message})",
+                        "run the same deploy again: with no changes it only applies protection"))  # fmt: skip
+    for stack in live.walk() if live else []:
         protected = stack.protected_ids()
         if not protected:
             continue
         where = "/".join(stack.path) or stack_name
-        awsmod.call(f"setting the stack policy of {where}", cfn.set_stack_policy,
-                    StackName=stack.stack_id, StackPolicyBody=policy_document(protected))  # fmt: skip
+        body = policy_document(protected)
+        try:
+            awsmod.call(f"setting the stack policy of {where}", cfn.set_stack_policy,
+                        StackName=stack.stack_id, StackPolicyBody=body)  # fmt: skip
+        except DeployError as exc:
+            compact = json.dumps(json.loads(body), separators=(",", ":"), sort_keys=True)
+            command = (f"aws cloudformation set-stack-policy --stack-name {stack.stack_id} "
+                       f"--stack-policy-body '{compact}'")  # fmt: skip
+            missing.append((f"stack policy of {where} ({exc.message})", command))
+            continue
         console.say(f"protection: stack policy on {where} denies Update:Replace and Update:Delete "
                     f"on {', '.join(protected)}")  # fmt: skip
+    try:
+        awsmod.call(f"enabling termination protection on {stack_name}", cfn.update_termination_protection,
+                    EnableTerminationProtection=True, StackName=stack_id)  # fmt: skip
+        console.say(f"protection: termination protection on {stack_name}")
+    except DeployError as exc:
+        command = ("aws cloudformation update-termination-protection "
+                   f"--enable-termination-protection --stack-name {stack_name}")
+        missing.append((f"termination protection ({exc.message})", command))
+    return missing
 
 
 def _find(root: LiveStack, path: tuple[str, ...]) -> LiveStack | None:

@@ -434,6 +434,18 @@ def find_bucket(sid: str, bucket_arns: list[Any]) -> Statement:
     )
 
 
+def read_bucket_settings(sid: str, bucket_arns: list[Any]) -> Statement:
+    """Read a bucket's encryption, public access block, versioning, policy and lifecycle (the
+    deployer checks the default artifacts bucket is still hardened before using it)."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Action=[s3.GetEncryptionConfiguration, s3.GetBucketPublicAccessBlock,
+                s3.GetBucketVersioning, s3.GetBucketPolicy, s3.GetLifecycleConfiguration],
+        Resource=list(bucket_arns),
+    )  # fmt: skip
+
+
 def read_write_objects(sid: str, objects_arns: list[Any]) -> Statement:
     """Read (HeadObject, GetObject) and write objects under these ARNs; never delete."""
     return Statement(

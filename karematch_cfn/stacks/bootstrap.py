@@ -484,6 +484,7 @@ def build() -> Template:
             iam.execute_stack_changes(stacks),
             pass_execution,
             iam.find_bucket("FindArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
+            iam.read_bucket_settings("CheckArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
             iam.read_write_objects("ReadWriteTemplates", [_templates(names.ARTIFACTS_BUCKET)]),
             iam.describe_ecs_services(services),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).

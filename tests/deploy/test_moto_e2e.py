@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,12 @@ def test_first_create_packages_nested_templates_and_creates_every_stack(moto, ka
     rule = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"][0]["Expiration"]["Days"] > 0
+    created = next(line for line in r.out.splitlines() if line.startswith("creating artifacts bucket"))
+    assert "encrypted" in created and "TLS only" not in created  # plain-HTTP moto: no TLS-only policy
+    assert "TLS-only bucket policy is not set" in r.err
+    # Executing a CREATE: the ECS service-linked role was ensured first.
+    roles = moto.client("iam").list_roles(PathPrefix="/aws-service-role/")["Roles"]
+    assert any(role["Path"] == "/aws-service-role/ecs.amazonaws.com/" for role in roles)
     # No image yet: the service exists with 0 tasks, and the output says what to do next.
     service = moto.client("ecs").describe_services(cluster="fixture-dev-cluster",
                                                    services=["fixture-dev-backend-service"])["services"][0]  # fmt: skip
@@ -71,6 +81,48 @@ def test_second_deploy_with_no_changes_succeeds_and_leaves_no_change_set(moto, k
     assert "uploading" not in r.out
     assert moto.pending_change_sets("karematch-dev") == []
     assert moto.stacks()["karematch-dev"] == "CREATE_COMPLETE"
+
+
+def test_a_new_image_tag_with_an_identical_template_is_executed(moto, karematch):
+    assert karematch("deploy", *tree_args("tree-v1"), "--yes").code == 0
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--image-tag", "abc123")
+
+    assert r.code == 0, r.text
+    assert "no changes" not in r.out
+    assert "no resource changes (parameters/outputs/tags only)" in r.out
+    assert "executing change set" in r.out
+    assert moto.parameters("karematch-dev")["ImageTag"] == "abc123"
+    assert moto.stacks()["karematch-dev"] == "UPDATE_COMPLETE"
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--image-tag", "abc123")  # nothing new
+
+    assert r.code == 0, r.text
+    assert "no changes" in r.out and "executing" not in r.out
+    assert moto.pending_change_sets("karematch-dev") == []
+
+
+def test_deletion_protection_is_off_on_the_first_create_and_on_from_the_next_deploy(moto, karematch):
+    args = ["--env", "dev", "--template-dir", FIXTURES / "tree-protect", "--parameters",
+            FIXTURES / "params" / "protect-dev.json", "--yes"]  # fmt: skip
+
+    r = karematch("deploy", *args)
+
+    assert r.code == 0, r.text
+    assert moto.parameters("karematch-dev")["EnableDeletionProtection"] == "false"
+    row = next(line for line in r.out.splitlines() if line.strip().startswith("EnableDeletionProtection"))
+    assert row.split()[1] == "false" and "first create" in row
+    assert "deletion protection is turned on by the next deploy" in r.out
+
+    r = karematch("deploy", *args)  # same files: only the parameter (and an Output) change
+
+    assert r.code == 0, r.text
+    assert "executing change set" in r.out
+    assert moto.parameters("karematch-dev")["EnableDeletionProtection"] == "true"
+    row = next(line for line in r.out.splitlines() if line.strip().startswith("EnableDeletionProtection"))
+    assert row.split()[1] == "true" and "template default" in row
+    # (An explicit --parameter EnableDeletionProtection=... is in test_stubbed_deploy.py: moto
+    # compares a change set's parameters with the stack's creation ones, not its current ones.)
 
 
 def test_update_changes_only_the_child_that_changed(moto, karematch):
@@ -112,12 +164,14 @@ def test_update_keeps_the_live_task_count_and_the_deployed_image(moto, karematch
     assert (params["DesiredCount"], params["ImageTag"]) == ("1", "def456")
 
 
-def test_package_writes_a_root_that_create_stack_accepts_by_url(moto, karematch, tmp_path):
+def test_package_writes_a_root_that_create_stack_accepts_by_url(moto, karematch, tmp_path, monkeypatch):
     s3 = moto.client("s3")
     s3.create_bucket(Bucket="my-artifacts")
+    monkeypatch.chdir(tmp_path)  # --out relative: the printed command must not depend on the directory
 
     r = karematch("package", *tree_args("tree-v1"), "--artifact-bucket", "my-artifacts",
-                  "--out", tmp_path / "out")  # fmt: skip
+                  "--out", "out", "--parameter", "DesiredCount=3",
+                  "--parameter", f"NotifyToken={SECRET}")  # fmt: skip
 
     assert r.code == 0, r.text
     packaged = yaml.safe_load((tmp_path / "out" / "karematch.yaml").read_text())
@@ -130,12 +184,37 @@ def test_package_writes_a_root_that_create_stack_accepts_by_url(moto, karematch,
         body = s3.get_object(Bucket="my-artifacts", Key=key)["Body"].read()
         assert key.endswith(f"-{hashlib.sha256(body).hexdigest()}.yaml")
     root_url = next(line.split(": ", 1)[1] for line in r.out.splitlines() if line.startswith("root template URL"))
-    assert f"--template-url {root_url}" in r.out
+    command = shlex.split(next(line for line in r.out.splitlines() if "aws cloudformation create-stack" in line))
+    option = dict(zip(command[3::2], command[4::2]))
+    assert option["--template-url"] == root_url
+    assert option["--parameters"].startswith("file:///")  # absolute: works from any directory
+    written = Path(option["--parameters"][len("file://"):])
+    assert written == (tmp_path / "out" / "parameters.json").resolve()
+    parameters = json.loads(written.read_text())
+    # The file's values merged with --parameter; never a NoEcho value, which the output names.
+    assert parameters == [{"ParameterKey": "DesiredCount", "ParameterValue": "3"},
+                          {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"}]
+    assert SECRET not in r.text and "NotifyToken is NoEcho" in r.out
     cfn = moto.client("cloudformation")
-    cfn.create_stack(StackName="from-console", TemplateURL=root_url,
-                     Parameters=[{"ParameterKey": "EnvironmentName", "ParameterValue": "staging"}])  # fmt: skip
-    assert cfn.describe_stacks(StackName="from-console")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
-    assert sum(1 for name in moto.stacks() if name.startswith("from-console-")) == 3
+    cfn.create_stack(StackName=option["--stack-name"], TemplateURL=option["--template-url"], Parameters=parameters)
+    stack = cfn.describe_stacks(StackName="karematch-dev")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["DesiredCount"] == "3"
+    assert sum(1 for name in moto.stacks() if name.startswith("karematch-dev-")) == 3
+
+
+def test_package_writes_deletion_protection_off_for_the_create_it_prints(moto, karematch, tmp_path):
+    moto.client("s3").create_bucket(Bucket="my-artifacts")
+
+    r = karematch("package", "--env", "dev", "--template-dir", FIXTURES / "tree-protect", "--parameters",
+                  FIXTURES / "params" / "protect-dev.json", "--artifact-bucket", "my-artifacts",
+                  "--out", tmp_path)  # fmt: skip
+
+    assert r.code == 0, r.text
+    assert json.loads((tmp_path / "parameters.json").read_text()) == [
+        {"ParameterKey": "EnableDeletionProtection", "ParameterValue": "false"},
+        {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"}]  # fmt: skip
+    assert "deletion protection is turned on by the next deploy" in r.out
 
 
 def test_a_root_over_the_inline_limit_is_uploaded_too(moto, karematch, tmp_path):
@@ -207,6 +286,10 @@ def test_declining_at_the_prompt_executes_nothing(moto, karematch, monkeypatch):
     assert r.code == 0, r.text
     assert "not executed" in r.out
     assert moto.stacks() == {}
+    # The service-linked roles are only ensured right before a CREATE is executed.
+    assert moto.client("iam").list_roles(PathPrefix="/aws-service-role/")["Roles"] == []
+    assert karematch("deploy", *tree_args("tree-v1"), "--dry-run").code == 0
+    assert moto.client("iam").list_roles(PathPrefix="/aws-service-role/")["Roles"] == []
 
 
 def test_ctrl_c_at_the_prompt_cleans_up_and_exits_130(moto, karematch, monkeypatch):
@@ -264,7 +347,16 @@ def test_bad_parameter_file_and_options(moto, karematch, tmp_path):
     assert r.code == 2 and "expected KEY=VALUE" in r.err
 
     r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--image-tag", "latest")
-    assert r.code == 2 and "ImageTag" in r.err
+    assert r.code == 2 and r.err.startswith("error: --image-tag: 'latest' is not allowed")
+    assert "--parameter" not in r.err and "fix the file" not in r.err
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--desired-count", "9")
+    assert r.code == 2 and r.err.startswith("error: --desired-count: '9' is out of range")
+    assert "--parameter" not in r.err and "fix the file" not in r.err
+
+    for interval in ("0", "-1", "nan"):
+        r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--poll-interval", interval)
+        assert r.code == 2 and "--poll-interval" in r.err, interval
 
     r = karematch("deploy", *tree_args("tree-v1", env="staging"), "--parameters",
                   FIXTURES / "params" / "dev.json", "--yes")  # fmt: skip
@@ -310,6 +402,27 @@ def test_an_unknown_profile_is_an_access_problem(moto, karematch):
     _nothing_deployed(moto)
 
 
+def test_aws_profile_naming_a_missing_profile_is_one_line_and_exit_5(moto, tmp_path):
+    # A subprocess: in-process, the service models are already loaded and the failing lookup
+    # (botocore reads the profile while creating its loader) never happens again.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    empty = tmp_path / "empty-aws-file"
+    empty.write_text("")
+    env.update(AWS_PROFILE="nosuch", AWS_CONFIG_FILE=str(empty), AWS_SHARED_CREDENTIALS_FILE=str(empty),
+               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL=moto.url, AWS_DEFAULT_REGION=REGION)  # fmt: skip
+
+    protect = ["--env", "dev", "--template-dir", FIXTURES / "tree-protect", "--parameters",
+               FIXTURES / "params" / "protect-dev.json"]  # one small template: a quick lint
+    out = subprocess.run([sys.executable, "-m", "karematch_cfn", "deploy", *map(str, protect), "--yes"],
+                         capture_output=True, text=True, env=env, cwd=tree.REPO, timeout=120, check=False)  # fmt: skip
+
+    assert out.returncode == 5, out.stderr
+    assert out.stderr.splitlines() == [("error: AWS_PROFILE: The config profile (nosuch) could not be found "
+                                        "(aws configure list-profiles lists them)")]  # fmt: skip
+    assert "Traceback" not in out.stderr
+    _nothing_deployed(moto)
+
+
 def test_missing_region_is_bad_input(moto, karematch, monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION")
 
@@ -336,11 +449,46 @@ def test_an_artifacts_bucket_without_permission_exits_5(moto, karematch):
     _nothing_deployed(moto)
 
 
+def test_a_default_bucket_whose_creation_stopped_halfway_is_repaired(moto, karematch):
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket=BUCKET)  # created, then the hardening failed (or someone else made it)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes")
+
+    assert r.code == 0, r.text
+    warning = next(line for line in r.err.splitlines() if "is not" in line and BUCKET in line)
+    for label in ("public access blocked", "encrypted", "versioned", "old templates expire"):
+        assert label in warning
+    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"].values())
+    rule = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"][0]["Expiration"]["Days"] > 0
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes")  # hardened now: nothing to say
+
+    assert r.code == 0, r.text
+    assert BUCKET not in r.err
+
+
 def test_an_artifacts_bucket_that_does_not_exist_is_bad_input(moto, karematch):
     r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--artifact-bucket", "no-such-bucket-here")
 
     assert r.code == 2 and "no such bucket" in r.err
     _nothing_deployed(moto)
+
+
+def test_a_live_stack_of_another_environment_is_refused(moto, karematch):
+    assert karematch("deploy", *tree_args("tree-v1"), "--yes", "--stack-name", "karematch-prod").code == 0
+
+    r = karematch("deploy", *tree_args("tree-v1", env="staging"), "--yes", "--stack-name", "karematch-prod")
+
+    assert r.code == 2, r.text
+    assert r.err.splitlines()[0] == ("error: stack karematch-prod is environment 'dev' (its EnvironmentName "
+                                     "parameter) but --env is 'staging'; nothing was changed")  # fmt: skip
+    assert moto.pending_change_sets("karematch-prod") == []
+    assert moto.stacks()["karematch-prod"] == "CREATE_COMPLETE"
 
 
 def test_a_busy_stack_is_not_touched(moto, karematch):
@@ -376,6 +524,22 @@ def test_lint_findings_stop_the_deploy_before_aws(moto, karematch, tmp_path):
     assert moto.client("s3").list_buckets()["Buckets"] == []
 
 
+def test_a_template_that_is_not_utf8_is_one_line_and_exit_1(moto, karematch, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(FIXTURES / "tree-v1", bad)
+    text = (bad / "notify.yaml").read_text()
+    (bad / "notify.yaml").write_bytes(text.replace("alarms", "alarmes \u00e9").encode("latin-1"))
+
+    r = karematch("deploy", "--env", "dev", "--template-dir", bad, "--parameters",
+                  FIXTURES / "params" / "dev.json", "--yes")  # fmt: skip
+
+    assert r.code == 1, r.text
+    at = text.index("alarms") + len("alarmes ")
+    assert r.err.splitlines() == [(f"error: {(bad / 'notify.yaml').resolve()}: not UTF-8 text (byte {at}: "
+                                   "invalid continuation byte); CloudFormation templates are UTF-8")]  # fmt: skip
+    _nothing_deployed(moto)
+
+
 def test_stale_project_templates_are_refused(moto, karematch, monkeypatch, tmp_path):
     rendered = {p.name: p.read_text() for p in (FIXTURES / "tree-v1").glob("*.yaml")}
     stale = tmp_path / "templates"
@@ -389,6 +553,14 @@ def test_stale_project_templates_are_refused(moto, karematch, monkeypatch, tmp_p
 
     assert r.code == 1
     assert "is not what the code renders" in r.err and "notify.yaml: differs" in r.err
+    _nothing_deployed(moto)
+
+    # Naming the project's templates/ explicitly (however spelled) is still checked.
+    monkeypatch.chdir(tmp_path)
+    r = karematch("deploy", "--env", "dev", "--template-dir", "./templates/../templates", "--yes")
+
+    assert r.code == 1
+    assert "is not what the code renders" in r.err
     _nothing_deployed(moto)
 
     (stale / "notify.yaml").write_text(rendered["notify.yaml"])  # fresh again: it deploys

@@ -74,11 +74,14 @@ def test_a_missing_default_bucket_is_created_locked_down(region):
         for op in ("put_public_access_block", "put_bucket_encryption", "put_bucket_versioning",
                    "put_bucket_policy", "put_bucket_lifecycle_configuration"):  # fmt: skip
             stub.add_response(op, {}, {**own, **{k: ANY for k in _extra(op)}})
-        bucket = package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn(region)}), quiet(),
+        console = quiet()
+        bucket = package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn(region)}), console,
                                        "111122223333", None)  # fmt: skip
         stub.assert_no_pending_responses()
 
     assert (bucket.name, bucket.region) == (name, region)
+    assert console.out.getvalue().startswith(f"creating artifacts bucket {name} (public access blocked, "
+                                             "encrypted, versioned, TLS only, old templates expire)")  # fmt: skip
     assert all(requests["PutPublicAccessBlock"]["PublicAccessBlockConfiguration"].values())
     assert requests["PutBucketVersioning"]["VersioningConfiguration"] == {"Status": "Enabled"}
     rule = requests["PutBucketEncryption"]["ServerSideEncryptionConfiguration"]["Rules"][0]
@@ -102,6 +105,91 @@ def _extra(op: str) -> list[str]:
 
 def _cfn(region: str):
     return boto3.client("cloudformation", region_name=region, aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def _verify_stub(stub, name: str, own: dict, *, policy=None, lifecycle=None, encryption_denied=False,
+                 versioning="Enabled") -> None:  # fmt: skip
+    stub.add_response("head_bucket", {}, own)
+    stub.add_response("get_public_access_block", {"PublicAccessBlockConfiguration": {
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True}}, own)  # fmt: skip
+    if encryption_denied:
+        stub.add_client_error("get_bucket_encryption", "AccessDenied", "Access Denied", 403, expected_params=own)
+    else:
+        stub.add_response("get_bucket_encryption", {"ServerSideEncryptionConfiguration": {"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}}, own)  # fmt: skip
+    stub.add_response("get_bucket_versioning", {"Status": versioning} if versioning else {}, own)
+    if policy is None:
+        stub.add_client_error("get_bucket_policy", "NoSuchBucketPolicy", "none", 404, expected_params=own)
+    else:
+        stub.add_response("get_bucket_policy", {"Policy": policy}, own)
+    if lifecycle is None:
+        stub.add_client_error("get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration", "none", 404,
+                              expected_params=own)  # fmt: skip
+    else:
+        stub.add_response("get_bucket_lifecycle_configuration", {"Rules": lifecycle}, own)
+
+
+def test_a_default_bucket_that_exists_is_verified_and_what_it_lacks_is_set_again():
+    s3 = s3_client("us-east-1")
+    name = package.default_bucket_name("111122223333", "us-east-1")
+    own = {"Bucket": name, "ExpectedBucketOwner": "111122223333"}
+    console = quiet()
+    with Stubber(s3) as stub:
+        _verify_stub(stub, name, own, versioning=None)  # versioning never enabled, no policy, no lifecycle
+        stub.add_response("put_bucket_versioning", {}, {**own, "VersioningConfiguration": {"Status": "Enabled"}})
+        stub.add_response("put_bucket_policy", {}, {**own, "Policy": ANY})
+        stub.add_response("put_bucket_lifecycle_configuration", {}, {**own, "LifecycleConfiguration": ANY})
+        package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")}), console,
+                              "111122223333", None)  # fmt: skip
+        stub.assert_no_pending_responses()
+
+    assert f"warning: artifacts bucket {name} is not versioned, TLS only, old templates expire" in console.err.getvalue()
+
+
+def test_a_bucket_policy_or_lifecycle_of_its_own_is_reported_never_replaced_and_unreadable_settings_warn():
+    s3 = s3_client("us-east-1")
+    name = package.default_bucket_name("111122223333", "us-east-1")
+    own = {"Bucket": name, "ExpectedBucketOwner": "111122223333"}
+    theirs = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+        "AWS": "arn:aws:iam::111122223333:root"}, "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{name}/*"}]})
+    keep_logs = [{"ID": "logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 9}}]
+    console = quiet()
+    with Stubber(s3) as stub:  # no put at all: the Stubber fails on any unexpected call
+        _verify_stub(stub, name, own, policy=theirs, lifecycle=keep_logs, encryption_denied=True)
+        package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")}), console,
+                              "111122223333", None)  # fmt: skip
+        stub.assert_no_pending_responses()
+
+    err = console.err.getvalue()
+    assert "has a bucket policy that is not 'TLS only'; not replaced" in err
+    assert "has a bucket lifecycle configuration that is not 'old templates expire'; not replaced" in err
+    assert "could not verify encrypted (s3:GetEncryptionConfiguration: AccessDenied)" in err
+
+
+def test_a_setting_that_cannot_be_repaired_stops_the_deploy():
+    s3 = s3_client("us-east-1")
+    name = package.default_bucket_name("111122223333", "us-east-1")
+    own = {"Bucket": name, "ExpectedBucketOwner": "111122223333"}
+    policy = package.bucket_policy(name, "aws")
+    lifecycle = package.lifecycle_rules()["Rules"]
+    with Stubber(s3) as stub:
+        _verify_stub(stub, name, own, policy=policy, lifecycle=lifecycle, versioning="Suspended")
+        stub.add_client_error("put_bucket_versioning", "AccessDenied", "Access Denied", 403)
+        with pytest.raises(AccessProblem) as exc:
+            package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")}), quiet(),
+                                  "111122223333", None)  # fmt: skip
+    assert exc.value.message == f"artifacts bucket {name}: enabling versioning is forbidden (AccessDenied)"
+    assert "s3:PutBucketVersioning" in exc.value.hints[0]
+
+
+def test_an_explicit_artifacts_bucket_is_used_as_it_is():
+    s3 = s3_client("us-east-1")
+    with Stubber(s3) as stub:  # head only: no verification, no repair of a bucket we do not own
+        stub.add_response("head_bucket", {}, {"Bucket": "theirs", "ExpectedBucketOwner": "111122223333"})
+        package.ensure_bucket(Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")}), quiet(),
+                              "111122223333", "theirs")  # fmt: skip
+        stub.assert_no_pending_responses()
 
 
 def test_a_default_bucket_owned_by_another_account_is_an_access_problem():
@@ -176,6 +264,16 @@ def test_a_missing_child_or_root_is_bad_input(tmp_path):
         inputs.load_tree(tmp_path)
 
 
+def test_a_template_that_is_not_utf8_is_a_lint_error_naming_the_file(tmp_path):
+    body = "Resources:\n  T:\n    Type: AWS::SNS::Topic  # café\n".encode("latin-1")
+    (tmp_path / "karematch.yaml").write_bytes(body)
+    at = body.index("é".encode("latin-1"))
+    with pytest.raises(LintError) as exc:
+        inputs.load_tree(tmp_path)
+    assert exc.value.message == (f"{tmp_path.resolve() / 'karematch.yaml'}: not UTF-8 text (byte {at}: "
+                                 "invalid continuation byte); CloudFormation templates are UTF-8")  # fmt: skip
+
+
 def test_cloudformation_limits_are_enforced_locally(tmp_path):
     many = "".join(f"  T{i}:\n    Type: AWS::SNS::Topic\n" for i in range(501))
     (tmp_path / "karematch.yaml").write_text("Resources:\n" + many)
@@ -240,3 +338,18 @@ def test_python_dash_m_runs_the_command_line():
 def test_an_unknown_option_is_exit_2(capsys):
     assert cli.main(["deploy", "--env", "dev", "--no-such-option"]) == errors.EXIT_BAD_INPUT
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "0.0", "nan", "x"])
+def test_a_poll_interval_must_be_more_than_zero(capsys, value):
+    assert cli.main(["deploy", "--env", "dev", "--poll-interval", value]) == errors.EXIT_BAD_INPUT
+    assert "--poll-interval" in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["deploy", "--env", "dev", "--poll-interval", "0.5"]).poll_interval == 0.5
+
+
+def test_the_explicit_project_template_dir_is_recognised_however_it_is_spelled():
+    from karematch_cfn import tree
+    from karematch_cfn.deploy import deployer
+
+    assert deployer.is_project_dir(tree.TEMPLATES_DIR / ".." / tree.TEMPLATES_DIR.name)
+    assert not deployer.is_project_dir(FIXTURES / "tree-v1")

@@ -15,13 +15,13 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from karematch_cfn import cli
-from karematch_cfn.deploy import deployer
+from karematch_cfn import cli, names
+from karematch_cfn.deploy import changeset, deployer, inputs, package
 from karematch_cfn.deploy.aws import Aws
 from karematch_cfn.deploy.console import Console
 
 from . import shapes as s
-from .conftest import tree_args
+from .conftest import FIXTURES, tree_args
 
 pytestmark = pytest.mark.deploy
 
@@ -95,6 +95,15 @@ class Flow:
     def sleep(self, _seconds: float) -> None:
         pass
 
+    def packaged_root(self) -> str:
+        """The root body this deploy sends (packaging is real: moto's S3, content-hash keys)."""
+        bucket = package.Bucket(BUCKET, s.REGION, s.ACCOUNT)
+        quiet = Console(io.StringIO(), io.StringIO())
+        return package.package(self.aws, quiet, bucket, inputs.load_tree(FIXTURES / "tree-v1")).root_text
+
+    def live_template(self, body: str) -> Flow:
+        return self.add("get_template", s.validated("get_template", {"TemplateBody": body}), StackName=s.ROOT_ID)
+
 
 @pytest.fixture
 def flow(moto) -> Flow:
@@ -153,12 +162,31 @@ def test_a_nested_stack_modified_with_nothing_inside_is_no_change(flow):
     flow.described(s.change_set([], cs_id=NOTIFY_CS, stack_id=NOTIFY_ID, parent=s.ROOT_CS), NOTIFY_CS)
     flow.described(s.change_set([], cs_id=DATA_CS, stack_id=DATA_ID, parent=s.ROOT_CS, status="FAILED",
                                 reason=s.NO_CHANGES_REASON), DATA_CS)  # fmt: skip
+    flow.live_template(flow.packaged_root())  # same root, same parameters: really nothing
     flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
 
     r = flow.run("--yes")
 
     assert r.code == 0, r.text
     assert "no changes" in r.out and "Modify" not in r.out
+    assert "ExecuteChangeSet" not in flow.requests
+
+
+def test_a_completed_change_set_without_changes_is_executed_when_the_live_template_differs(flow):
+    # AWS: CREATE_COMPLETE with an empty list means only Outputs, parameters or tags change.
+    flow.existing().created().described(s.change_set([]))
+    flow.live_template(flow.packaged_root().replace("Deployer test fixture root", "An older root"))
+    executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=9, physical=s.ROOT_ID)],
+             "UPDATE_COMPLETE")  # fmt: skip
+    flow.add("describe_stacks", s.stack("UPDATE_COMPLETE"), StackName=s.STACK)
+
+    r = flow.run("--yes")
+
+    assert r.code == 0, r.text
+    assert "no changes" not in r.out
+    assert "Stack karematch-dev: no resource changes (parameters/outputs/tags only)" in r.out
+    assert "Parameters:" in r.out  # the review is printed as for any change
+    assert len(flow.requests["ExecuteChangeSet"]) == 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -322,13 +350,8 @@ def test_ctrl_c_during_an_update_says_it_carries_on_and_how_to_stop_it(flow):
 # ------------------------------------------------------------------------------------------
 # Protection after a prod deploy
 # ------------------------------------------------------------------------------------------
-def test_a_prod_deploy_ends_with_termination_protection_and_stack_policies(flow):
-    prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
-    flow.existing(params=prod).created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
-    executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=60, physical=s.ROOT_ID)],
-             "UPDATE_COMPLETE")  # fmt: skip
-    flow.add("update_termination_protection", {"StackId": s.ROOT_ID},
-             EnableTerminationProtection=True, StackName=s.ROOT_ID)  # fmt: skip
+def live_resources(flow: Flow) -> None:
+    """ListStackResources of the root and its children, as protect.apply reads them."""
     stack_type = "AWS::CloudFormation::Stack"
     root_resources = s.resources(("AuditLogGroup", LOGS, "audit"), ("DataStack", stack_type, DATA_ID),
                                  ("NotifyStack", stack_type, NOTIFY_ID))  # fmt: skip
@@ -339,8 +362,18 @@ def test_a_prod_deploy_ends_with_termination_protection_and_stack_policies(flow)
     flow.add("list_stack_resources", data_resources, StackName=DATA_ID)
     flow.add("list_stack_resources", s.resources(("AlarmTopic", TOPIC, "arn:aws:sns:us-east-1:123456789012:t")),
              StackName=NOTIFY_ID)  # fmt: skip
+
+
+def test_a_prod_deploy_ends_with_termination_protection_and_stack_policies(flow):
+    prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
+    flow.existing(params=prod).created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=60, physical=s.ROOT_ID)],
+             "UPDATE_COMPLETE")  # fmt: skip
+    live_resources(flow)
     flow.add("set_stack_policy", {}, StackName=s.ROOT_ID, StackPolicyBody=ANY)
     flow.add("set_stack_policy", {}, StackName=DATA_ID, StackPolicyBody=ANY)
+    flow.add("update_termination_protection", {"StackId": s.ROOT_ID},
+             EnableTerminationProtection=True, StackName=s.ROOT_ID)  # fmt: skip
     flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", outputs={"RepositoryUri": "123456789012.dkr.ecr/x"}),
              StackName=s.STACK)  # fmt: skip
 
@@ -375,3 +408,139 @@ def test_the_cfn_role_and_capabilities_are_passed(flow):
     (request,) = flow.requests["CreateChangeSet"]
     assert request["RoleARN"] == "arn:aws:iam::123456789012:role/karematch-cfn-execution"
     assert request["Capabilities"] == []  # the fixture tree has no IAM resources
+
+
+def test_protection_steps_are_independent_and_a_failure_says_the_stack_is_deployed(flow):
+    prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
+    flow.existing(params=prod).created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    executes(flow, [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=60, physical=s.ROOT_ID)],
+             "UPDATE_COMPLETE")  # fmt: skip
+    live_resources(flow)
+    denied = "User: arn:aws:sts::123456789012:assumed-role/ci is not authorized"
+    flow.fail("set_stack_policy", "AccessDenied", denied, 403)  # the root's
+    flow.add("set_stack_policy", {}, StackName=DATA_ID, StackPolicyBody=ANY)  # still attempted
+    flow.fail("update_termination_protection", "AccessDenied", denied, 403)  # still attempted
+    flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", outputs={"RepositoryUri": "123456789012.dkr.ecr/x"}),
+             StackName=s.STACK)  # fmt: skip
+
+    r = flow.run("--yes", env="prod")
+
+    assert r.code == 6, r.text
+    first = r.err.splitlines()[0]
+    assert first.startswith("error: karematch-dev deployed (UPDATE_COMPLETE); protection NOT applied: "
+                            "stack policy of karematch-dev (setting the stack policy of karematch-dev: access "
+                            "denied (AccessDenied)")  # fmt: skip
+    assert "termination protection (enabling termination protection on karematch-dev: access denied" in first
+    assert "protection: stack policy on DataStack denies" in r.out  # the data stack's policy is set
+    assert "RepositoryUri" in r.out  # the deploy's result is still shown
+    root_policy = json.loads(flow.requests["SetStackPolicy"][0]["StackPolicyBody"])
+    command = next(line.strip() for line in r.err.splitlines() if "set-stack-policy" in line)
+    assert command.startswith(f"aws cloudformation set-stack-policy --stack-name {s.ROOT_ID} --stack-policy-body '")
+    assert json.loads(command.split("--stack-policy-body ", 1)[1].strip("'")) == root_policy
+    assert ("aws cloudformation update-termination-protection --enable-termination-protection "
+            "--stack-name karematch-dev") in r.err  # fmt: skip
+
+
+def test_protection_after_a_prod_deploy_with_no_changes_reports_what_is_missing(flow):
+    prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
+    flow.existing(params=prod).created().described(s.change_set([], status="FAILED", reason=s.NO_CHANGES_REASON))
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+    flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=prod), StackName=s.STACK)
+    flow.fail("list_stack_resources", "AccessDenied", "not authorized", 403)
+    flow.add("update_termination_protection", {"StackId": s.ROOT_ID},
+             EnableTerminationProtection=True, StackName=s.ROOT_ID)  # fmt: skip
+
+    r = flow.run("--yes", env="prod")
+
+    assert r.code == 6, r.text
+    assert "no changes" in r.out and "protection: termination protection on karematch-dev" in r.out
+    assert r.err.startswith("error: karematch-dev has no changes; protection NOT applied: stack policies")
+    assert "run the same deploy again" in r.err
+
+
+# ------------------------------------------------------------------------------------------
+# Failures after the change set exists
+# ------------------------------------------------------------------------------------------
+def test_an_access_error_after_the_change_set_exists_says_what_is_left_on_an_existing_stack(flow):
+    flow.existing().created()
+    flow.fail("describe_change_set", "AccessDenied", "not authorized to perform: cloudformation:DescribeChangeSet", 403)
+
+    r = flow.run("--yes")
+
+    assert r.code == 5, r.text
+    assert "DeleteChangeSet" not in flow.requests  # not a dry run, and the stack was there before
+    assert (f"nothing was executed; left behind: change set {s.ROOT_CS} on stack karematch-dev (not "
+            f"executed); delete it: aws cloudformation delete-change-set --change-set-name {s.ROOT_CS}") in r.err
+
+
+@pytest.mark.parametrize("first_create", [True, False])
+def test_an_access_error_after_the_change_set_exists_deletes_it_on_a_dry_run_or_a_new_stack(flow, first_create):
+    if first_create:
+        flow.fail("describe_stacks", "ValidationError", "Stack with id karematch-dev does not exist")
+    else:
+        flow.existing()
+    flow.created()
+    flow.fail("describe_change_set", "AccessDenied", "not authorized to perform: cloudformation:DescribeChangeSet", 403)
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+    if first_create:
+        flow.add("describe_stacks", s.stack("REVIEW_IN_PROGRESS"), StackName=s.ROOT_ID)
+        flow.add("delete_stack", {}, StackName=s.ROOT_ID)
+
+    r = flow.run("--yes") if first_create else flow.run("--dry-run")
+
+    assert r.code == 5, r.text
+    assert "change set deleted" in r.out
+    assert ("empty stack karematch-dev (REVIEW_IN_PROGRESS) deleted" in r.out) is first_create
+    made = "change set and empty stack were" if first_create else "change set was"
+    assert f"nothing was executed; this run's {made} deleted" in r.err
+
+
+# ------------------------------------------------------------------------------------------
+# EnableDeletionProtection (plan_parameters on a root that declares it)
+# ------------------------------------------------------------------------------------------
+def protect_plan(kind: str, assignments: dict[str, str] | None = None, file_value: str | None = None,
+                 tmp_path=None) -> deployer.ParameterPlan:  # fmt: skip
+    t = inputs.load_tree(FIXTURES / "tree-protect")
+    path = FIXTURES / "params" / "protect-dev.json"
+    if file_value is not None:
+        path = tmp_path / "protect-dev.json"
+        path.write_text(json.dumps([{"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
+                                    {"ParameterKey": names.ENABLE_DELETION_PROTECTION,
+                                     "ParameterValue": file_value}]))  # fmt: skip
+    params = inputs.load_parameters(t, "dev", path, assignments or {})
+    prep = deployer.Prepared(t, params, [], s.STACK)
+    live = s.stack("UPDATE_COMPLETE", params={"EnvironmentName": "dev", names.ENABLE_DELETION_PROTECTION: "false"})
+    stack = live["Stacks"][0] if kind == changeset.UPDATE else None
+    return deployer.plan_parameters(None, prep, stack, kind)  # no AWS call for this root
+
+
+def sent(plan: deployer.ParameterPlan) -> dict:
+    return next(e for e in plan.entries if e["ParameterKey"] == names.ENABLE_DELETION_PROTECTION)
+
+
+def source(plan: deployer.ParameterPlan) -> str:
+    return next(row[2] for row in plan.rows if row[0] == names.ENABLE_DELETION_PROTECTION)
+
+
+def test_deletion_protection_is_off_on_a_first_create_unless_given_on_the_command_line(tmp_path):
+    plan = protect_plan(changeset.CREATE, file_value="true", tmp_path=tmp_path)
+    assert sent(plan) == {"ParameterKey": "EnableDeletionProtection", "ParameterValue": "false"}
+    assert "first create" in source(plan)
+    assert any("turned on by the next deploy" in note for note in plan.notes)
+
+    plan = protect_plan(changeset.CREATE, {"EnableDeletionProtection": "true"})
+    assert sent(plan)["ParameterValue"] == "true" and source(plan) == "command line"
+    assert not any("EnableDeletionProtection" in note for note in plan.notes)
+
+
+def test_deletion_protection_is_stated_explicitly_on_every_update(tmp_path):
+    plan = protect_plan(changeset.UPDATE)  # the file does not set it: the template Default
+    assert sent(plan) == {"ParameterKey": "EnableDeletionProtection", "ParameterValue": "true"}
+    assert source(plan) == "template default"
+
+    plan = protect_plan(changeset.UPDATE, file_value="false", tmp_path=tmp_path)
+    assert sent(plan)["ParameterValue"] == "false" and source(plan).endswith("protect-dev.json")
+
+    plan = protect_plan(changeset.UPDATE, {"EnableDeletionProtection": "false"})
+    assert sent(plan)["ParameterValue"] == "false" and source(plan) == "command line"
+    assert all("UsePreviousValue" not in e for e in plan.entries)
