@@ -36,9 +36,14 @@ def resources_of_type(t: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]
 
 
 def one_of_type(t: dict[str, Any], rtype: str) -> dict[str, Any]:
+    return t["Resources"][logical_id_of_type(t, rtype)]
+
+
+def logical_id_of_type(t: dict[str, Any], rtype: str) -> str:
+    """The logical id of the template's only resource of ``rtype``."""
     found = resources_of_type(t, rtype)
     assert len(found) == 1, f"expected one {rtype}, found {sorted(found)}"
-    return next(iter(found.values()))
+    return next(iter(found))
 
 
 def props(resource: dict[str, Any]) -> dict[str, Any]:

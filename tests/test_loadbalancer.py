@@ -27,10 +27,7 @@ def _t() -> dict:
     return helpers.template(FILE)
 
 
-def _logical_id(t: dict, rtype: str) -> str:
-    found = helpers.resources_of_type(t, rtype)
-    assert len(found) == 1, f"expected one {rtype}, found {sorted(found)}"
-    return next(iter(found))
+_logical_id = helpers.logical_id_of_type
 
 
 def _attributes(items: list[dict]) -> dict:

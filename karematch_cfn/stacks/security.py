@@ -105,52 +105,25 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
     return Groups(*(t.add_resource(g) for g in (alb, app, database)))
 
 
+def add_flow(t: Template, source: SecurityGroup, dest: SecurityGroup, port: int,
+             egress_id: str, ingress_id: str, egress_text: str, ingress_text: str) -> None:  # fmt: skip
+    """TCP ``port`` from ``source`` to ``dest``: the egress rule on the source and the ingress
+    rule on the destination, both by group reference, as separate resources (no cycle)."""
+    common = {"IpProtocol": TCP, "FromPort": port, "ToPort": port}
+    t.add_resource(SecurityGroupEgress(egress_id, GroupId=_group_id(source),
+                                       DestinationSecurityGroupId=_group_id(dest),
+                                       Description=egress_text, **common))  # fmt: skip
+    t.add_resource(SecurityGroupIngress(ingress_id, GroupId=_group_id(dest),
+                                        SourceSecurityGroupId=_group_id(source),
+                                        Description=ingress_text, **common))  # fmt: skip
+
+
 def add_group_rules(t: Template, g: Groups) -> None:
-    """Rules that name another group, as separate resources (no cycle between the groups)."""
-    t.add_resource(
-        SecurityGroupIngress(
-            APP_INGRESS_FROM_ALB,
-            GroupId=_group_id(g.app),
-            IpProtocol=TCP,
-            FromPort=names.CONTAINER_PORT,
-            ToPort=names.CONTAINER_PORT,
-            SourceSecurityGroupId=_group_id(g.alb),
-            Description="ALB to the container port",
-        )
-    )
-    t.add_resource(
-        SecurityGroupEgress(
-            ALB_EGRESS_TO_APP,
-            GroupId=_group_id(g.alb),
-            IpProtocol=TCP,
-            FromPort=names.CONTAINER_PORT,
-            ToPort=names.CONTAINER_PORT,
-            DestinationSecurityGroupId=_group_id(g.app),
-            Description="ALB to the ECS tasks on the container port",
-        )
-    )
-    t.add_resource(
-        SecurityGroupIngress(
-            DATABASE_INGRESS_FROM_APP,
-            GroupId=_group_id(g.database),
-            IpProtocol=TCP,
-            FromPort=names.DATABASE_PORT,
-            ToPort=names.DATABASE_PORT,
-            SourceSecurityGroupId=_group_id(g.app),
-            Description="ECS tasks to PostgreSQL",
-        )
-    )
-    t.add_resource(
-        SecurityGroupEgress(
-            APP_EGRESS_TO_DATABASE,
-            GroupId=_group_id(g.app),
-            IpProtocol=TCP,
-            FromPort=names.DATABASE_PORT,
-            ToPort=names.DATABASE_PORT,
-            DestinationSecurityGroupId=_group_id(g.database),
-            Description="ECS tasks to PostgreSQL on RDS",
-        )
-    )
+    """The two flows between tiers: ALB -> tasks (container port), tasks -> RDS (PostgreSQL)."""
+    add_flow(t, g.alb, g.app, names.CONTAINER_PORT, ALB_EGRESS_TO_APP, APP_INGRESS_FROM_ALB,
+             "ALB to the ECS tasks on the container port", "ALB to the container port")
+    add_flow(t, g.app, g.database, names.DATABASE_PORT, APP_EGRESS_TO_DATABASE,
+             DATABASE_INGRESS_FROM_APP, "ECS tasks to PostgreSQL on RDS", "ECS tasks to PostgreSQL")
 
 
 def build() -> Template:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 
 import boto3
 import pytest
@@ -21,7 +20,7 @@ from karematch_cfn.deploy.aws import Aws
 from karematch_cfn.deploy.console import Console
 
 from . import shapes as s
-from .conftest import FIXTURES, tree_args
+from .conftest import FIXTURES, Result, tree_args
 
 pytestmark = pytest.mark.deploy
 
@@ -34,16 +33,6 @@ DATA_CS = s.change_set_arn("data", 6)
 NOTIFY_ID = s.nested_id("NotifyStack", 5)
 DATA_ID = s.nested_id("DataStack", 6)
 
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
 
 
 class Flow:
