@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from troposphere import GetAtt, Ref, Sub, Template
 from troposphere.cloudtrail import Trail
-from troposphere.iam import Policy, Role
+from troposphere.iam import Role
 from troposphere.kms import Alias, Key
 from troposphere.logs import LogGroup, MetricFilter, MetricTransformation
 from troposphere.s3 import (
@@ -35,7 +35,7 @@ from troposphere.s3 import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import alarms, arns, buckets, iam, policies, tags
+from karematch_cfn.lib import alarms, arns, buckets, iam, logs, policies, tags
 from karematch_cfn.lib.alarms import Evaluation
 
 # Logical IDs (bucket, key and log group are pinned: renaming would replace them).
@@ -187,33 +187,15 @@ def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
 
 
 def add_log_delivery(t: Template, p: Inputs, key: Key) -> tuple[LogGroup, Role]:
-    group = LogGroup(
-        TRAIL_LOG_GROUP,
-        LogGroupName=Sub(names.TRAIL_LOG_GROUP),
-        RetentionInDays=p.retention_days,
-        KmsKeyId=GetAtt(key, "Arn"),
-        Tags=tags.standard(),
-    )
-    t.add_resource(policies.retain_except_on_create(group))
+    group = t.add_resource(logs.log_group(TRAIL_LOG_GROUP, names.TRAIL_LOG_GROUP, p.retention_days,
+                                          KmsKeyId=GetAtt(key, "Arn")))  # fmt: skip
     role = t.add_resource(
-        Role(
-            TRAIL_LOGS_ROLE,
-            Description="CloudTrail delivers the trail's events to its CloudWatch Logs group",
-            AssumeRolePolicyDocument=iam.assume_role("cloudtrail.amazonaws.com"),
-            Policies=[
-                Policy(
-                    PolicyName="DeliverTrailToCloudWatchLogs",
-                    PolicyDocument=iam.document(
-                        iam.write_logs(
-                            arns.log_group(names.TRAIL_LOG_GROUP),
-                            arns.log_streams(names.TRAIL_LOG_GROUP),
-                        )
-                    ),
-                )
-            ],
-            Tags=tags.standard(),
+        logs.delivery_role(
+            TRAIL_LOGS_ROLE, "cloudtrail.amazonaws.com", names.TRAIL_LOG_GROUP,
+            "DeliverTrailToCloudWatchLogs",
+            "CloudTrail delivers the trail's events to its CloudWatch Logs group",
         )
-    )
+    )  # fmt: skip
     return group, role
 
 

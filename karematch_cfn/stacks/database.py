@@ -33,7 +33,7 @@ from troposphere.logs import LogGroup
 from troposphere.rds import DBInstance, DBParameterGroup, DBSubnetGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import conditions, policies, tags
+from karematch_cfn.lib import conditions, logs, policies, tags
 from karematch_cfn.stacks import secrets  # the JSON keys of the generated credentials
 
 INSTANCE = "DatabaseInstance"
@@ -123,9 +123,7 @@ def add_parameter_group(t: Template) -> DBParameterGroup:
 def add_log_group(t: Template, p: Inputs) -> LogGroup:
     # Created before the instance: RDS would otherwise create a never-expiring group on the
     # first export (pitfalls.md).
-    group = LogGroup(LOG_GROUP, LogGroupName=Sub(LOG_GROUP_NAME), RetentionInDays=p.log_retention,
-                     Tags=tags.standard())  # fmt: skip
-    return t.add_resource(policies.retain_except_on_create(group))
+    return t.add_resource(logs.log_group(LOG_GROUP, LOG_GROUP_NAME, p.log_retention))
 
 
 def _credential(secret_key: str) -> Sub:

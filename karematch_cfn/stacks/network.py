@@ -38,11 +38,10 @@ from troposphere.ec2 import (
     VPCEndpoint,
     VPCGatewayAttachment,
 )
-from troposphere.iam import Policy, Role
 from troposphere.logs import LogGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, iam, policies, tags
+from karematch_cfn.lib import logs, tags
 
 
 @dataclass(frozen=True)
@@ -228,39 +227,16 @@ def add_s3_endpoint(t: Template, vpc: VPC, private_tables: list[RouteTable]) -> 
 
 def add_flow_log(t: Template, vpc: VPC, retention: Ref) -> LogGroup:
     """Flow log of all VPC traffic into its own log group, via a flow-logs-only role."""
-    group = t.add_resource(
-        policies.retain_except_on_create(
-            LogGroup(
-                FLOW_LOG_GROUP,
-                LogGroupName=Sub(names.FLOW_LOG_GROUP),
-                RetentionInDays=retention,
-                Tags=tags.standard(),
-            )
-        )
-    )
+    group = t.add_resource(logs.log_group(FLOW_LOG_GROUP, names.FLOW_LOG_GROUP, retention))
     role = t.add_resource(
-        Role(
-            FLOW_LOG_ROLE,
-            RoleName=Sub(names.FLOW_LOG_ROLE),
-            Description="Lets VPC flow logs write to the VPC's flow log group",
+        logs.delivery_role(
+            FLOW_LOG_ROLE, FLOW_LOGS_SERVICE, names.FLOW_LOG_GROUP, "WriteFlowLogs",
+            "Lets VPC flow logs write to the VPC's flow log group",
             # Confused deputy: only flow logs acting for this account may assume it.
-            AssumeRolePolicyDocument=iam.assume_role(
-                FLOW_LOGS_SERVICE, {"aws:SourceAccount": Ref("AWS::AccountId")}
-            ),
-            Policies=[
-                Policy(
-                    PolicyName="WriteFlowLogs",
-                    PolicyDocument=iam.document(
-                        iam.write_logs(
-                            arns.log_group(names.FLOW_LOG_GROUP),
-                            arns.log_streams(names.FLOW_LOG_GROUP),
-                        )
-                    ),
-                )
-            ],
-            Tags=tags.standard(),
+            {"aws:SourceAccount": Ref("AWS::AccountId")},
+            RoleName=Sub(names.FLOW_LOG_ROLE),
         )
-    )
+    )  # fmt: skip
     t.add_resource(
         FlowLog(
             FLOW_LOG,

@@ -59,7 +59,7 @@ from troposphere.ecs import (
 from troposphere.logs import LogGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import conditions, policies, tags
+from karematch_cfn.lib import conditions, logs, tags
 
 # Logical IDs.
 CLUSTER = "Cluster"
@@ -173,14 +173,7 @@ def add_cluster(t: Template) -> Cluster:
 
 
 def add_log_group(t: Template, p: Inputs) -> LogGroup:
-    group = LogGroup(
-        APP_LOG_GROUP,
-        LogGroupName=Sub(names.APP_LOG_GROUP),
-        RetentionInDays=Ref(p.retention_days),
-        Tags=tags.standard(),
-    )
-    # Kept once created; a failed first create removes it so the retry can create it again.
-    return t.add_resource(policies.retain_except_on_create(group))
+    return t.add_resource(logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, Ref(p.retention_days)))
 
 
 def health_check_command() -> list[str]:
