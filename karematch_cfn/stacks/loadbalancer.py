@@ -78,7 +78,6 @@ ELB_PRINCIPAL_KEY = "AccountPrincipal"
 SCHEME = "internet-facing"
 TARGET_PROTOCOL = "HTTP"
 TARGET_TYPE = "ip"  # Fargate tasks register by ENI address
-HEALTH_CHECK_INTERVAL_SECONDS = 30
 HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 3
 STICKINESS_SECONDS = 24 * 60 * 60  # "24-hour cookie"
@@ -284,7 +283,7 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
         HealthCheckEnabled=True,
         HealthCheckProtocol=TARGET_PROTOCOL,
         HealthCheckPath=names.HEALTH_CHECK_PATH,
-        HealthCheckIntervalSeconds=HEALTH_CHECK_INTERVAL_SECONDS,
+        HealthCheckIntervalSeconds=names.HEALTH_CHECK_INTERVAL_SECONDS,
         HealthCheckTimeoutSeconds=HEALTH_CHECK_TIMEOUT_SECONDS,
         HealthyThresholdCount=HEALTHY_THRESHOLD,
         UnhealthyThresholdCount=UNHEALTHY_THRESHOLD,

@@ -79,7 +79,6 @@ LAUNCH_TYPE = "FARGATE"
 NETWORK_MODE = "awsvpc"
 MINIMUM_HEALTHY_PERCENT = 100
 MAXIMUM_PERCENT = 200
-HEALTH_CHECK_INTERVAL_SECONDS = 30
 CPU_TARGET_PERCENT = 70.0
 MEMORY_TARGET_PERCENT = 80.0
 MIN_TASKS = 1
@@ -197,7 +196,7 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
         PortMappings=[PortMapping(ContainerPort=names.CONTAINER_PORT, Protocol="tcp")],
         HealthCheck=HealthCheck(
             Command=health_check_command(),
-            Interval=HEALTH_CHECK_INTERVAL_SECONDS,
+            Interval=names.HEALTH_CHECK_INTERVAL_SECONDS,
             Timeout=HEALTH_CHECK_TIMEOUT_SECONDS,
             Retries=HEALTH_CHECK_RETRIES,
             StartPeriod=HEALTH_CHECK_START_PERIOD_SECONDS,
