@@ -7,10 +7,14 @@ adds what differs: its name, encryption algorithm, lifecycle rules and tags.
 
 from __future__ import annotations
 
-from troposphere import Sub, Tags
+from typing import Any
+
+from awacs.aws import Statement
+from troposphere import Ref, Sub, Tags
 from troposphere.s3 import (
     Bucket,
     BucketEncryption,
+    BucketPolicy,
     LifecycleConfiguration,
     LifecycleRule,
     OwnershipControls,
@@ -20,6 +24,8 @@ from troposphere.s3 import (
     ServerSideEncryptionRule,
     VersioningConfiguration,
 )
+
+from karematch_cfn.lib import arns, iam
 
 SSE_S3 = "AES256"
 
@@ -50,3 +56,11 @@ def private_bucket(logical_id: str, name_pattern: str, lifecycle: list[Lifecycle
         ),
         Tags=tags,
     )
+
+
+def tls_only_policy(logical_id: str, bucket: Bucket, name_pattern: str, *grants: Statement,
+                    **extra: Any) -> BucketPolicy:  # fmt: skip
+    """The bucket's policy: always a deny of plain-HTTP requests first, then ``grants``."""
+    deny = iam.deny_insecure_transport(arns.bucket(name_pattern), arns.bucket_objects(name_pattern))
+    return BucketPolicy(logical_id, Bucket=Ref(bucket),
+                        PolicyDocument=iam.document(deny, *grants), **extra)  # fmt: skip

@@ -172,17 +172,11 @@ def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
     bucket_arn = arns.bucket(names.TRAIL_BUCKET)
     trail_arn = arns.trail(names.TRAIL)
     return t.add_resource(
-        BucketPolicy(
-            TRAIL_BUCKET_POLICY,
-            Bucket=Ref(bucket),
-            PolicyDocument=iam.document(
-                iam.deny_insecure_transport(bucket_arn, arns.bucket_objects(names.TRAIL_BUCKET)),
-                iam.cloudtrail_acl_check(bucket_arn, trail_arn),
-                iam.cloudtrail_write(
-                    arns.bucket_objects(names.TRAIL_BUCKET, TRAIL_OBJECTS_PREFIX), trail_arn
-                ),
-            ),
-        )
+        buckets.tls_only_policy(
+            TRAIL_BUCKET_POLICY, bucket, names.TRAIL_BUCKET,
+            iam.cloudtrail_acl_check(bucket_arn, trail_arn),
+            iam.cloudtrail_write(arns.bucket_objects(names.TRAIL_BUCKET, TRAIL_OBJECTS_PREFIX), trail_arn),
+        )  # fmt: skip
     )
 
 

@@ -38,7 +38,6 @@ from troposphere.iam import ManagedPolicy, OIDCProvider, Policy, Role
 from troposphere.s3 import (
     AbortIncompleteMultipartUpload,
     Bucket,
-    BucketPolicy,
     LifecycleRule,
     NoncurrentVersionExpiration,
 )
@@ -339,13 +338,7 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
         )
     )
     t.add_resource(
-        BucketPolicy(
-            policy_id,
-            Bucket=Ref(bucket),
-            PolicyDocument=iam.document(
-                iam.deny_insecure_transport(arns.bucket(name_pattern), arns.bucket_objects(name_pattern))
-            ),
-        )
+        buckets.tls_only_policy(policy_id, bucket, name_pattern)
     )
     return bucket
 

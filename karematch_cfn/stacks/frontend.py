@@ -194,17 +194,12 @@ def add_bucket(t: Template) -> Bucket:
 
 
 def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
-    bucket_arn = arns.bucket(names.FRONTEND_BUCKET)
     objects_arn = arns.bucket_objects(names.FRONTEND_BUCKET)
     return t.add_resource(
-        BucketPolicy(
-            BUCKET_POLICY,
-            Bucket=Ref(bucket),
-            PolicyDocument=iam.document(
-                iam.deny_insecure_transport(bucket_arn, objects_arn),
-                iam.read_by_cloudfront(objects_arn, arns.cloudfront_distribution(DISTRIBUTION)),
-            ),
-        )
+        buckets.tls_only_policy(
+            BUCKET_POLICY, bucket, names.FRONTEND_BUCKET,
+            iam.read_by_cloudfront(objects_arn, arns.cloudfront_distribution(DISTRIBUTION)),
+        )  # fmt: skip
     )
 
 

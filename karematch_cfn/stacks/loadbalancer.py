@@ -225,17 +225,11 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
         Principal("AWS", [elb_account_principal()]),
         Principal("Service", [ELB_LOG_DELIVERY_SERVICE]),
     )
-    policy = BucketPolicy(
-        LOG_BUCKET_POLICY,
-        Bucket=Ref(bucket),
-        PolicyDocument=iam.document(
-            iam.deny_insecure_transport(
-                arns.bucket(names.ALB_LOG_BUCKET), arns.bucket_objects(names.ALB_LOG_BUCKET)
-            ),
-            # ELB writes <prefix>/AWSLogs/<load balancer owner's account>/...: only ours.
-            iam.deliver_alb_logs(arns.bucket_objects(names.ALB_LOG_BUCKET, LOG_KEY_PREFIX), writer),
-        ),
-    )
+    policy = buckets.tls_only_policy(
+        LOG_BUCKET_POLICY, bucket, names.ALB_LOG_BUCKET,
+        # ELB writes <prefix>/AWSLogs/<load balancer owner's account>/...: only ours.
+        iam.deliver_alb_logs(arns.bucket_objects(names.ALB_LOG_BUCKET, LOG_KEY_PREFIX), writer),
+    )  # fmt: skip
     t.add_resource(policy)
     return bucket, policy
 
