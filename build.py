@@ -38,15 +38,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "2 bad input (parameter file, wiring error, options)"
         ),
     )
-    p.add_argument("--check", action="store_true",
-                   help="render in memory and fail (exit 1) with a summary if the output "
-                        "directory differs from the code; writes nothing")  # fmt: skip
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="render in memory and fail (exit 1) with a summary if the output "
+        "directory differs from the code; writes nothing",
+    )
     p.add_argument("--no-lint", action="store_true", help="skip cfn-lint (faster iteration)")
-    p.add_argument("--out", type=Path, default=TEMPLATES_DIR, metavar="DIR",
-                   help="directory to write (or, with --check, compare) (default: templates/)")  # fmt: skip
-    p.add_argument("--parameters", type=Path, default=PARAMETERS_DIR, metavar="DIR",
-                   help="directory of <env>.json parameter files to validate "
-                        "(default: parameters/)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=TEMPLATES_DIR,
+        metavar="DIR",
+        help="directory to write (or, with --check, compare) (default: templates/)",
+    )
+    p.add_argument(
+        "--parameters",
+        type=Path,
+        default=PARAMETERS_DIR,
+        metavar="DIR",
+        help="directory of <env>.json parameter files to validate (default: parameters/)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     return p.parse_args(argv)
 
@@ -93,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(f"stale: {line}", file=sys.stderr)
         if problems:
-            print(f"error: {args.out} is not what the code renders ({len(problems)} file(s)); "
-                  "run `python build.py`", file=sys.stderr)  # fmt: skip
+            print(
+                f"error: {args.out} is not what the code renders ({len(problems)} file(s)); "
+                "run `python build.py`",
+                file=sys.stderr,
+            )
 
     findings = []
     if not args.no_lint:
@@ -105,11 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         tree.write(rendered, scratch)
         findings = lint.lint_dir(scratch)
         for f in findings:
-            print(f"lint: {f.filename.replace(str(scratch), str(args.out))}:{f.line}: {f.rule} "
-                  f"[{f.severity}] {f.message}", file=sys.stderr)  # fmt: skip
+            print(
+                f"lint: {f.filename.replace(str(scratch), str(args.out))}:{f.line}: {f.rule} "
+                f"[{f.severity}] {f.message}",
+                file=sys.stderr,
+            )
         if findings:
-            print(f"error: {len(findings)} cfn-lint finding(s); the rendered tree is kept in "
-                  f"{scratch} for inspection", file=sys.stderr)  # fmt: skip
+            print(
+                f"error: {len(findings)} cfn-lint finding(s); the rendered tree is kept in "
+                f"{scratch} for inspection",
+                file=sys.stderr,
+            )
         else:
             shutil.rmtree(scratch, ignore_errors=True)
             say("cfn-lint: no findings")
@@ -124,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FINDINGS
     over = [f"{s.name}: {', '.join(s.over_limits)}" for s in tree.sizes(rendered) if s.over_limits]
     if over:
-        print(f"error: over CloudFormation limits, nothing written: {'; '.join(over)}",
-              file=sys.stderr)  # fmt: skip
+        print(f"error: over CloudFormation limits, nothing written: {'; '.join(over)}", file=sys.stderr)
         return EXIT_FINDINGS
     tree.write(rendered, args.out)
     say(tree.size_table(rendered))

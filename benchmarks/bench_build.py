@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from karematch_cfn import lint, tree  # noqa: E402
+from karematch_cfn import lint, tree
 
 
 def _time(fn, repeat: int) -> tuple[float, float]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from karematch_cfn import cli  # noqa: E402
+from karematch_cfn import cli
 
 
 def _free_port() -> int:
@@ -37,8 +37,11 @@ def _free_port() -> int:
 
 def _start_moto() -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -55,8 +58,13 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="dry runs to time (default 3)")
     args = p.parse_args()
     proc, url = _start_moto()
-    os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")  # fmt: skip
+    os.environ.update(
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     runs = []
     try:
         for i in range(args.repeat):
@@ -70,8 +78,10 @@ def main() -> int:
                 raise SystemExit(f"dry run {i + 1} exited {code}")
     finally:
         proc.terminate()
-    print(f"deploy --dry-run (real tree, moto): first {runs[0]:.2f}s  best {min(runs):.2f}s  "
-          f"median {statistics.median(runs):.2f}s over {len(runs)} runs")  # fmt: skip
+    print(
+        f"deploy --dry-run (real tree, moto): first {runs[0]:.2f}s  best {min(runs):.2f}s  "
+        f"median {statistics.median(runs):.2f}s over {len(runs)} runs"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
 

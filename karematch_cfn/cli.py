@@ -86,81 +86,137 @@ def _positive_float(text: str) -> float:
 
 def _common(p: argparse.ArgumentParser) -> None:
     """Options deploy and package share."""
-    p.add_argument("--env", required=True, metavar="ENV",
-                   help=f"environment to deploy: {', '.join(names.ENVIRONMENTS)} (selects "
-                        "parameters/ENV.json and the stack name karematch-ENV)")  # fmt: skip
-    p.add_argument("--template-dir", type=Path, metavar="DIR",
-                   help="deploy this template tree as it is (root karematch.yaml plus the "
-                        "children its relative TemplateURLs name), after the lint; default: "
-                        "the project's templates/, which must also be exactly what the code "
-                        "renders")  # fmt: skip
-    p.add_argument("--parameters", type=Path, metavar="FILE",
-                   help="parameter file in CloudFormation's format (default: parameters/ENV.json)")
-    p.add_argument("--parameter", action="append", metavar="KEY=VALUE",
-                   help="set one root parameter over the file's value (repeatable); staging and "
-                        "prod need --parameter CertificateArn=arn:aws:acm:...")  # fmt: skip
-    p.add_argument("--artifact-bucket", metavar="BUCKET",
-                   help="S3 bucket for the packaged templates (default: "
-                        "karematch-cfn-artifacts-ACCOUNT-REGION, created once with encryption, "
-                        "public access block, versioning, a TLS-only policy and a lifecycle if "
-                        "missing, and those settings re-checked and repaired on every use)")  # fmt: skip
-    p.add_argument("--stack-name", metavar="NAME",
-                   help="root stack name (default: karematch-ENV)")
+    p.add_argument(
+        "--env",
+        required=True,
+        metavar="ENV",
+        help=f"environment to deploy: {', '.join(names.ENVIRONMENTS)} (selects "
+        "parameters/ENV.json and the stack name karematch-ENV)",
+    )
+    p.add_argument(
+        "--template-dir",
+        type=Path,
+        metavar="DIR",
+        help="deploy this template tree as it is (root karematch.yaml plus the "
+        "children its relative TemplateURLs name), after the lint; default: "
+        "the project's templates/, which must also be exactly what the code "
+        "renders",
+    )
+    p.add_argument(
+        "--parameters",
+        type=Path,
+        metavar="FILE",
+        help="parameter file in CloudFormation's format (default: parameters/ENV.json)",
+    )
+    p.add_argument(
+        "--parameter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set one root parameter over the file's value (repeatable); staging and "
+        "prod need --parameter CertificateArn=arn:aws:acm:...",
+    )
+    p.add_argument(
+        "--artifact-bucket",
+        metavar="BUCKET",
+        help="S3 bucket for the packaged templates (default: "
+        "karematch-cfn-artifacts-ACCOUNT-REGION, created once with encryption, "
+        "public access block, versioning, a TLS-only policy and a lifecycle if "
+        "missing, and those settings re-checked and repaired on every use)",
+    )
+    p.add_argument("--stack-name", metavar="NAME", help="root stack name (default: karematch-ENV)")
     p.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE or default)")
-    p.add_argument("--region", metavar="REGION",
-                   help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)")
+    p.add_argument(
+        "--region",
+        metavar="REGION",
+        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: ``deploy`` and ``package`` with every option."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION,
+        prog=PROG,
+        description=DESCRIPTION,
         epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}\nSee docs/deploying.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     d = sub.add_parser(
-        "deploy", help="package, review, guard, execute and watch a change set",
-        description=DEPLOY_DESCRIPTION, epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        "deploy",
+        help="package, review, guard, execute and watch a change set",
+        description=DEPLOY_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     _common(d)
-    d.add_argument("--image-tag", metavar="TAG",
-                   help="backend image tag to deploy (sets ImageTag); on an update without it "
-                        "the deployed tag is kept; never 'latest'")  # fmt: skip
-    d.add_argument("--desired-count", type=_non_negative_int, metavar="N",
-                   help="backend task count (sets DesiredCount); on an update without it the "
-                        "live count autoscaling set is kept")  # fmt: skip
-    d.add_argument("--allow-replacement", action="append", metavar="CHILD/LOGICAL_ID",
-                   help="lift the data guard for one resource named as the guard names it, "
-                        "e.g. DatabaseStack/DatabaseInstance (repeatable; the stack policy "
-                        "protecting it is relaxed during the deploy and restored after)")  # fmt: skip
-    d.add_argument("--cfn-role-arn", metavar="ARN",
-                   help="IAM role CloudFormation assumes to make the changes (RoleARN), e.g. the "
-                        "execution role bootstrap.yaml creates for CI")  # fmt: skip
-    d.add_argument("-y", "--yes", action="store_true",
-                   help="execute without asking (CI); without it and without a terminal the "
-                        "deploy stops (exit 2) instead of waiting")  # fmt: skip
-    d.add_argument("--dry-run", action="store_true",
-                   help="stop after the review table and the guard; delete the change set and "
-                        "any empty stack it created (the artifacts bucket and the uploaded "
-                        "templates stay)")  # fmt: skip
-    d.add_argument("--poll-interval", type=_positive_float, default=5.0, metavar="SECONDS",
-                   help="seconds between polls of the stack events while executing (default: "
-                        "5; more than 0); the change set is polled every SECONDS or 2 seconds, "
-                        "whichever is shorter")  # fmt: skip
+    d.add_argument(
+        "--image-tag",
+        metavar="TAG",
+        help="backend image tag to deploy (sets ImageTag); on an update without it "
+        "the deployed tag is kept; never 'latest'",
+    )
+    d.add_argument(
+        "--desired-count",
+        type=_non_negative_int,
+        metavar="N",
+        help="backend task count (sets DesiredCount); on an update without it the "
+        "live count autoscaling set is kept",
+    )
+    d.add_argument(
+        "--allow-replacement",
+        action="append",
+        metavar="CHILD/LOGICAL_ID",
+        help="lift the data guard for one resource named as the guard names it, "
+        "e.g. DatabaseStack/DatabaseInstance (repeatable; the stack policy "
+        "protecting it is relaxed during the deploy and restored after)",
+    )
+    d.add_argument(
+        "--cfn-role-arn",
+        metavar="ARN",
+        help="IAM role CloudFormation assumes to make the changes (RoleARN), e.g. the "
+        "execution role bootstrap.yaml creates for CI",
+    )
+    d.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="execute without asking (CI); without it and without a terminal the "
+        "deploy stops (exit 2) instead of waiting",
+    )
+    d.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="stop after the review table and the guard; delete the change set and "
+        "any empty stack it created (the artifacts bucket and the uploaded "
+        "templates stay)",
+    )
+    d.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between polls of the stack events while executing (default: "
+        "5; more than 0); the change set is polled every SECONDS or 2 seconds, "
+        "whichever is shorter",
+    )
     d.set_defaults(handler="deploy")
 
     p = sub.add_parser(
-        "package", help="upload the templates and write the packaged root",
-        description=PACKAGE_DESCRIPTION, epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        "package",
+        help="upload the templates and write the packaged root",
+        description=PACKAGE_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     _common(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="directory to write the packaged root karematch.yaml and "
-                        "parameters.json into")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory to write the packaged root karematch.yaml and parameters.json into",
+    )
     p.set_defaults(handler="package")
     return parser
 
@@ -175,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
-def run(args: argparse.Namespace, hooks: "deployer.Hooks | None" = None) -> int:
+def run(args: argparse.Namespace, hooks: deployer.Hooks | None = None) -> int:
     """Run a parsed command; an expected failure is one ``error:`` line and its exit code."""
     from karematch_cfn.deploy import deployer
 

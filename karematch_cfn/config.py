@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from karematch_cfn import evaluate, names
 
@@ -45,8 +46,9 @@ def _allowed_text(spec: Mapping[str, Any]) -> str:
     bits = []
     if "AllowedPattern" in spec:
         desc = spec.get("ConstraintDescription")
-        bits.append(f"{desc} (pattern {spec['AllowedPattern']})" if desc else
-                    f"must match {spec['AllowedPattern']}")  # fmt: skip
+        bits.append(
+            f"{desc} (pattern {spec['AllowedPattern']})" if desc else f"must match {spec['AllowedPattern']}"
+        )
     if "MinValue" in spec or "MaxValue" in spec:
         bits.append(f"a number from {spec.get('MinValue', '-inf')} to {spec.get('MaxValue', 'inf')}")
     return "allowed: " + "; ".join(bits) if bits else ""
@@ -63,7 +65,7 @@ def check_value(name: str, value: str, spec: Mapping[str, Any]) -> str | None:
             number = float(value)
         except ValueError:
             return f"{shown} is not a number; {_allowed_text(spec)}".rstrip("; ")
-        if "MinValue" in spec and number < float(spec["MinValue"]) or (
+        if ("MinValue" in spec and number < float(spec["MinValue"])) or (
             "MaxValue" in spec and number > float(spec["MaxValue"])
         ):
             return f"{shown} is out of range; {_allowed_text(spec)}"
@@ -110,20 +112,15 @@ def load(path: Path | str, root_template: Mapping[str, Any], label: str | None =
         if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
             got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
             raise ConfigError(
-                f"{label}: entry {i}: expected exactly the keys ParameterKey and ParameterValue, "
-                f"got {got}"
+                f"{label}: entry {i}: expected exactly the keys ParameterKey and ParameterValue, got {got}"
             )
         key, value = entry["ParameterKey"], entry["ParameterValue"]
         if not isinstance(key, str):
             raise ConfigError(f"{label}: entry {i}: ParameterKey must be a string")
         if key not in specs:
-            raise ConfigError(
-                f"{label}: {key}: unknown parameter; allowed keys: {', '.join(sorted(specs))}"
-            )
+            raise ConfigError(f"{label}: {key}: unknown parameter; allowed keys: {', '.join(sorted(specs))}")
         if not isinstance(value, str):
-            raise ConfigError(
-                f"{label}: {key}: ParameterValue must be a JSON string (write \"{value}\")"
-            )
+            raise ConfigError(f'{label}: {key}: ParameterValue must be a JSON string (write "{value}")')
         if key in values:
             raise ConfigError(f"{label}: {key}: set twice; each key may appear once")
         problem = check_value(key, value, specs[key])
@@ -136,22 +133,23 @@ def load(path: Path | str, root_template: Mapping[str, Any], label: str | None =
     env = values.get(names.ENVIRONMENT_NAME, "")
     if path.stem in names.ENVIRONMENTS and env != path.stem:
         raise ConfigError(
-            f"{label}: {names.ENVIRONMENT_NAME}: {env!r} does not match the file name; "
-            f"allowed: {path.stem!r}"
+            f"{label}: {names.ENVIRONMENT_NAME}: {env!r} does not match the file name; allowed: {path.stem!r}"
         )
     return EnvironmentConfig(path=path, environment=env, values=MappingProxyType(values))
 
 
-def check_rules(config: EnvironmentConfig, root_template: Mapping[str, Any],
-                label: str | None = None) -> None:  # fmt: skip
+def check_rules(
+    config: EnvironmentConfig, root_template: Mapping[str, Any], label: str | None = None
+) -> None:
     """Apply the root template's Rules (e.g. HTTPS outside dev) before anything is deployed."""
     broken = evaluate.broken_rules(root_template, config.values)
     if broken:
         raise ConfigError(f"{label or config.path}: {broken[0]}")
 
 
-def with_overrides(config: EnvironmentConfig, overrides: Mapping[str, str],
-                   root_template: Mapping[str, Any]) -> EnvironmentConfig:  # fmt: skip
+def with_overrides(
+    config: EnvironmentConfig, overrides: Mapping[str, str], root_template: Mapping[str, Any]
+) -> EnvironmentConfig:
     """A copy with command-line ``Key=Value`` overrides, validated like the file's values."""
     specs = root_template.get("Parameters", {})
     values = dict(config.values)
@@ -164,5 +162,6 @@ def with_overrides(config: EnvironmentConfig, overrides: Mapping[str, str],
         if problem:
             raise ConfigError(f"--parameter {key}: {problem}")
         values[key] = value
-    return EnvironmentConfig(config.path, values.get(names.ENVIRONMENT_NAME, config.environment),
-                             MappingProxyType(values))  # fmt: skip
+    return EnvironmentConfig(
+        config.path, values.get(names.ENVIRONMENT_NAME, config.environment), MappingProxyType(values)
+    )

@@ -10,7 +10,8 @@ Refs to parameters are replaced by their values; everything else is left as writ
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 NO_VALUE = "AWS::NoValue"
 _DROP = object()
@@ -27,10 +28,11 @@ def effective_parameters(template: Mapping[str, Any], values: Mapping[str, str])
     return out
 
 
-def _value(expr: Any, params: Mapping[str, str], conds: Mapping[str, bool],
-           mappings: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+def _value(
+    expr: Any, params: Mapping[str, str], conds: Mapping[str, bool], mappings: Mapping[str, Any] | None = None
+) -> Any:
     if isinstance(expr, dict) and len(expr) == 1:
-        (key, arg), = expr.items()
+        ((key, arg),) = expr.items()
         if key == "Ref":
             if arg not in params:
                 raise KeyError(f"Ref {arg} is not a parameter with a value")
@@ -67,14 +69,14 @@ def conditions(template: Mapping[str, Any], params: Mapping[str, str]) -> dict[s
 
     lazy = _Lazy()
     for name in raw:
-        lazy[name]  # noqa: B018 - evaluates and memoises
+        lazy[name]
     return dict(done)
 
 
 def _resolve(node: Any, params: Mapping[str, str], conds: Mapping[str, bool]) -> Any:
     if isinstance(node, dict):
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Fn::If":
                 cond, yes, no = arg
                 return _resolve(yes if conds[cond] else no, params, conds)

@@ -77,15 +77,21 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
     CERTIFICATE_ARN: ParameterSpec(
         "String",
         "ACM certificate ARN for the ALB's HTTPS listener; empty = HTTP only (not allowed in prod)",
-        {"Default": "", "AllowedPattern": ACM_ARN_PATTERN,
-         "ConstraintDescription": "empty, or an ACM certificate ARN"},
-    ),  # fmt: skip
+        {
+            "Default": "",
+            "AllowedPattern": ACM_ARN_PATTERN,
+            "ConstraintDescription": "empty, or an ACM certificate ARN",
+        },
+    ),
     IMAGE_TAG: ParameterSpec(
         "String",
         "Immutable backend image tag pushed by CI; empty = no image yet (service runs 0 tasks)",
-        {"Default": "", "AllowedPattern": IMAGE_TAG_PATTERN,
-         "ConstraintDescription": "empty, or a Docker tag other than latest"},
-    ),  # fmt: skip
+        {
+            "Default": "",
+            "AllowedPattern": IMAGE_TAG_PATTERN,
+            "ConstraintDescription": "empty, or a Docker tag other than latest",
+        },
+    ),
     DESIRED_COUNT: ParameterSpec(
         "Number",
         "Backend tasks to run (the deployer passes the live count on updates)",
@@ -94,9 +100,12 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
     ALARM_EMAIL: ParameterSpec(
         "String",
         "E-mail address subscribed to the alarm topic; empty = no subscription",
-        {"Default": "", "AllowedPattern": EMAIL_PATTERN,
-         "ConstraintDescription": "empty, or an e-mail address"},
-    ),  # fmt: skip
+        {
+            "Default": "",
+            "AllowedPattern": EMAIL_PATTERN,
+            "ConstraintDescription": "empty, or an e-mail address",
+        },
+    ),
     ENABLE_CLOUDTRAIL: ParameterSpec(
         "String",
         "Create the multi-region CloudTrail trail with security alarms",
@@ -111,15 +120,21 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
     FRONTEND_DOMAIN_NAME: ParameterSpec(
         "String",
         "Custom domain for CloudFront; empty = the *.cloudfront.net name",
-        {"Default": "", "AllowedPattern": DOMAIN_PATTERN,
-         "ConstraintDescription": "empty, or a lower-case DNS name"},
-    ),  # fmt: skip
+        {
+            "Default": "",
+            "AllowedPattern": DOMAIN_PATTERN,
+            "ConstraintDescription": "empty, or a lower-case DNS name",
+        },
+    ),
     FRONTEND_CERTIFICATE_ARN: ParameterSpec(
         "String",
         "us-east-1 ACM certificate ARN for the custom frontend domain",
-        {"Default": "", "AllowedPattern": CLOUDFRONT_ACM_ARN_PATTERN,
-         "ConstraintDescription": "empty, or an ACM certificate ARN in us-east-1"},
-    ),  # fmt: skip
+        {
+            "Default": "",
+            "AllowedPattern": CLOUDFRONT_ACM_ARN_PATTERN,
+            "ConstraintDescription": "empty, or an ACM certificate ARN in us-east-1",
+        },
+    ),
 }
 
 # --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def add_outputs(t: Template, outputs: dict[str, Any], descriptions: dict[str, st
 class _Dumper(yaml.SafeDumper):
     """SafeDumper that never emits anchors/aliases and indents lists under their key."""
 
-    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 - signature fixed by PyYAML
+    def ignore_aliases(self, data: Any) -> bool:
         return True
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
@@ -69,7 +69,11 @@ def to_yaml(t: Template | dict[str, Any]) -> str:
     """The template's bytes as committed under templates/."""
     data = t if isinstance(t, dict) else t.to_dict()
     body = yaml.dump(
-        data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=100,
+        data,
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        width=100,
         allow_unicode=False,
-    )  # fmt: skip
+    )
     return HEADER + body

@@ -100,8 +100,15 @@ def sizes(rendered: dict[str, str]) -> list[Size]:
     out = []
     for name, text in rendered.items():
         data = yaml.safe_load(text)
-        out.append(Size(name, len(data.get("Resources", {})), len(data.get("Parameters", {})),
-                        len(data.get("Outputs", {})), len(text.encode("utf-8"))))  # fmt: skip
+        out.append(
+            Size(
+                name,
+                len(data.get("Resources", {})),
+                len(data.get("Parameters", {})),
+                len(data.get("Outputs", {})),
+                len(text.encode("utf-8")),
+            )
+        )
     return out
 
 
@@ -109,12 +116,15 @@ def size_table(rendered: dict[str, str]) -> str:
     """Template, resources, parameters, outputs, bytes, and headroom against the quotas."""
     rows = [("template", "resources", "params", "outputs", "bytes", "headroom")]
     for s in sizes(rendered):
-        head = (f"{MAX_RESOURCES - s.resources} res, {MAX_PARAMETERS - s.parameters} par, "
-                f"{MAX_OUTPUTS - s.outputs} out, {(MAX_BODY_URL - s.bytes) // 1000} kB")  # fmt: skip
+        head = (
+            f"{MAX_RESOURCES - s.resources} res, {MAX_PARAMETERS - s.parameters} par, "
+            f"{MAX_OUTPUTS - s.outputs} out, {(MAX_BODY_URL - s.bytes) // 1000} kB"
+        )
         flag = "  ! over 51,200 B: deploy from S3 only" if s.over_inline else ""
         flag += "".join(f"  ! OVER LIMIT: {x}" for x in s.over_limits)
-        rows.append((s.name, str(s.resources), str(s.parameters), str(s.outputs), f"{s.bytes:,}",
-                     head + flag))  # fmt: skip
+        rows.append(
+            (s.name, str(s.resources), str(s.parameters), str(s.outputs), f"{s.bytes:,}", head + flag)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []
     for r in rows:

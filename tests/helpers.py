@@ -80,7 +80,10 @@ def for_env(filename: str, env: str, **overrides: str) -> dict[str, Any]:
 def _wired_params(filename: str) -> set[str]:
     rt = template(root.ROOT_FILE)
     for res in rt["Resources"].values():
-        if res["Type"] == "AWS::CloudFormation::Stack" and res["Properties"]["TemplateURL"] == f"./{filename}":
+        if (
+            res["Type"] == "AWS::CloudFormation::Stack"
+            and res["Properties"]["TemplateURL"] == f"./{filename}"
+        ):
             return {k for k, v in res["Properties"].get("Parameters", {}).items() if "Fn::GetAtt" in v}
     return set()
 

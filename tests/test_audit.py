@@ -58,9 +58,12 @@ def test_trail_log_files_are_encrypted_with_a_rotated_retained_key_cloudtrail_ma
     assert key["DeletionPolicy"] in KEEP and key["UpdateReplacePolicy"] == "Retain"
     kp = helpers.props(key)
     assert kp["EnableKeyRotation"] is True
-    (encrypt,) = [s for s in kp["KeyPolicy"]["Statement"]
-                  if s["Principal"] == {"Service": ["cloudtrail.amazonaws.com"]}
-                  and "kms:GenerateDataKey*" in s["Action"]]  # fmt: skip
+    (encrypt,) = [
+        s
+        for s in kp["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": ["cloudtrail.amazonaws.com"]}
+        and "kms:GenerateDataKey*" in s["Action"]
+    ]
     source = helpers.sub_text(encrypt["Condition"]["StringEquals"]["aws:SourceArn"])
     assert source.endswith(":trail/karematch-${EnvironmentName}-trail")
 
@@ -108,8 +111,7 @@ def test_trail_is_delivered_to_cloudwatch_logs_with_the_retention_parameter(t):
     (policy,) = role["Policies"]
     (st,) = policy["PolicyDocument"]["Statement"]
     assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= set(st["Action"])
-    assert all("/aws/cloudtrail/karematch-${EnvironmentName}" in helpers.sub_text(r)
-               for r in st["Resource"])  # fmt: skip
+    assert all("/aws/cloudtrail/karematch-${EnvironmentName}" in helpers.sub_text(r) for r in st["Resource"])
 
 
 def test_trail_files_expire_with_the_retention_parameter(t):
@@ -139,19 +141,31 @@ CIS = {
     # what the spec's "security events" include here -> tokens the CIS filter pattern must test
     "root account use": ('$.userIdentity.type = "Root"', "$.userIdentity.invokedBy NOT EXISTS"),
     "unauthorized API calls": ("*UnauthorizedOperation", "AccessDenied*"),
-    "IAM policy changes": ("PutRolePolicy", "AttachRolePolicy", "CreatePolicyVersion",
-                           "DetachUserPolicy", "DeleteGroupPolicy"),
-    "security group changes": ("AuthorizeSecurityGroupIngress", "RevokeSecurityGroupEgress",
-                               "CreateSecurityGroup", "DeleteSecurityGroup"),
+    "IAM policy changes": (
+        "PutRolePolicy",
+        "AttachRolePolicy",
+        "CreatePolicyVersion",
+        "DetachUserPolicy",
+        "DeleteGroupPolicy",
+    ),
+    "security group changes": (
+        "AuthorizeSecurityGroupIngress",
+        "RevokeSecurityGroupEgress",
+        "CreateSecurityGroup",
+        "DeleteSecurityGroup",
+    ),
     "console sign-in failures": ("ConsoleLogin", '"Failed authentication"'),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("event", sorted(CIS))
 def test_each_security_event_has_a_filter_on_the_trail_logs_and_an_alarm_to_the_topic(t, event):
     tokens = CIS[event]
-    filters = [helpers.props(f) for f in helpers.resources_of_type(t, "AWS::Logs::MetricFilter").values()
-               if all(tok in helpers.props(f)["FilterPattern"] for tok in tokens)]  # fmt: skip
+    filters = [
+        helpers.props(f)
+        for f in helpers.resources_of_type(t, "AWS::Logs::MetricFilter").values()
+        if all(tok in helpers.props(f)["FilterPattern"] for tok in tokens)
+    ]
     assert len(filters) == 1, f"{event}: {len(filters)} filters"
     (f,) = filters
     group_id = helpers.props(trail(t))["CloudWatchLogsLogGroupArn"]["Fn::GetAtt"][0]
@@ -160,9 +174,12 @@ def test_each_security_event_has_a_filter_on_the_trail_logs_and_an_alarm_to_the_
     assert pattern.startswith("{") and pattern.endswith("}")
     assert pattern.count("(") == pattern.count(")")
     (mt,) = f["MetricTransformations"]
-    alarms = [helpers.props(a) for a in helpers.resources_of_type(t, "AWS::CloudWatch::Alarm").values()
-              if helpers.props(a)["MetricName"] == mt["MetricName"]
-              and helpers.props(a)["Namespace"] == mt["MetricNamespace"]]  # fmt: skip
+    alarms = [
+        helpers.props(a)
+        for a in helpers.resources_of_type(t, "AWS::CloudWatch::Alarm").values()
+        if helpers.props(a)["MetricName"] == mt["MetricName"]
+        and helpers.props(a)["Namespace"] == mt["MetricNamespace"]
+    ]
     assert len(alarms) == 1, event
     (a,) = alarms
     # Any single event alarms (CIS: threshold 1) within 5 minutes.
@@ -185,7 +202,8 @@ def test_root_creates_the_audit_stack_only_when_cloudtrail_is_enabled():
     stacks = helpers.resources_of_type(root, "AWS::CloudFormation::Stack")
     (audit_id,) = [k for k, v in stacks.items() if v["Properties"]["TemplateURL"] == f"./{FILE}"]
     assert root["Conditions"][stacks[audit_id]["Condition"]] == {
-        "Fn::Equals": [{"Ref": "EnableCloudTrail"}, "true"]}  # fmt: skip
+        "Fn::Equals": [{"Ref": "EnableCloudTrail"}, "true"]
+    }
     assert helpers.env_values("prod")["EnableCloudTrail"] == "true"
     assert audit_id in helpers.for_env(ROOT, "prod")["Resources"]
     for env in ("dev", "staging"):

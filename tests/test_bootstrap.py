@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def _role_statements(logical_id: str) -> list[dict[str, Any]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _allows(logical_id: str) -> list[dict[str, Any]]:
     return [s for s in _role_statements(logical_id) if s["Effect"] == "Allow"]
 
@@ -116,8 +116,11 @@ def _concrete(value: Any) -> str:
         assert value["Fn::GetAtt"] == [bootstrap.EXECUTION_ROLE, "Arn"], value
         return EXECUTION_ROLE_ARN
     text = helpers.sub_text(value)
-    return (text.replace("${AWS::Partition}", PARTITION).replace("${AWS::Region}", REGION)
-            .replace("${AWS::AccountId}", ACCOUNT))  # fmt: skip
+    return (
+        text.replace("${AWS::Partition}", PARTITION)
+        .replace("${AWS::Region}", REGION)
+        .replace("${AWS::AccountId}", ACCOUNT)
+    )
 
 
 def _actions_of(statements: list[dict[str, Any]]) -> set[str]:
@@ -132,7 +135,7 @@ def _sar() -> dict[str, Any]:
     return json.loads((CFN_DATA / "AdditionalSpecs" / "Policies.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _handler_permissions(rtype: str) -> dict[str, set[str]]:
     """permission -> handlers (create/read/update/delete) of one resource type."""
     index = json.loads((CFN_DATA / "schemas" / "providers" / f"{REGION}.json").read_text())
@@ -172,7 +175,7 @@ def _arn_formats(action: str) -> list[str]:
 def _globs_meet(a: str, b: str) -> bool:
     """Whether some string matches both glob patterns (``*`` wildcards only)."""
 
-    @lru_cache(maxsize=None)
+    @cache
     def meet(i: int, j: int) -> bool:
         if i == len(a) and j == len(b):
             return True
@@ -186,8 +189,7 @@ def _globs_meet(a: str, b: str) -> bool:
 
 
 def _granted(permission: str, statements: list[dict[str, Any]]) -> bool:
-    return any(fnmatch.fnmatch(permission.lower(), a.lower())
-               for s in statements for a in _list(s["Action"]))  # fmt: skip
+    return any(fnmatch.fnmatch(permission.lower(), a.lower()) for s in statements for a in _list(s["Action"]))
 
 
 def _child_templates() -> dict[str, dict[str, Any]]:
@@ -206,8 +208,12 @@ def _child_resources(rtype: str | None = None):
 # ------------------------------------------------------------------------------------------
 def test_bootstrap_is_standalone_and_inline_deployable():
     assert (FILE, bootstrap) in STANDALONE_MODULES
-    urls = [r["Properties"]["TemplateURL"] for r in helpers.resources_of_type(
-        helpers.template(root.ROOT_FILE), "AWS::CloudFormation::Stack").values()]  # fmt: skip
+    urls = [
+        r["Properties"]["TemplateURL"]
+        for r in helpers.resources_of_type(
+            helpers.template(root.ROOT_FILE), "AWS::CloudFormation::Stack"
+        ).values()
+    ]
     assert f"./{FILE}" not in urls
     # `aws cloudformation deploy --template-file` without --s3-bucket sends the body inline.
     assert len(helpers.rendered_text()[FILE].encode()) <= tree.MAX_BODY_INLINE
@@ -215,12 +221,18 @@ def test_bootstrap_is_standalone_and_inline_deployable():
 
 def test_outputs_name_what_ci_needs():
     outputs = _t()["Outputs"]
-    assert set(outputs) == {"ArtifactsBucketName", "PlanArtifactsBucketName", "DeployRoleArn",
-                            "PlanRoleArn", "CloudFormationExecutionRoleArn",
-                            "GitHubOidcProviderArn"}  # fmt: skip
+    assert set(outputs) == {
+        "ArtifactsBucketName",
+        "PlanArtifactsBucketName",
+        "DeployRoleArn",
+        "PlanRoleArn",
+        "CloudFormationExecutionRoleArn",
+        "GitHubOidcProviderArn",
+    }
     assert outputs["DeployRoleArn"]["Value"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     assert outputs["CloudFormationExecutionRoleArn"]["Value"] == {
-        "Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}
+        "Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -241,8 +253,11 @@ def test_artifacts_buckets_are_encrypted_versioned_private_and_kept(logical_id):
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
     assert p["VersioningConfiguration"]["Status"] == "Enabled"
     assert p["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True, "RestrictPublicBuckets": True}  # fmt: skip
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     assert p["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     assert res["DeletionPolicy"] == "RetainExceptOnCreate" and res["UpdateReplacePolicy"] == "Retain"
     assert len(_concrete(p["BucketName"]).replace(REGION, "ap-southeast-5")) <= 63
@@ -261,8 +276,11 @@ def test_artifacts_keys_expire_as_the_deployer_expects(logical_id):
 
 @pytest.mark.parametrize("bucket_id", [bootstrap.ARTIFACTS_BUCKET, bootstrap.PLAN_ARTIFACTS_BUCKET])
 def test_artifacts_buckets_refuse_plain_http(bucket_id):
-    policies = [p for p in helpers.resources_of_type(_t(), "AWS::S3::BucketPolicy").values()
-                if p["Properties"]["Bucket"] == {"Ref": bucket_id}]  # fmt: skip
+    policies = [
+        p
+        for p in helpers.resources_of_type(_t(), "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
     assert len(policies) == 1
     name = _concrete(helpers.props(_res(bucket_id))["BucketName"])
     deny = [s for s in policies[0]["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
@@ -285,9 +303,15 @@ def trusted_subjects(trust: dict[str, Any]) -> list[str]:
     for st in trust["Statement"]:
         assert st["Effect"] == "Allow"
         assert _list(st["Action"]) == ["sts:AssumeRoleWithWebIdentity"]
-        assert st["Principal"] == {"Federated": {"Fn::If": [
-            bootstrap.CREATES_OIDC_PROVIDER, {"Ref": bootstrap.OIDC_PROVIDER},
-            {"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN}]}}  # fmt: skip
+        assert st["Principal"] == {
+            "Federated": {
+                "Fn::If": [
+                    bootstrap.CREATES_OIDC_PROVIDER,
+                    {"Ref": bootstrap.OIDC_PROVIDER},
+                    {"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN},
+                ]
+            }
+        }
         cond = st.get("Condition", {})
         assert cond.get("StringEquals", {}).get(OIDC_AUD) == "sts.amazonaws.com", "audience unchecked"
         found = [v for op, kv in cond.items() for k, v in kv.items() if k == OIDC_SUB]
@@ -304,7 +328,8 @@ def trusted_subjects(trust: dict[str, Any]) -> list[str]:
 def test_deploy_role_trusts_main_and_the_gated_environments_only():
     trust = helpers.props(_res(bootstrap.DEPLOY_ROLE))["AssumeRolePolicyDocument"]
     assert sorted(trusted_subjects(trust)) == sorted(
-        ["ref:refs/heads/main", "environment:staging", "environment:prod"])
+        ["ref:refs/heads/main", "environment:staging", "environment:prod"]
+    )
     assert {"staging", "prod"} <= set(names.ENVIRONMENTS)
 
 
@@ -340,7 +365,8 @@ def test_oidc_provider_is_github_for_sts_unless_one_exists():
     rule = _t()["Rules"][bootstrap.PROVIDER_GIVEN_RULE]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": bootstrap.CREATE_OIDC_PROVIDER}, "false"]}
     assert rule["Assertions"][0]["Assert"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN}, ""]}]}
+        "Fn::Not": [{"Fn::Equals": [{"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN}, ""]}]
+    }
     pattern = _t()["Parameters"][bootstrap.GITHUB_REPOSITORY]["AllowedPattern"]
     assert re.fullmatch(pattern, "karematch/karematch-cfn")
     for bad in ("karematch", "a/b/c", "*/*", "org/*", "org/repo:ref"):
@@ -351,8 +377,10 @@ def test_oidc_provider_is_github_for_sts_unless_one_exists():
 # What GitHub Actions may do
 # ------------------------------------------------------------------------------------------
 GITHUB_ROLES = (bootstrap.DEPLOY_ROLE, bootstrap.PLAN_ROLE)
-STACK_ARN = re.compile(r"arn:\$\{AWS::Partition\}:cloudformation:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
-                       r":stack/karematch-(dev|staging|prod)(-\*)?/\*")  # fmt: skip
+STACK_ARN = re.compile(
+    r"arn:\$\{AWS::Partition\}:cloudformation:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+    r":stack/karematch-(dev|staging|prod)(-\*)?/\*"
+)
 
 
 @pytest.mark.parametrize("role", GITHUB_ROLES)
@@ -387,9 +415,13 @@ def test_github_roles_pass_only_the_execution_role_and_only_to_cloudformation(ro
 def test_only_the_deploy_role_can_execute_and_neither_can_delete_stacks():
     deploy, plan = (_actions_of(_allows(r)) for r in GITHUB_ROLES)
     assert {"cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet"} <= plan & deploy
-    executing = {"cloudformation:ExecuteChangeSet", "cloudformation:SetStackPolicy",
-                 "cloudformation:UpdateTerminationProtection", "cloudformation:UpdateStack",
-                 "cloudformation:CreateStack"}  # fmt: skip
+    executing = {
+        "cloudformation:ExecuteChangeSet",
+        "cloudformation:SetStackPolicy",
+        "cloudformation:UpdateTerminationProtection",
+        "cloudformation:UpdateStack",
+        "cloudformation:CreateStack",
+    }
     assert not plan & executing
     assert "cloudformation:ExecuteChangeSet" in deploy
     # Only prod's root is termination-protected: DeleteStack would let a job delete dev/staging.
@@ -413,13 +445,21 @@ def test_each_github_role_writes_templates_to_its_own_bucket_only():
     plan_bucket = _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"])
     prefix = package.KEY_PREFIX
     assert _object_grants(bootstrap.DEPLOY_ROLE) == {
-        f"arn:aws:s3:::{main}": {"s3:ListBucket", "s3:GetBucketLocation", "s3:GetEncryptionConfiguration",
-                                 "s3:GetBucketPublicAccessBlock", "s3:GetBucketVersioning",
-                                 "s3:GetBucketPolicy", "s3:GetLifecycleConfiguration"},
-        f"arn:aws:s3:::{main}/{prefix}/*": {"s3:GetObject", "s3:PutObject"}}  # fmt: skip
+        f"arn:aws:s3:::{main}": {
+            "s3:ListBucket",
+            "s3:GetBucketLocation",
+            "s3:GetEncryptionConfiguration",
+            "s3:GetBucketPublicAccessBlock",
+            "s3:GetBucketVersioning",
+            "s3:GetBucketPolicy",
+            "s3:GetLifecycleConfiguration",
+        },
+        f"arn:aws:s3:::{main}/{prefix}/*": {"s3:GetObject", "s3:PutObject"},
+    }
     assert _object_grants(bootstrap.PLAN_ROLE) == {
         f"arn:aws:s3:::{plan_bucket}": {"s3:ListBucket", "s3:GetBucketLocation"},
-        f"arn:aws:s3:::{plan_bucket}/{prefix}/*": {"s3:GetObject", "s3:PutObject"}}  # fmt: skip
+        f"arn:aws:s3:::{plan_bucket}/{prefix}/*": {"s3:GetObject", "s3:PutObject"},
+    }
     assert plan_bucket != main
 
 
@@ -432,8 +472,10 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
         service = names.SERVICE.replace(names.ENV, env)
         arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/{service}"
         assert any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st[0]["Resource"]), arn
-    assert not any(fnmatch.fnmatchcase(f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/other/api", _concrete(r))
-                   for r in st[0]["Resource"])  # fmt: skip
+    assert not any(
+        fnmatch.fnmatchcase(f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/other/api", _concrete(r))
+        for r in st[0]["Resource"]
+    )
 
 
 @pytest.mark.parametrize("role", GITHUB_ROLES)
@@ -500,7 +542,8 @@ def test_every_grant_of_the_execution_role_can_work_and_none_is_wider_than_neede
                         pytest.fail(f"{action} is authorised only on '*' but granted on {resources}")
                     continue  # a pattern's resource-less extras are unusable here, harmlessly
                 assert any(_globs_meet(r, f) for r in resources for f in formats), (
-                    f"{st['Sid']}: {action} on {resources} matches none of {formats}")
+                    f"{st['Sid']}: {action} on {resources} matches none of {formats}"
+                )
 
 
 def test_execution_role_wildcards_are_the_allowlisted_ones():
@@ -527,8 +570,13 @@ def test_execution_role_manages_only_the_stacks_roles_not_its_own_or_the_github_
             assert all(_matches_any(arn, s) for s in role_stmts), arn
     for own in (bootstrap.EXECUTION_ROLE_NAME, bootstrap.DEPLOY_ROLE_NAME, bootstrap.PLAN_ROLE_NAME):
         arn = f"arn:aws:iam::{ACCOUNT}:role/{own.replace('${AWS::Region}', REGION)}"
-        for action in ("iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy",
-                       "iam:DeleteRole", "iam:CreateRole"):  # fmt: skip
+        for action in (
+            "iam:PutRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:DeleteRole",
+            "iam:CreateRole",
+        ):
             assert not any(_matches_any(arn, s) for s in _statements_with(action)), (action, arn)
     # named roles in the stacks fall inside the scope
     for where, res in _child_resources("AWS::IAM::Role"):
@@ -544,8 +592,11 @@ def test_execution_role_attaches_only_aws_service_role_policies():
     assert len(attach) == 1
     patterns = [_concrete(p) for p in _list(attach[0]["Condition"]["ArnLike"]["iam:PolicyARN"])]
     assert not any(fnmatch.fnmatchcase("arn:aws:iam::aws:policy/AdministratorAccess", p) for p in patterns)
-    used = [(where, arn) for where, res in _child_resources("AWS::IAM::Role")
-            for arn in res["Properties"].get("ManagedPolicyArns", [])]  # fmt: skip
+    used = [
+        (where, arn)
+        for where, res in _child_resources("AWS::IAM::Role")
+        for arn in res["Properties"].get("ManagedPolicyArns", [])
+    ]
     for where, arn in used:
         assert any(fnmatch.fnmatchcase(_concrete(arn), p) for p in patterns), f"{where}: {arn}"
 
@@ -576,15 +627,29 @@ def test_scaling_targets_name_a_role_the_execution_role_may_pass():
 
 NAMED = {  # resource type -> (name property, ARN pattern of the name, an action that needs it)
     "AWS::S3::Bucket": ("BucketName", "arn:aws:s3:::{}", "s3:PutBucketPolicy"),
-    "AWS::Logs::LogGroup": ("LogGroupName", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{{}}", "logs:CreateLogGroup"),
-    "AWS::SecretsManager::Secret": ("Name", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{{}}-AbCdEf",
-                                    "secretsmanager:CreateSecret"),
+    "AWS::Logs::LogGroup": (
+        "LogGroupName",
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{{}}",
+        "logs:CreateLogGroup",
+    ),
+    "AWS::SecretsManager::Secret": (
+        "Name",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{{}}-AbCdEf",
+        "secretsmanager:CreateSecret",
+    ),
     "AWS::SNS::Topic": ("TopicName", f"arn:aws:sns:{REGION}:{ACCOUNT}:{{}}", "sns:CreateTopic"),
-    "AWS::ECR::Repository": ("RepositoryName", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{{}}",
-                             "ecr:CreateRepository"),
-    "AWS::CloudTrail::Trail": ("TrailName", f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{{}}", "cloudtrail:CreateTrail"),
+    "AWS::ECR::Repository": (
+        "RepositoryName",
+        f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{{}}",
+        "ecr:CreateRepository",
+    ),
+    "AWS::CloudTrail::Trail": (
+        "TrailName",
+        f"arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{{}}",
+        "cloudtrail:CreateTrail",
+    ),
     "AWS::KMS::Alias": ("AliasName", f"arn:aws:kms:{REGION}:{ACCOUNT}:{{}}", "kms:CreateAlias"),
-}  # fmt: skip
+}
 
 
 def test_named_resources_of_the_stacks_fall_inside_the_execution_role_scope():
@@ -594,7 +659,11 @@ def test_named_resources_of_the_stacks_fall_inside_the_execution_role_scope():
         assert stmts, action
         for where, res in _child_resources(rtype):
             name = res["Properties"].get(prop)
-            if name is None or not isinstance(name, (str, dict)) or (isinstance(name, dict) and "Fn::Sub" not in name):
+            if (
+                name is None
+                or not isinstance(name, (str, dict))
+                or (isinstance(name, dict) and "Fn::Sub" not in name)
+            ):
                 continue
             for env in names.ENVIRONMENTS:
                 arn = arn_format.format(_concrete(name).replace(names.ENV, env))
@@ -604,8 +673,10 @@ def test_named_resources_of_the_stacks_fall_inside_the_execution_role_scope():
 
 
 def test_execution_role_cannot_touch_the_artifacts_buckets_configuration():
-    for bucket in (package.default_bucket_name(ACCOUNT, REGION),
-                   _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"])):  # fmt: skip
+    for bucket in (
+        package.default_bucket_name(ACCOUNT, REGION),
+        _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"]),
+    ):
         for action in ("s3:PutBucketPolicy", "s3:DeleteBucket", "s3:PutLifecycleConfiguration"):
             assert not any(_matches_any(f"arn:aws:s3:::{bucket}", s) for s in _statements_with(action))
         reads = _statements_with("s3:GetObject")
@@ -620,16 +691,23 @@ def test_nested_stacks_are_managed_only_under_the_karematch_roots():
         root_name = names.DEFAULT_STACK_NAME.format(env=env)
         arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{root_name}-NetworkStack-1ABC/uuid"
         assert _matches_any(arn, stmts[0]), arn
-    assert not _matches_any(f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/karematch-bootstrap/uuid", stmts[0])
+    assert not _matches_any(
+        f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/karematch-bootstrap/uuid", stmts[0]
+    )
 
 
 def _size(doc: Any) -> int:
     """Characters IAM counts (no whitespace), with long pseudo-parameter values."""
+
     def expand(x: Any) -> Any:
         if isinstance(x, dict) and "Fn::Sub" in x:
-            return (helpers.sub_text(x).replace("${AWS::Partition}", "aws-us-gov")
-                    .replace("${AWS::Region}", "ap-southeast-5").replace("${AWS::AccountId}", ACCOUNT)
-                    .replace("${GitHubRepository}", "o" * 39 + "/" + "r" * 100))  # fmt: skip
+            return (
+                helpers.sub_text(x)
+                .replace("${AWS::Partition}", "aws-us-gov")
+                .replace("${AWS::Region}", "ap-southeast-5")
+                .replace("${AWS::AccountId}", ACCOUNT)
+                .replace("${GitHubRepository}", "o" * 39 + "/" + "r" * 100)
+            )
         if isinstance(x, dict) and ("Fn::GetAtt" in x or "Fn::If" in x):
             return "arn:aws-us-gov:iam::123456789012:role/" + "x" * 64
         if isinstance(x, dict):
@@ -637,6 +715,7 @@ def _size(doc: Any) -> int:
         if isinstance(x, list):
             return [expand(v) for v in x]
         return x
+
     return len(json.dumps(expand(doc), separators=(",", ":")))
 
 
@@ -667,8 +746,13 @@ CALL_ACTIONS = {
 }
 # Calls made only on the default artifacts bucket (the plan role always names its own bucket
 # with --artifact-bucket, which the deployer uses as it is).
-DEFAULT_BUCKET_ONLY = {"s3:GetBucketEncryption", "s3:GetPublicAccessBlock", "s3:GetBucketVersioning",
-                       "s3:GetBucketPolicy", "s3:GetBucketLifecycleConfiguration"}
+DEFAULT_BUCKET_ONLY = {
+    "s3:GetBucketEncryption",
+    "s3:GetPublicAccessBlock",
+    "s3:GetBucketVersioning",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketLifecycleConfiguration",
+}
 # Calls the GitHub roles deliberately cannot make, with the deployer's behaviour then.
 NOT_FOR_CI = {
     "sts:GetCallerIdentity": "needs no IAM permission",
@@ -691,11 +775,17 @@ def _deployer_calls() -> set[str]:
         text = path.read_text(encoding="utf-8")
         found = [(aliases[a], op) for a, op in re.findall(r"\b(cfn|s3)\.([a-z][a-z0-9_]*)\b", text)]
         found += re.findall(r"client\(\"([a-z0-9-]+)\"\)\.([a-z][a-z0-9_]*)\b", text)
-        found += [(aliases[a], op) for a, op in re.findall(r"\b(cfn|s3)\.get_paginator\(\"([a-z_]+)\"\)", text)]
+        found += [
+            (aliases[a], op) for a, op in re.findall(r"\b(cfn|s3)\.get_paginator\(\"([a-z_]+)\"\)", text)
+        ]
         # S3 bucket-setting operations named in tables and called through getattr (package.py)
-        found += [("s3", op) for op in re.findall(r"\"((?:get|put)_(?:bucket_[a-z_]+|public_access_block))\"", text)]
+        found += [
+            ("s3", op) for op in re.findall(r"\"((?:get|put)_(?:bucket_[a-z_]+|public_access_block))\"", text)
+        ]
         for service, op in found:
-            if op in ("meta", "get_paginator", "get_waiter", "exceptions") or service == "s3" and op == "amazonaws":
+            if op in ("meta", "get_paginator", "get_waiter", "exceptions") or (
+                service == "s3" and op == "amazonaws"
+            ):
                 continue
             calls.add(f"{service}:{''.join(w.capitalize() for w in op.split('_'))}")
     return calls
@@ -705,15 +795,23 @@ def test_deploy_role_grants_every_call_the_deployer_makes():
     calls = _deployer_calls()
     assert {"cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "s3:PutObject"} <= calls
     granted = _allows(bootstrap.DEPLOY_ROLE)
-    missing = [c for c in sorted(calls)
-               if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)]  # fmt: skip
+    missing = [
+        c for c in sorted(calls) if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)
+    ]
     assert not missing, f"the deployer calls what DeployRole cannot: {missing}"
 
 
 def test_plan_role_grants_every_call_of_a_dry_run():
-    executing = {"cloudformation:ExecuteChangeSet", "cloudformation:SetStackPolicy",
-                 "cloudformation:UpdateTerminationProtection", "iam:CreateServiceLinkedRole"}  # fmt: skip
+    executing = {
+        "cloudformation:ExecuteChangeSet",
+        "cloudformation:SetStackPolicy",
+        "cloudformation:UpdateTerminationProtection",
+        "iam:CreateServiceLinkedRole",
+    }
     granted = _allows(bootstrap.PLAN_ROLE)
-    missing = [c for c in sorted(_deployer_calls() - executing - DEFAULT_BUCKET_ONLY)
-               if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)]  # fmt: skip
+    missing = [
+        c
+        for c in sorted(_deployer_calls() - executing - DEFAULT_BUCKET_ONLY)
+        if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)
+    ]
     assert not missing, f"a dry run calls what PlanRole cannot: {missing}"

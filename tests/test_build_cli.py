@@ -40,37 +40,58 @@ def _run(build_module, capsys, *args):
 
 
 BAD_INPUT = {
-    "malformed": (lambda p: (p / "prod.json").write_text('[{"ParameterKey": "EnvironmentName",'),
-                  ["prod.json", "not valid JSON", "ParameterKey"]),
-    "not a list": (lambda p: (p / "prod.json").write_text('{"EnvironmentName": "prod"}'),
-                   ["prod.json", "expected a JSON list"]),
-    "unknown key": (lambda p: _set(p / "dev.json", "DbSize", "big"),
-                    ["dev.json", "DbSize", "unknown parameter", "allowed keys", "EnvironmentName"]),
-    "missing required": (lambda p: (p / "staging.json").write_text(
-                             json.dumps([{"ParameterKey": "LogRetentionDays", "ParameterValue": "90"}])),
-                         ["staging.json", "EnvironmentName", "missing"]),
-    "value not allowed": (lambda p: _set(p / "prod.json", "LogRetentionDays", "31"),
-                          ["prod.json", "LogRetentionDays", "'31'", "allowed values", "2192"]),
-    "environment mismatch": (lambda p: _set(p / "dev.json", "EnvironmentName", "prod"),
-                             ["dev.json", "EnvironmentName", "'prod'", "'dev'"]),
-    "number not a string": (lambda p: _set(p / "dev.json", "LogRetentionDays", 30),
-                            ["dev.json", "LogRetentionDays", "JSON string"]),
-    "not utf-8": (lambda p: (p / "prod.json").write_bytes(b'[{"ParameterKey": "Environment\xe9"}]'),
-                  ["prod.json", "not UTF-8"]),
-    "unknown environment file": (lambda p: (p / "qa.json").write_text("[]"),
-                                 ["qa.json", "unknown environment", "dev.json"]),
+    "malformed": (
+        lambda p: (p / "prod.json").write_text('[{"ParameterKey": "EnvironmentName",'),
+        ["prod.json", "not valid JSON", "ParameterKey"],
+    ),
+    "not a list": (
+        lambda p: (p / "prod.json").write_text('{"EnvironmentName": "prod"}'),
+        ["prod.json", "expected a JSON list"],
+    ),
+    "unknown key": (
+        lambda p: _set(p / "dev.json", "DbSize", "big"),
+        ["dev.json", "DbSize", "unknown parameter", "allowed keys", "EnvironmentName"],
+    ),
+    "missing required": (
+        lambda p: (p / "staging.json").write_text(
+            json.dumps([{"ParameterKey": "LogRetentionDays", "ParameterValue": "90"}])
+        ),
+        ["staging.json", "EnvironmentName", "missing"],
+    ),
+    "value not allowed": (
+        lambda p: _set(p / "prod.json", "LogRetentionDays", "31"),
+        ["prod.json", "LogRetentionDays", "'31'", "allowed values", "2192"],
+    ),
+    "environment mismatch": (
+        lambda p: _set(p / "dev.json", "EnvironmentName", "prod"),
+        ["dev.json", "EnvironmentName", "'prod'", "'dev'"],
+    ),
+    "number not a string": (
+        lambda p: _set(p / "dev.json", "LogRetentionDays", 30),
+        ["dev.json", "LogRetentionDays", "JSON string"],
+    ),
+    "not utf-8": (
+        lambda p: (p / "prod.json").write_bytes(b'[{"ParameterKey": "Environment\xe9"}]'),
+        ["prod.json", "not UTF-8"],
+    ),
+    "unknown environment file": (
+        lambda p: (p / "qa.json").write_text("[]"),
+        ["qa.json", "unknown environment", "dev.json"],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_parameter_file_is_one_line_exit_2_and_nothing_written(case, build_module, capsys,
-                                                                   parameters_copy, tmp_path):  # fmt: skip
+def test_bad_parameter_file_is_one_line_exit_2_and_nothing_written(
+    case, build_module, capsys, parameters_copy, tmp_path
+):
     breaker, expected = BAD_INPUT[case]
     breaker(parameters_copy)
     before = _digest(TEMPLATES)
     out_dir = tmp_path / "out"
-    rc, _out, err = _run(build_module, capsys, "--parameters", str(parameters_copy), "--out",
-                         str(out_dir), "--no-lint")  # fmt: skip
+    rc, _out, err = _run(
+        build_module, capsys, "--parameters", str(parameters_copy), "--out", str(out_dir), "--no-lint"
+    )
     assert rc == 2
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err

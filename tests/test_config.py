@@ -13,14 +13,22 @@ ROOT = {
         "EnvironmentName": {"Type": "String", "AllowedValues": ["dev", "staging", "prod"]},
         "LogRetentionDays": {"Type": "Number", "Default": "30", "AllowedValues": ["30", "2192"]},
         "DesiredCount": {"Type": "Number", "Default": "2", "MinValue": "0", "MaxValue": "4"},
-        "CertificateArn": {"Type": "String", "Default": "", "AllowedPattern": "^$|^arn:.*$",
-                           "ConstraintDescription": "empty, or an ACM certificate ARN"},
+        "CertificateArn": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": "^$|^arn:.*$",
+            "ConstraintDescription": "empty, or an ACM certificate ARN",
+        },
     },
     "Rules": {
         "ProductionRequiresHttps": {
             "RuleCondition": {"Fn::Equals": [{"Ref": "EnvironmentName"}, "prod"]},
-            "Assertions": [{"Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]},
-                            "AssertDescription": "prod needs CertificateArn"}],
+            "Assertions": [
+                {
+                    "Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]},
+                    "AssertDescription": "prod needs CertificateArn",
+                }
+            ],
         }
     },
 }
@@ -36,11 +44,15 @@ def test_valid_file_loads_only_the_values_it_sets(tmp_path):
     cfg = config.load(_file(tmp_path, "dev.json", {"EnvironmentName": "dev", "DesiredCount": "1"}), ROOT)
     assert cfg.environment == "dev"
     assert dict(cfg.values) == {"EnvironmentName": "dev", "DesiredCount": "1"}
-    assert cfg.cfn_parameters() == [{"ParameterKey": "DesiredCount", "ParameterValue": "1"},
-                                     {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"}]
+    assert cfg.cfn_parameters() == [
+        {"ParameterKey": "DesiredCount", "ParameterValue": "1"},
+        {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
+    ]
 
 
-@pytest.mark.parametrize("value,fragment", [("5", "out of range"), ("two", "not a number"), ("-1", "out of range")])
+@pytest.mark.parametrize(
+    "value,fragment", [("5", "out of range"), ("two", "not a number"), ("-1", "out of range")]
+)
 def test_number_bounds(tmp_path, value, fragment):
     with pytest.raises(config.ConfigError) as exc:
         config.load(_file(tmp_path, "dev.json", {"EnvironmentName": "dev", "DesiredCount": value}), ROOT)
@@ -55,12 +67,19 @@ def test_pattern_violation_names_the_constraint(tmp_path):
 
 def test_duplicate_and_extra_fields_are_rejected(tmp_path):
     path = tmp_path / "dev.json"
-    path.write_text(json.dumps([{"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
-                                {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"}]))
+    path.write_text(
+        json.dumps(
+            [
+                {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
+                {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
+            ]
+        )
+    )
     with pytest.raises(config.ConfigError, match="set twice"):
         config.load(path, ROOT)
-    path.write_text(json.dumps([{"ParameterKey": "EnvironmentName", "ParameterValue": "dev",
-                                 "UsePreviousValue": True}]))
+    path.write_text(
+        json.dumps([{"ParameterKey": "EnvironmentName", "ParameterValue": "dev", "UsePreviousValue": True}])
+    )
     with pytest.raises(config.ConfigError, match="entry 1: expected exactly the keys"):
         config.load(path, ROOT)
 
@@ -91,15 +110,23 @@ def test_overrides_are_validated_like_the_file(tmp_path):
 SECRET_VALUE = "hunter2-do-not-print"
 
 
-@pytest.mark.parametrize("spec", [
-    {"Type": "String", "NoEcho": "true", "AllowedPattern": "^[a-z]+$"},
-    {"Type": "String", "NoEcho": True, "AllowedValues": ["a", "b"]},
-    {"Type": "Number", "NoEcho": "True"},
-    {"Type": "Number", "NoEcho": True, "MinValue": "0", "MaxValue": "1"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"Type": "String", "NoEcho": "true", "AllowedPattern": "^[a-z]+$"},
+        {"Type": "String", "NoEcho": True, "AllowedValues": ["a", "b"]},
+        {"Type": "Number", "NoEcho": "True"},
+        {"Type": "Number", "NoEcho": True, "MinValue": "0", "MaxValue": "1"},
+    ],
+)
 def test_a_no_echo_value_is_never_repeated_in_a_message(tmp_path, spec):
     value = "12345" if "MaxValue" in spec else SECRET_VALUE  # out of range, or not allowed / not a number
-    root = {"Parameters": {"EnvironmentName": ROOT["Parameters"]["EnvironmentName"], "Token": {**spec, "Default": ""}}}
+    root = {
+        "Parameters": {
+            "EnvironmentName": ROOT["Parameters"]["EnvironmentName"],
+            "Token": {**spec, "Default": ""},
+        }
+    }
 
     problem = config.check_value("Token", value, spec)
 

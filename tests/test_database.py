@@ -130,7 +130,8 @@ def test_master_credentials_come_from_the_generated_secret_not_rds_managed(t):
     # text, and a new secret ARN would then replace the database (MasterUsername is create-only).
     assert p["MasterUsername"] == user
     assert helpers.sub_text(p["MasterUserPassword"]) == (
-        f"{{{{resolve:secretsmanager:${{DatabaseSecretArn}}:SecretString:{password_key}}}}}")
+        f"{{{{resolve:secretsmanager:${{DatabaseSecretArn}}:SecretString:{password_key}}}}}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,8 +152,9 @@ def test_custom_parameter_group_has_exactly_the_spec_parameters(t):
 def test_backup_retention_and_windows_are_the_spec_ones(t):
     retention = spec.number(r"Automated backups: (\d+)-day retention", DB)
     backup = spec.find(r"Backup window: (\d\d:\d\d-\d\d:\d\d) UTC", DB)
-    day, start, end = re.search(r"Maintenance window: (\w+) (\d\d:\d\d)-(\d\d:\d\d) UTC",
-                                spec.section(DB)).groups()  # fmt: skip
+    day, start, end = re.search(
+        r"Maintenance window: (\w+) (\d\d:\d\d)-(\d\d:\d\d) UTC", spec.section(DB)
+    ).groups()
     ddd = day[:3].lower()
     p = helpers.props(instance(t))
     assert int(p["BackupRetentionPeriod"]) == retention
@@ -212,7 +214,7 @@ def test_postgresql_log_is_exported_to_a_log_group_with_the_environment_retentio
     assert helpers.props(db)["EnableCloudwatchLogsExports"] == ["postgresql"]
     logs = helpers.resources_of_type(deployed, "AWS::Logs::LogGroup")
     assert len(logs) == 1
-    (log_id, log), = logs.items()
+    ((log_id, log),) = logs.items()
     ident = helpers.sub_text(helpers.props(db)["DBInstanceIdentifier"])
     # The exact name RDS writes to, or RDS creates its own never-expiring group.
     assert helpers.sub_text(helpers.props(log)["LogGroupName"]) == f"/aws/rds/instance/{ident}/postgresql"

@@ -12,8 +12,14 @@ T = {
         "ProdWithCert": {"Fn::And": [{"Condition": "IsProd"}, {"Condition": "HasCert"}]},
     },
     "Resources": {
-        "Always": {"Type": "X", "Properties": {"A": {"Fn::If": ["IsProd", 1, {"Ref": "AWS::NoValue"}]},
-                                                "B": {"Ref": "Env"}, "C": {"Ref": "Always"}}},
+        "Always": {
+            "Type": "X",
+            "Properties": {
+                "A": {"Fn::If": ["IsProd", 1, {"Ref": "AWS::NoValue"}]},
+                "B": {"Ref": "Env"},
+                "C": {"Ref": "Always"},
+            },
+        },
         "Secure": {"Type": "Y", "Condition": "ProdWithCert"},
     },
     "Outputs": {"O": {"Condition": "HasCert", "Value": "x"}},
@@ -22,7 +28,10 @@ T = {
 
 def test_conditions_reference_each_other_and_defaults_apply():
     assert evaluate.conditions(T, evaluate.effective_parameters(T, {"Env": "prod"})) == {
-        "IsProd": True, "HasCert": False, "ProdWithCert": False}
+        "IsProd": True,
+        "HasCert": False,
+        "ProdWithCert": False,
+    }
 
 
 def test_resolve_drops_false_resources_and_novalue_and_substitutes_parameters():
@@ -37,10 +46,17 @@ def test_resolve_drops_false_resources_and_novalue_and_substitutes_parameters():
 def test_find_in_map_over_a_pseudo_parameter_in_conditions():
     t = {
         "Mappings": {"Accounts": {"us-east-1": {"Id": "127311923021"}, "ap-southeast-5": {"Id": "none"}}},
-        "Conditions": {"HasAccount": {"Fn::Not": [{"Fn::Equals": [
-            {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::Region"}, "Id"]}, "none"]}]}},
+        "Conditions": {
+            "HasAccount": {
+                "Fn::Not": [
+                    {"Fn::Equals": [{"Fn::FindInMap": ["Accounts", {"Ref": "AWS::Region"}, "Id"]}, "none"]}
+                ]
+            }
+        },
     }
     assert evaluate.conditions(t, evaluate.effective_parameters(t, {"AWS::Region": "us-east-1"})) == {
-        "HasAccount": True}
+        "HasAccount": True
+    }
     assert evaluate.conditions(t, evaluate.effective_parameters(t, {"AWS::Region": "ap-southeast-5"})) == {
-        "HasAccount": False}
+        "HasAccount": False
+    }

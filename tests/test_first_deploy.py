@@ -34,10 +34,13 @@ def test_root_feeds_the_image_tag_to_the_monitoring_stack():
     assert params[names.IMAGE_TAG] == {"Ref": names.IMAGE_TAG}
 
 
-@pytest.mark.parametrize("filename,resource,prop", [
-    ("database.yaml", "DatabaseInstance", "DeletionProtection"),
-    ("loadbalancer.yaml", "LoadBalancer", "LoadBalancerAttributes"),
-])
+@pytest.mark.parametrize(
+    "filename,resource,prop",
+    [
+        ("database.yaml", "DatabaseInstance", "DeletionProtection"),
+        ("loadbalancer.yaml", "LoadBalancer", "LoadBalancerAttributes"),
+    ],
+)
 def test_deletion_protection_is_prod_only_and_can_be_held_off_for_a_first_create(filename, resource, prop):
     def protected(env, **overrides):
         res = helpers.for_env(filename, env, **overrides)["Resources"][resource]

@@ -21,11 +21,27 @@ DOMAIN = "app.karematch.example"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 
 # Paths a built SPA serves: hashed assets, root-level images/fonts, and everything else.
-STATIC_PATHS = ("/assets/index-4f3a9c.js", "/assets/index-4f3a9c.css", "/assets/logo-1a2b.svg",
-                "/main.js", "/styles.css", "/logo.png", "/photo.jpg", "/favicon.ico",
-                "/fonts/inter.woff2")  # fmt: skip
-NO_CACHE_PATHS = ("/", "/index.html", "/matches/42", "/settings/profile", "/about.html",
-                  "/config.json", "/manifest.json", "/locales/en.json")  # fmt: skip
+STATIC_PATHS = (
+    "/assets/index-4f3a9c.js",
+    "/assets/index-4f3a9c.css",
+    "/assets/logo-1a2b.svg",
+    "/main.js",
+    "/styles.css",
+    "/logo.png",
+    "/photo.jpg",
+    "/favicon.ico",
+    "/fonts/inter.woff2",
+)
+NO_CACHE_PATHS = (
+    "/",
+    "/index.html",
+    "/matches/42",
+    "/settings/profile",
+    "/about.html",
+    "/config.json",
+    "/manifest.json",
+    "/locales/en.json",
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +116,11 @@ def test_bucket_is_versioned_and_old_versions_expire_after_the_spec_days(t):
     days = spec.number(r"Lifecycle: Delete old versions after (\d+) days", CDN)
     assert bucket(t)["VersioningConfiguration"]["Status"] == "Enabled"
     rules = [r for r in bucket(t)["LifecycleConfiguration"]["Rules"] if r["Status"] == "Enabled"]
-    assert [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules
-            if "NoncurrentVersionExpiration" in r] == [days]  # fmt: skip
+    assert [
+        r["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        for r in rules
+        if "NoncurrentVersionExpiration" in r
+    ] == [days]
     # Current versions (the live site) never expire.
     assert not any("ExpirationInDays" in r or "ExpirationDate" in r for r in rules)
 
@@ -117,8 +136,12 @@ def test_bucket_is_named_per_environment_and_account_and_kept(t):
 def test_bucket_is_not_public_and_acls_are_disabled(t):
     assert "Private" in spec.find(r"Access: (Private)", CDN)
     block = bucket(t)["PublicAccessBlockConfiguration"]
-    assert block == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
-                     "IgnorePublicAcls": True, "RestrictPublicBuckets": True}  # fmt: skip
+    assert block == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     assert bucket(t)["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     assert "WebsiteConfiguration" not in bucket(t)  # S3 website endpoints are public HTTP
 

@@ -26,8 +26,11 @@ def role_named(t: dict[str, Any], spec_label: str) -> dict[str, Any]:
     """The role whose RoleName is the spec's name (e.g. for "ECS Task Role") with the env."""
     name = spec.find(rf"\*\*{spec_label}\*\*: `([\w-]+)`", IAM)
     expected = name.replace("karematch-", "karematch-${EnvironmentName}-", 1)
-    found = [r for r in helpers.resources_of_type(t, ROLE).values()
-             if helpers.sub_text(helpers.props(r)["RoleName"]) == expected]  # fmt: skip
+    found = [
+        r
+        for r in helpers.resources_of_type(t, ROLE).values()
+        if helpers.sub_text(helpers.props(r)["RoleName"]) == expected
+    ]
     assert len(found) == 1, f"no single role named {expected}"
     return found[0]
 
@@ -100,7 +103,8 @@ def test_execution_role_has_the_aws_managed_policy(deployed):
     managed = spec.find(r"`(\w+)` \(AWS managed\)", IAM)
     arns = helpers.props(execution_role(deployed))["ManagedPolicyArns"]
     assert [helpers.sub_text(a) for a in arns] == [
-        f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{managed}"]
+        f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{managed}"
+    ]
 
 
 def test_execution_role_decrypts_only_through_secrets_manager(deployed):
@@ -112,7 +116,8 @@ def test_execution_role_decrypts_only_through_secrets_manager(deployed):
         assert helpers.sub_text(via) == "secretsmanager.${AWS::Region}.amazonaws.com"
         for resource in _as_list(st["Resource"]):
             assert helpers.sub_text(resource).startswith(
-                "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/")
+                "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/"
+            )
 
 
 def test_execution_role_has_nothing_beyond_secrets_and_decrypt(deployed):
@@ -131,10 +136,14 @@ def test_task_role_writes_only_to_the_app_log_group(deployed):
     assert logs, "spec: Write to CloudWatch Logs"
     for st in logs:
         assert {helpers.sub_text(r) for r in _as_list(st["Resource"])} == {
-            f"{prefix}{group}", f"{prefix}{group}:*"}
+            f"{prefix}{group}",
+            f"{prefix}{group}:*",
+        }
         assert "logs:PutLogEvents" in actions(st)
-        assert not any(a.startswith("logs:Delete") or a.startswith("logs:Put") and a != "logs:PutLogEvents"
-                       for a in actions(st))  # fmt: skip
+        assert not any(
+            a.startswith("logs:Delete") or (a.startswith("logs:Put") and a != "logs:PutLogEvents")
+            for a in actions(st)
+        )
 
 
 def test_task_role_has_no_database_access_by_default(deployed):
@@ -152,7 +161,8 @@ def test_rds_iam_authentication_is_granted_for_exactly_one_user_when_asked(env):
     (resource,) = _as_list(connect[0]["Resource"])
     assert helpers.sub_text(resource) == (
         "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:"
-        "${DatabaseResourceId}/${DatabaseIamUser}")
+        "${DatabaseResourceId}/${DatabaseIamUser}"
+    )
     # The resource id comes from the database stack.
     root = helpers.template("karematch.yaml")
     stacks = helpers.resources_of_type(root, "AWS::CloudFormation::Stack")
@@ -174,8 +184,10 @@ def test_the_optional_database_user_rejects_wildcards():
 
 def test_outputs_are_both_role_arns():
     t = helpers.template(FILE)
-    ids = {helpers.sub_text(helpers.props(r)["RoleName"]): k
-           for k, r in helpers.resources_of_type(t, ROLE).items()}  # fmt: skip
+    ids = {
+        helpers.sub_text(helpers.props(r)["RoleName"]): k
+        for k, r in helpers.resources_of_type(t, ROLE).items()
+    }
     outputs = t["Outputs"]
     execution = ids["karematch-${EnvironmentName}-ecs-task-execution-role"]
     task = ids["karematch-${EnvironmentName}-ecs-task-role"]

@@ -36,8 +36,7 @@ def _statements(doc):
         for branch in doc["Fn::If"][1:]:
             yield from _statements(branch)
         return
-    for st in doc.get("Statement", []):
-        yield st
+    yield from doc.get("Statement", [])
 
 
 def _as_list(x):
@@ -59,12 +58,15 @@ def test_wildcard_resources_only_for_allowlisted_actions():
                 continue
             if "*" in _as_list(st["Resource"]):
                 actions = set(_as_list(st["Action"]))
-                assert actions <= iam.WILDCARD_ACTIONS, f"{where}: {sorted(actions - iam.WILDCARD_ACTIONS)} on *"
+                assert actions <= iam.WILDCARD_ACTIONS, (
+                    f"{where}: {sorted(actions - iam.WILDCARD_ACTIONS)} on *"
+                )
 
 
 def test_no_allow_of_every_action():
     for where, doc in _identity_documents():
         for st in _statements(doc):
             for action in _as_list(st.get("Action", [])):
-                assert action != "*" and not str(action).endswith(":*") or st.get("Effect") == "Deny", (
-                    f"{where}: {action}")
+                assert (action != "*" and not str(action).endswith(":*")) or st.get("Effect") == "Deny", (
+                    f"{where}: {action}"
+                )

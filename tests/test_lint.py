@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from karematch_cfn import lint
-from karematch_cfn.lintrules import StatefulPolicies
 from karematch_cfn.lib import policies
+from karematch_cfn.lintrules import StatefulPolicies
 
 
 def test_rendered_tree_has_zero_findings(rendered_tree):
@@ -36,7 +36,10 @@ def _write(tmp: Path, name: str, body: str) -> Path:
 
 
 def test_missing_policies_on_stateful_resources_are_findings(tmp_path):
-    path = _write(tmp_path, "bad.yaml", """\
+    path = _write(
+        tmp_path,
+        "bad.yaml",
+        """\
         AWSTemplateFormatVersion: '2010-09-09'
         Resources:
           Logs:
@@ -49,7 +52,8 @@ def test_missing_policies_on_stateful_resources_are_findings(tmp_path):
             Properties: {RepositoryName: x}
           Bucket:
             Type: AWS::S3::Bucket
-        """)
+        """,
+    )
     rules = {(f.rule, f.line) for f in lint.lint_files([path])}
     ids = {r for r, _ in rules}
     assert "I3011" in ids  # cfn-lint's own rule on the log group
@@ -60,14 +64,21 @@ def test_missing_policies_on_stateful_resources_are_findings(tmp_path):
 
 
 def test_nested_stack_parameter_mismatch_is_caught_from_files(tmp_path):
-    _write(tmp_path, "child.yaml", """\
+    _write(
+        tmp_path,
+        "child.yaml",
+        """\
         AWSTemplateFormatVersion: '2010-09-09'
         Parameters:
           Needed: {Type: String}
         Resources:
           Topic: {Type: AWS::SNS::Topic, Properties: {DisplayName: {Ref: Needed}}}
-        """)
-    root = _write(tmp_path, "root.yaml", """\
+        """,
+    )
+    root = _write(
+        tmp_path,
+        "root.yaml",
+        """\
         AWSTemplateFormatVersion: '2010-09-09'
         Resources:
           Child:
@@ -78,7 +89,8 @@ def test_nested_stack_parameter_mismatch_is_caught_from_files(tmp_path):
               TemplateURL: ./child.yaml
               Parameters:
                 Misspelt: x
-        """)
+        """,
+    )
     messages = [f.message for f in lint.lint_files([root]) if f.rule == "E3043"]
     assert any("Needed" in m and "not specified" in m for m in messages)
     assert any("Misspelt" in m for m in messages)

@@ -174,7 +174,9 @@ TLS12_PLUS_POLICY = re.compile(
 
 def test_https_uses_the_spec_policy_or_a_recorded_tls12_plus_one():
     t = helpers.for_env(FILE, "prod", CertificateArn=CERT)
-    policy = helpers.props(_listeners_by_port(t)[spec.number(r"\*\*HTTPS \((\d+)\)\*\*", SECTION)])["SslPolicy"]
+    policy = helpers.props(_listeners_by_port(t)[spec.number(r"\*\*HTTPS \((\d+)\)\*\*", SECTION)])[
+        "SslPolicy"
+    ]
     spec_policy = spec.find(r"SSL Policy: `([^`]+)`", SECTION)
     assert TLS12_PLUS_POLICY.fullmatch(spec_policy), "the spec's own policy is TLS 1.2+"
     if policy != spec_policy:
@@ -196,8 +198,9 @@ def test_log_bucket_is_sse_s3_private_owner_enforced_and_retained():
     # ALB access-log delivery supports SSE-S3 only (a KMS key would silently stop the logs).
     assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
     block = p["PublicAccessBlockConfiguration"]
-    assert block == {k: True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
-                                       "RestrictPublicBuckets")}  # fmt: skip
+    assert block == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
     assert p["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     assert helpers.sub_text(p["BucketName"]) == names.ALB_LOG_BUCKET
     assert "${AWS::AccountId}" in helpers.sub_text(p["BucketName"])  # globally unique
@@ -211,13 +214,16 @@ def test_log_objects_expire_after_the_environment_log_retention(env):
     rules = helpers.props(helpers.one_of_type(t, BUCKET))["LifecycleConfiguration"]["Rules"]
     enabled = [r for r in rules if r["Status"] == "Enabled"]
     assert any(str(r.get("ExpirationInDays")) == days for r in enabled)
-    prefix = _attributes(helpers.props(helpers.one_of_type(t, LB))["LoadBalancerAttributes"])["access_logs.s3.prefix"]
+    prefix = _attributes(helpers.props(helpers.one_of_type(t, LB))["LoadBalancerAttributes"])[
+        "access_logs.s3.prefix"
+    ]
     for r in enabled:  # the rule covers the objects the ALB writes
         assert f"{prefix}/".startswith(r.get("Prefix", "")) or r.get("Prefix", "").startswith(prefix)
     versioned = helpers.props(helpers.one_of_type(t, BUCKET)).get("VersioningConfiguration", {})
     if versioned.get("Status") == "Enabled":
-        assert any(str(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")) == days
-                   for r in enabled)  # fmt: skip
+        assert any(
+            str(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")) == days for r in enabled
+        )
 
 
 def _statements(t: dict) -> list[dict]:
@@ -269,7 +275,9 @@ def _region_principal(t: dict, statement: dict, region: str) -> dict:
 )
 def test_elb_may_write_access_logs_in_every_region(region, principal):
     t = _t()
-    prefix = _attributes(helpers.props(helpers.one_of_type(t, LB))["LoadBalancerAttributes"])["access_logs.s3.prefix"]
+    prefix = _attributes(helpers.props(helpers.one_of_type(t, LB))["LoadBalancerAttributes"])[
+        "access_logs.s3.prefix"
+    ]
     (grant,) = [s for s in _statements(t) if s["Effect"] == "Allow"]
     assert grant["Action"] == ["s3:PutObject"]
     (resource,) = grant["Resource"]

@@ -75,9 +75,11 @@ def test_rds_cpu_alarm(t):
 
 @pytest.mark.parametrize(
     "metric, pattern",
-    [("FreeableMemory", r"RDS free memory < (\d+) (MB|GB)"),
-     ("FreeStorageSpace", r"RDS free storage < (\d+) (MB|GB)")],
-)  # fmt: skip
+    [
+        ("FreeableMemory", r"RDS free memory < (\d+) (MB|GB)"),
+        ("FreeStorageSpace", r"RDS free storage < (\d+) (MB|GB)"),
+    ],
+)
 def test_rds_low_memory_and_storage_alarms_in_bytes(t, metric, pattern):
     m = alarm_line(pattern)
     threshold_bytes = int(m.group(1)) * UNIT_BYTES[m.group(2)]
@@ -102,8 +104,10 @@ def test_alb_healthy_host_alarm_watches_the_target_group_of_the_load_balancer(t)
     minimum = int(alarm_line(r"ALB healthy host count < (\d+)").group(1))
     p = alarm_on(t, "HealthyHostCount")
     assert p["Namespace"] == "AWS/ApplicationELB"
-    assert dims(p) == {"TargetGroup": {"Ref": "TargetGroupFullName"},
-                       "LoadBalancer": {"Ref": "LoadBalancerFullName"}}  # fmt: skip
+    assert dims(p) == {
+        "TargetGroup": {"Ref": "TargetGroupFullName"},
+        "LoadBalancer": {"Ref": "LoadBalancerFullName"},
+    }
     assert p["ComparisonOperator"] == "LessThanThreshold" and p["Threshold"] == minimum
     assert p["TreatMissingData"] == "breaching"
 
@@ -126,7 +130,9 @@ def test_alb_5xx_alarm_sums_load_balancer_and_target_errors_over_the_spec_window
     assert p is not None and alarm_on(t, "HTTPCode_ELB_5XX_Count") == p  # one alarm, both sources
     stats = [q for q in p["Metrics"] if "MetricStat" in q]
     assert {q["MetricStat"]["Metric"]["MetricName"] for q in stats} == {
-        "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count"}  # fmt: skip
+        "HTTPCode_ELB_5XX_Count",
+        "HTTPCode_Target_5XX_Count",
+    }
     for q in stats:
         assert q["MetricStat"]["Metric"]["Namespace"] == "AWS/ApplicationELB"
         assert dims(q["MetricStat"]["Metric"]) == {"LoadBalancer": {"Ref": "LoadBalancerFullName"}}
@@ -228,7 +234,8 @@ def test_dashboard_has_the_spec_name_with_the_environment(t):
     name, _ = dashboard(t)
     assert name.replace("-${EnvironmentName}", "") == spec_name
     assert t["Outputs"]["DashboardName"]["Value"]["Ref"] in helpers.resources_of_type(
-        t, "AWS::CloudWatch::Dashboard")  # fmt: skip
+        t, "AWS::CloudWatch::Dashboard"
+    )
 
 
 def test_dashboard_shows_ecs_rds_alb_and_recent_logs(t):
@@ -239,13 +246,19 @@ def test_dashboard_shows_ecs_rds_alb_and_recent_logs(t):
             metrics.add((line[0], line[1]))
     # Spec: ECS CPU, memory, task count; RDS CPU, memory, storage, connections; ALB request
     # count, response time, error rates.
-    assert {("AWS/ECS", "CPUUtilization"), ("AWS/ECS", "MemoryUtilization"),
-            ("ECS/ContainerInsights", "RunningTaskCount")} <= metrics  # fmt: skip
-    assert {("AWS/RDS", m) for m in ("CPUUtilization", "FreeableMemory", "FreeStorageSpace",
-                                     "DatabaseConnections")} <= metrics  # fmt: skip
-    assert {("AWS/ApplicationELB", m) for m in ("RequestCount", "TargetResponseTime",
-                                                "HTTPCode_ELB_5XX_Count",
-                                                "HTTPCode_Target_5XX_Count")} <= metrics  # fmt: skip
+    assert {
+        ("AWS/ECS", "CPUUtilization"),
+        ("AWS/ECS", "MemoryUtilization"),
+        ("ECS/ContainerInsights", "RunningTaskCount"),
+    } <= metrics
+    assert {
+        ("AWS/RDS", m)
+        for m in ("CPUUtilization", "FreeableMemory", "FreeStorageSpace", "DatabaseConnections")
+    } <= metrics
+    assert {
+        ("AWS/ApplicationELB", m)
+        for m in ("RequestCount", "TargetResponseTime", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count")
+    } <= metrics
     (log,) = [w for w in body["widgets"] if w["type"] == "log"]
     query = log["properties"]["query"]
     assert query.startswith("SOURCE '${AppLogGroupName}'")

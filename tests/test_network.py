@@ -52,8 +52,11 @@ def ref(value: Any) -> str:
 
 
 def subnet_by_cidr(t: dict[str, Any], cidr: str) -> str:
-    found = [k for k, v in helpers.resources_of_type(t, "AWS::EC2::Subnet").items()
-             if helpers.props(v)["CidrBlock"] == cidr]  # fmt: skip
+    found = [
+        k
+        for k, v in helpers.resources_of_type(t, "AWS::EC2::Subnet").items()
+        if helpers.props(v)["CidrBlock"] == cidr
+    ]
     assert len(found) == 1, f"expected one subnet {cidr}, found {found}"
     return found[0]
 
@@ -71,9 +74,11 @@ def az_index(t: dict[str, Any], subnet: str) -> int:
 
 
 def route_tables_of(t: dict[str, Any], subnet: str) -> list[str]:
-    return [ref(helpers.props(a)["RouteTableId"])
-            for a in helpers.resources_of_type(t, "AWS::EC2::SubnetRouteTableAssociation").values()
-            if ref(helpers.props(a)["SubnetId"]) == subnet]  # fmt: skip
+    return [
+        ref(helpers.props(a)["RouteTableId"])
+        for a in helpers.resources_of_type(t, "AWS::EC2::SubnetRouteTableAssociation").values()
+        if ref(helpers.props(a)["SubnetId"]) == subnet
+    ]
 
 
 def route_table_of(t: dict[str, Any], subnet: str) -> str:
@@ -83,8 +88,11 @@ def route_table_of(t: dict[str, Any], subnet: str) -> str:
 
 
 def routes_in(t: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    return [helpers.props(r) for r in helpers.resources_of_type(t, "AWS::EC2::Route").values()
-            if ref(helpers.props(r)["RouteTableId"]) == table]  # fmt: skip
+    return [
+        helpers.props(r)
+        for r in helpers.resources_of_type(t, "AWS::EC2::Route").values()
+        if ref(helpers.props(r)["RouteTableId"]) == table
+    ]
 
 
 def default_route(t: dict[str, Any], table: str) -> dict[str, Any]:
@@ -142,17 +150,20 @@ def test_no_subnet_hands_out_public_ips(t):
 # ---------------------------------------------------------------------------------------------
 def test_public_subnets_default_route_is_the_attached_internet_gateway(t):
     (igw,) = helpers.resources_of_type(t, "AWS::EC2::InternetGateway")
-    attachments = [k for k, a in helpers.resources_of_type(t, "AWS::EC2::VPCGatewayAttachment").items()
-                   if ref(helpers.props(a)["InternetGatewayId"]) == igw
-                   and ref(helpers.props(a)["VpcId"]) == vpc_id(t)]  # fmt: skip
+    attachments = [
+        k
+        for k, a in helpers.resources_of_type(t, "AWS::EC2::VPCGatewayAttachment").items()
+        if ref(helpers.props(a)["InternetGatewayId"]) == igw and ref(helpers.props(a)["VpcId"]) == vpc_id(t)
+    ]
     assert len(attachments) == 1
     for subnet in tier_subnets(t, "Public"):
         table = route_table_of(t, subnet)
         route = default_route(t, table)
         assert ref(route["GatewayId"]) == igw, subnet
         # Without the dependency the route can be created before the gateway is attached.
-        route_id = next(k for k, r in helpers.resources_of_type(t, "AWS::EC2::Route").items()
-                        if helpers.props(r) == route)  # fmt: skip
+        route_id = next(
+            k for k, r in helpers.resources_of_type(t, "AWS::EC2::Route").items() if helpers.props(r) == route
+        )
         assert attachments[0] in res(t, route_id).get("DependsOn", []), route_id
 
 
@@ -181,8 +192,12 @@ def test_database_subnets_have_no_route_out_of_the_vpc(t):
     tables = {route_table_of(t, s) for s in database}
     for table in tables:
         assert routes_in(t, table) == [], f"{table}: the database tier is completely isolated"
-        shared = [s for tier in ("Public", "Private") for s in tier_subnets(t, tier)
-                  if table in route_tables_of(t, s)]  # fmt: skip
+        shared = [
+            s
+            for tier in ("Public", "Private")
+            for s in tier_subnets(t, tier)
+            if table in route_tables_of(t, s)
+        ]
         assert shared == [], f"{table} is also used by {shared}"
     for name, endpoint in helpers.resources_of_type(t, "AWS::EC2::VPCEndpoint").items():
         attached = {ref(r) for r in helpers.props(endpoint).get("RouteTableIds", [])}
@@ -200,7 +215,7 @@ def test_one_nat_gateway_per_public_subnet_each_with_its_own_address(t):
     assert len(nats) == len(public)
     assert sorted(ref(helpers.props(n)["SubnetId"]) for n in nats.values()) == sorted(public)
     eips = set()
-    for name, nat in nats.items():
+    for _name, nat in nats.items():
         allocation = helpers.props(nat)["AllocationId"]["Fn::GetAtt"]
         assert allocation[1] == "AllocationId" and res(t, allocation[0])["Type"] == "AWS::EC2::EIP"
         eips.add(allocation[0])
@@ -259,8 +274,10 @@ def test_dev_keeps_the_spec_retention_and_prod_keeps_six_years():
     spec_days = spec.number(r"VPC flow logs \((\d+)-day retention\)", MONITORING)
     hipaa_years = spec.number(r"log retention for (\d+) years")
     group_id = flow_log_group_id(helpers.template(FILE))
-    days = {env: int(helpers.props(helpers.for_env(FILE, env)["Resources"][group_id])["RetentionInDays"])
-            for env in ("dev", "prod")}  # fmt: skip
+    days = {
+        env: int(helpers.props(helpers.for_env(FILE, env)["Resources"][group_id])["RetentionInDays"])
+        for env in ("dev", "prod")
+    }
     assert days["dev"] == spec_days
     assert days["prod"] >= hipaa_years * 365
     assert days["prod"] == int(helpers.env_values("prod")[names.LOG_RETENTION_DAYS])
@@ -316,9 +333,12 @@ def test_flow_log_role_writes_only_to_the_flow_log_group(t):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "output, tier",
-    [(names.PUBLIC_SUBNET_IDS, "Public"), (names.PRIVATE_SUBNET_IDS, "Private"),
-     (names.DATABASE_SUBNET_IDS, "Database")],
-)  # fmt: skip
+    [
+        (names.PUBLIC_SUBNET_IDS, "Public"),
+        (names.PRIVATE_SUBNET_IDS, "Private"),
+        (names.DATABASE_SUBNET_IDS, "Database"),
+    ],
+)
 def test_subnet_id_outputs_list_exactly_their_tier(t, output, tier):
     sep, items = t["Outputs"][output]["Value"]["Fn::Join"]
     assert sep == ","

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -173,7 +174,8 @@ def test_every_secret_is_generated_or_assembled_from_references():
                     # references (literal: scheme, separators, database name, query).
                     rest = DYNAMIC_REF.sub("", PLACEHOLDER.sub("", value))
                     assert re.fullmatch(r"|[a-z]+://[:@/]*\w*(\?[\w=&]*)?", rest), (
-                        f"{filename}/{logical_id}: {key} has literal text {rest!r}")
+                        f"{filename}/{logical_id}: {key} has literal text {rest!r}"
+                    )
             else:
                 assert "GenerateSecretString" in p, f"{filename}/{logical_id}"
 
@@ -191,15 +193,40 @@ PASTED = [
     ("property", _resource(DB, MasterUserPassword="hunter2hunter2")),
     ("sub without placeholders", _resource(DB, MasterUserPassword={"Fn::Sub": "Tr0ub4dor&3"})),
     ("secret string", _resource(SECRET, SecretString="s3cr3t-value")),
-    ("json in a template string", _resource(SECRET, GenerateSecretString={
-        "SecretStringTemplate": '{"username": "a", "password": "hunter2"}',
-        "GenerateStringKey": "token"})),
-    ("container environment", _resource(TASK, ContainerDefinitions=[
-        {"Environment": [{"Name": "SESSION_SECRET", "Value": "abc123"}]}])),
-    ("url", _resource(SECRET, SecretString={
-        "Fn::Sub": '{"DATABASE_URL": "postgresql://admin:Pa55word@${Host}:5432/karematch"}'})),
-    ("json key in app secret", _resource(SECRET, SecretString={
-        "Fn::Sub": '{"ENCRYPTION_KEY": "0123456789abcdef", "AWS_REGION": "${AWS::Region}"}'})),
+    (
+        "json in a template string",
+        _resource(
+            SECRET,
+            GenerateSecretString={
+                "SecretStringTemplate": '{"username": "a", "password": "hunter2"}',
+                "GenerateStringKey": "token",
+            },
+        ),
+    ),
+    (
+        "container environment",
+        _resource(
+            TASK, ContainerDefinitions=[{"Environment": [{"Name": "SESSION_SECRET", "Value": "abc123"}]}]
+        ),
+    ),
+    (
+        "url",
+        _resource(
+            SECRET,
+            SecretString={
+                "Fn::Sub": '{"DATABASE_URL": "postgresql://admin:Pa55word@${Host}:5432/karematch"}'
+            },
+        ),
+    ),
+    (
+        "json key in app secret",
+        _resource(
+            SECRET,
+            SecretString={
+                "Fn::Sub": '{"ENCRYPTION_KEY": "0123456789abcdef", "AWS_REGION": "${AWS::Region}"}'
+            },
+        ),
+    ),
     ("parameter default", {"Parameters": {"DatabasePassword": {"Type": "String", "Default": "hunter2"}}}),
     ("output", {"Outputs": {"SessionSecret": {"Value": "abc123"}}}),
 ]
@@ -211,8 +238,10 @@ def test_a_pasted_secret_is_caught(case, template):
 
 
 def test_a_pasted_secret_in_a_parameter_file_is_caught():
-    entries = [{"ParameterKey": "EnvironmentName", "ParameterValue": "prod"},
-               {"ParameterKey": "DatabasePassword", "ParameterValue": "hunter2"}]  # fmt: skip
+    entries = [
+        {"ParameterKey": "EnvironmentName", "ParameterValue": "prod"},
+        {"ParameterKey": "DatabasePassword", "ParameterValue": "hunter2"},
+    ]
     assert list(scan(entries, "prod.json"))
 
 
@@ -229,19 +258,40 @@ def test_references_and_names_are_not_findings():
             "ApiKeyName": {"Type": "String", "Default": "x"},
         },
         "Resources": {
-            "Db": {"Type": DB, "Properties": {"MasterUserPassword": {
-                "Fn::Sub": "{{resolve:secretsmanager:${DatabaseSecretArn}:SecretString:password}}"}}},
-            "S": {"Type": SECRET, "Properties": {
-                "Name": {"Fn::Sub": "karematch-app-secrets-${EnvironmentName}"},
-                "SecretString": {"Fn::Sub": json.dumps(app)},
-                "KmsKeyId": "alias/aws/secretsmanager",
-                "Tags": [{"Key": "Project", "Value": "karematch"}]}},
-            "T": {"Type": TASK, "Properties": {"ContainerDefinitions": [{
-                "Environment": [{"Name": "AWS_SECRET_NAME", "Value": {"Ref": "AppSecretName"}}],
-                "Secrets": [{"Name": "SESSION_SECRET",
-                             "ValueFrom": {"Fn::Sub": "${AppSecretArn}:SESSION_SECRET::"}}],
-            }]}},
+            "Db": {
+                "Type": DB,
+                "Properties": {
+                    "MasterUserPassword": {
+                        "Fn::Sub": "{{resolve:secretsmanager:${DatabaseSecretArn}:SecretString:password}}"
+                    }
+                },
+            },
+            "S": {
+                "Type": SECRET,
+                "Properties": {
+                    "Name": {"Fn::Sub": "karematch-app-secrets-${EnvironmentName}"},
+                    "SecretString": {"Fn::Sub": json.dumps(app)},
+                    "KmsKeyId": "alias/aws/secretsmanager",
+                    "Tags": [{"Key": "Project", "Value": "karematch"}],
+                },
+            },
+            "T": {
+                "Type": TASK,
+                "Properties": {
+                    "ContainerDefinitions": [
+                        {
+                            "Environment": [{"Name": "AWS_SECRET_NAME", "Value": {"Ref": "AppSecretName"}}],
+                            "Secrets": [
+                                {
+                                    "Name": "SESSION_SECRET",
+                                    "ValueFrom": {"Fn::Sub": "${AppSecretArn}:SESSION_SECRET::"},
+                                }
+                            ],
+                        }
+                    ]
+                },
+            },
         },
         "Outputs": {"AppSecretArn": {"Value": {"Ref": "S"}}},
-    }  # fmt: skip
+    }
     assert scan_template(ok, "ok") == []

@@ -22,12 +22,13 @@ def test_stateful_resources_never_delete_their_data():
             seen += 1
             assert res.get("DeletionPolicy") in DATA_KEEPING, f"{filename}/{logical_id}"
             assert res.get("UpdateReplacePolicy") in DATA_KEEPING - {"RetainExceptOnCreate"}, (
-                f"{filename}/{logical_id}")  # RetainExceptOnCreate is a DeletionPolicy only
+                f"{filename}/{logical_id}"
+            )  # RetainExceptOnCreate is a DeletionPolicy only
     assert seen > 0
 
 
 def test_the_database_is_snapshotted_not_merely_retained():
-    for filename, logical_id, res in _all_resources():
+    for _filename, _logical_id, res in _all_resources():
         if res["Type"] == "AWS::RDS::DBInstance":
             assert res["DeletionPolicy"] == "Snapshot" and res["UpdateReplacePolicy"] == "Snapshot"
 

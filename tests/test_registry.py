@@ -45,7 +45,10 @@ def test_lifecycle_keeps_last_tagged_images_and_expires_untagged(repo):
     assert (tagged["countType"], tagged["countNumber"]) == ("imageCountMoreThan", keep)
     assert tagged["tagPatternList"] == ["*"]
     assert (untagged["countType"], untagged["countUnit"], untagged["countNumber"]) == (
-        "sinceImagePushed", "days", days)
+        "sinceImagePushed",
+        "days",
+        days,
+    )
     assert all(r["action"] == {"type": "expire"} for r in rules.values())
     priorities = [r["rulePriority"] for r in _lifecycle(repo)]
     assert len(set(priorities)) == len(priorities)
@@ -57,8 +60,11 @@ def test_pull_policy_only_for_the_given_execution_role():
     policy = helpers.props(helpers.one_of_type(with_role, "AWS::ECR::Repository"))["RepositoryPolicyText"]
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow" and statement["Principal"] == {"AWS": [role]}
-    assert set(statement["Action"]) == {"ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                                        "ecr:BatchCheckLayerAvailability"}
+    assert set(statement["Action"]) == {
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
+    }
     alone = helpers.for_env(FILE, "dev", TaskExecutionRoleArn="")
     assert "RepositoryPolicyText" not in helpers.props(helpers.one_of_type(alone, "AWS::ECR::Repository"))
 

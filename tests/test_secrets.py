@@ -35,8 +35,12 @@ def secrets_of(filename: str) -> dict[str, dict[str, Any]]:
 
 def secret_named(pattern: str) -> dict[str, Any]:
     """The secret (in any template) whose Name is this Fn::Sub pattern."""
-    found = [s for f in ("secrets.yaml", "appsecret.yaml") for s in secrets_of(f).values()
-             if helpers.sub_text(helpers.props(s)["Name"]) == pattern]  # fmt: skip
+    found = [
+        s
+        for f in ("secrets.yaml", "appsecret.yaml")
+        for s in secrets_of(f).values()
+        if helpers.sub_text(helpers.props(s)["Name"]) == pattern
+    ]
     assert len(found) == 1, f"expected one secret named {pattern}, found {len(found)}"
     return found[0]
 
@@ -69,8 +73,10 @@ def entropy_bits(gen: dict[str, Any]) -> float:
 
 
 def generated() -> dict[str, dict[str, Any]]:
-    return {helpers.sub_text(helpers.props(s)["Name"]): helpers.props(s)["GenerateSecretString"]
-            for s in secrets_of("secrets.yaml").values()}  # fmt: skip
+    return {
+        helpers.sub_text(helpers.props(s)["Name"]): helpers.props(s)["GenerateSecretString"]
+        for s in secrets_of("secrets.yaml").values()
+    }
 
 
 def app_secret_document() -> dict[str, str]:

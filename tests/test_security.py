@@ -29,8 +29,10 @@ def spec_alb_ports() -> set[int]:
     listed = spec.find(r"\*\*ALB SG\*\*: Allow ([\d, ]+) from internet", NETWORK_SECURITY)
     ports = {int(p) for p in listed.split(",")}
     # Section 4 says the same in words: HTTP (80) and HTTPS (443) from internet.
-    assert ports == {spec.number(r"HTTP \((\d+)\)", LOAD_BALANCING),
-                     spec.number(r"HTTPS \((\d+)\)", LOAD_BALANCING)}  # fmt: skip
+    assert ports == {
+        spec.number(r"HTTP \((\d+)\)", LOAD_BALANCING),
+        spec.number(r"HTTPS \((\d+)\)", LOAD_BALANCING),
+    }
     return ports
 
 
@@ -89,8 +91,10 @@ def _normal(rule: dict[str, Any], peer_key: str) -> dict[str, Any]:
 def rules(t: dict[str, Any], group: str, direction: str) -> list[dict[str, Any]]:
     """Every ingress or egress rule of ``group``: inline and as separate resources."""
     peer_key = "SourceSecurityGroupId" if direction == "Ingress" else "DestinationSecurityGroupId"
-    found = [_normal(r, peer_key)
-             for r in helpers.props(t["Resources"][group]).get(f"SecurityGroup{direction}", [])]  # fmt: skip
+    found = [
+        _normal(r, peer_key)
+        for r in helpers.props(t["Resources"][group]).get(f"SecurityGroup{direction}", [])
+    ]
     for res in helpers.resources_of_type(t, f"AWS::EC2::SecurityGroup{direction}").values():
         if group_ref(helpers.props(res)["GroupId"]) == group:
             found.append(_normal(helpers.props(res), peer_key))
@@ -165,8 +169,9 @@ def test_alb_sends_only_to_the_app_group_on_the_container_port(t, groups):
 
 
 def test_app_sends_https_anywhere_and_postgresql_only_to_the_database_group(t, groups):
-    expected = sorted([tcp(spec_https_port(), cidr=names.ANYWHERE_IPV4),
-                       tcp(spec_database_port(), group=groups["db"])])  # fmt: skip
+    expected = sorted(
+        [tcp(spec_https_port(), cidr=names.ANYWHERE_IPV4), tcp(spec_database_port(), group=groups["db"])]
+    )
     assert shape(usable(rules(t, groups["app"], "Egress"))) == expected
 
 

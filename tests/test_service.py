@@ -52,8 +52,12 @@ def test_cluster_and_service_names_are_the_spec_names_per_environment():
     t = _t()
     cluster = helpers.props(helpers.one_of_type(t, CLUSTER))
     service = helpers.props(helpers.one_of_type(t, SERVICE))
-    assert helpers.sub_text(cluster["ClusterName"]) == _env_name(spec.find(r"\*\*ECS Cluster\*\*: `([^`]+)`", SECTION))
-    assert helpers.sub_text(service["ServiceName"]) == _env_name(spec.find(r"\*\*ECS Service\*\*: `([^`]+)`", SECTION))
+    assert helpers.sub_text(cluster["ClusterName"]) == _env_name(
+        spec.find(r"\*\*ECS Cluster\*\*: `([^`]+)`", SECTION)
+    )
+    assert helpers.sub_text(service["ServiceName"]) == _env_name(
+        spec.find(r"\*\*ECS Service\*\*: `([^`]+)`", SECTION)
+    )
     assert service["Cluster"] == {"Ref": _logical_id(t, CLUSTER)}
 
 
@@ -161,8 +165,9 @@ def test_environment_holds_exactly_the_four_spec_variables():
 
 def test_rolling_update_and_circuit_breaker_follow_the_spec():
     svc = helpers.props(helpers.one_of_type(_t(), SERVICE))
-    minimum, maximum = re.search(r"Rolling update \((\d+)% minimum healthy, (\d+)% maximum\)",
-                                 spec.section(SECTION)).groups()  # fmt: skip
+    minimum, maximum = re.search(
+        r"Rolling update \((\d+)% minimum healthy, (\d+)% maximum\)", spec.section(SECTION)
+    ).groups()
     dc = svc["DeploymentConfiguration"]
     assert dc["MinimumHealthyPercent"] == int(minimum)
     assert dc["MaximumPercent"] == int(maximum)
@@ -234,8 +239,12 @@ def test_autoscaling_keeps_1_to_4_tasks_on_cpu_70_and_memory_80():
     assert target["MaxCapacity"] == spec.number(r"Max tasks: (\d+)", SECTION)
     assert target["ServiceNamespace"] == "ecs"
     assert target["ScalableDimension"] == "ecs:service:DesiredCount"
-    assert target["ResourceId"] == {"Fn::Join": ["/", ["service", {"Ref": _logical_id(t, CLUSTER)},
-                                                      {"Fn::GetAtt": [_logical_id(t, SERVICE), "Name"]}]]}  # fmt: skip
+    assert target["ResourceId"] == {
+        "Fn::Join": [
+            "/",
+            ["service", {"Ref": _logical_id(t, CLUSTER)}, {"Fn::GetAtt": [_logical_id(t, SERVICE), "Name"]}],
+        ]
+    }
     assert "AWSServiceRoleForApplicationAutoScaling_ECSService" in helpers.sub_text(target["RoleARN"])
 
     targets = {}

@@ -90,9 +90,15 @@ def commands(job: dict[str, Any]) -> list[list[str]]:
             for part in re.split(r"&&|;|\|\|", line):
                 if not part.strip():
                     continue
-                text = re.sub(r"\$\{?([A-Z_][A-Z0-9_]*)\}?",
-                              lambda m: env[m.group(1)] if m.group(1) in env else pytest.fail(
-                                  f"{part}: ${m.group(1)} is not set in the step's env"), part)  # fmt: skip
+                text = re.sub(
+                    r"\$\{?([A-Z_][A-Z0-9_]*)\}?",
+                    lambda m, env=env, part=part: (
+                        env[m.group(1)]
+                        if m.group(1) in env
+                        else pytest.fail(f"{part}: ${m.group(1)} is not set in the step's env")
+                    ),
+                    part,
+                )
                 assert "${{" not in text, f"an expression is spliced into the script: {part}"
                 out.append(shlex.split(text))
     return out
@@ -114,8 +120,12 @@ def _option(args: list[str], name: str) -> list[str]:
 def deploy_job(env: str) -> tuple[str, dict[str, Any]]:
     """The job that deploys (or plans) ``env`` for pushes: the one running deploy --env ENV
     without --dry-run."""
-    found = [(n, j) for n, j in jobs().items()
-             for a in deployer_args(j) if _option(a, "--env") == [env] and "--dry-run" not in a]  # fmt: skip
+    found = [
+        (n, j)
+        for n, j in jobs().items()
+        for a in deployer_args(j)
+        if _option(a, "--env") == [env] and "--dry-run" not in a
+    ]
     assert len(found) == 1, f"expected one job deploying {env}, found {[n for n, _ in found]}"
     return found[0]
 
@@ -172,7 +182,7 @@ def test_deploys_run_dev_then_staging_then_prod_on_pushes_to_main_only():
 def test_pull_requests_only_plan_dev_after_the_tests():
     plans = plan_jobs()
     assert len(plans) == 1
-    name, job = plans[0]
+    _name, job = plans[0]
     assert _needs(job) == [_test_job()]
     assert job["if"].startswith("github.event_name == 'pull_request'")
     # Fork pull requests get no OIDC token: skip rather than fail.
@@ -280,8 +290,10 @@ def test_each_job_assumes_a_role_that_trusts_exactly_that_job():
         variable = re.search(r"vars\.([A-Z_]+)", step["with"]["role-to-assume"]).group(1)
         role = t["Resources"][ROLE_VARIABLES[variable]]
         (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        subjects = [helpers.sub_text(s) for s in statement["Condition"]["StringEquals"][
-            "token.actions.githubusercontent.com:sub"]]  # fmt: skip
+        subjects = [
+            helpers.sub_text(s)
+            for s in statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+        ]
         assert f"repo:${{GitHubRepository}}:{_oidc_subject(job)}" in subjects, name
     # the plan job's role cannot execute what it plans
     assert ROLE_VARIABLES["AWS_PLAN_ROLE_ARN"] == bootstrap.PLAN_ROLE
@@ -369,7 +381,9 @@ def test_make_targets_exist_in_the_makefile():
             continue
         for arg in argv[1:]:
             if "=" in arg:
-                assert arg.split("=", 1)[0] in variables, f"{name}: make variable {arg} is not in the Makefile"
+                assert arg.split("=", 1)[0] in variables, (
+                    f"{name}: make variable {arg} is not in the Makefile"
+                )
             else:
                 assert not arg.startswith("-"), f"{name}: make option {arg}"
                 assert arg in targets, f"{name}: make target {arg!r} is not in the Makefile"
@@ -379,7 +393,7 @@ def test_make_targets_exist_in_the_makefile():
 
 def test_build_py_arguments_parse(build_module):
     used = 0
-    for name, argv in all_commands():
+    for _name, argv in all_commands():
         if argv[:2] == [VENV_PYTHON, "build.py"]:
             build_module.parse_args(argv[2:])  # argparse exits (fails the test) on a bad option
             used += 1
@@ -391,7 +405,9 @@ def test_deployer_arguments_parse_with_the_cli_parser():
         pytest.skip("karematch_cfn/cli.py does not exist yet (the deployer is being written)")
     from karematch_cfn import cli
 
-    assert (helpers.REPO / "karematch_cfn" / "__main__.py").is_file(), "python -m karematch_cfn needs __main__.py"
+    assert (helpers.REPO / "karematch_cfn" / "__main__.py").is_file(), (
+        "python -m karematch_cfn needs __main__.py"
+    )
     parser = cli.build_parser()
     used = 0
     for name, argv in all_commands():

@@ -7,8 +7,9 @@ against AWS and against a local emulator. Nothing here derives a TemplateURL fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -70,13 +71,15 @@ def translate(exc: BaseException, doing: str) -> DeployError:
         return BadInput(f"{doing}: no AWS region; pass --region or set AWS_REGION")
     if isinstance(exc, botocore.exceptions.ProfileNotFound):
         return AccessProblem(f"{doing}: {exc}")
-    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectTimeoutError)):  # fmt: skip
+    if isinstance(
+        exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError)
+    ):
         return AccessProblem(f"{doing}: cannot reach AWS: {exc}")
-    if isinstance(exc, (botocore.exceptions.TokenRetrievalError,
-                        botocore.exceptions.SSOError)):  # fmt: skip
-        return AccessProblem(f"{doing}: cannot get credentials: {exc}",
-                             "run `aws sso login` for the profile, or check the role")  # fmt: skip
+    if isinstance(exc, (botocore.exceptions.TokenRetrievalError, botocore.exceptions.SSOError)):
+        return AccessProblem(
+            f"{doing}: cannot get credentials: {exc}",
+            "run `aws sso login` for the profile, or check the role",
+        )
     if isinstance(exc, botocore.exceptions.ClientError):
         code = error_code(exc)
         if code in ACCESS_ERROR_CODES:
@@ -84,8 +87,9 @@ def translate(exc: BaseException, doing: str) -> DeployError:
         return DeployFailed(f"{doing}: {code}: {error_message(exc)}")
     if isinstance(exc, botocore.parsers.ResponseParserError):
         # A local emulator answering an unsupported call with an HTML 500 page.
-        return DeployFailed(f"{doing}: unreadable response from the AWS endpoint "
-                            f"({str(exc).splitlines()[0]})")  # fmt: skip
+        return DeployFailed(
+            f"{doing}: unreadable response from the AWS endpoint ({str(exc).splitlines()[0]})"
+        )
     return DeployFailed(f"{doing}: {exc}")
 
 
@@ -93,8 +97,11 @@ def call(doing: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call one AWS API, turning its failure into a one-line ``DeployError``."""
     try:
         return fn(*args, **kwargs)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
-            botocore.parsers.ResponseParserError) as exc:  # fmt: skip
+    except (
+        botocore.exceptions.BotoCoreError,
+        botocore.exceptions.ClientError,
+        botocore.parsers.ResponseParserError,
+    ) as exc:
         raise translate(exc, doing) from None
 
 
@@ -109,7 +116,7 @@ class Aws:
     clients: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_options(cls, profile: str | None, region: str | None) -> "Aws":
+    def from_options(cls, profile: str | None, region: str | None) -> Aws:
         global _LOADER
         try:
             core = botocore.session.Session()
@@ -132,8 +139,9 @@ class Aws:
             try:
                 self.clients[service] = self.session.client(service, config=_CONFIG)
             except botocore.exceptions.NoRegionError:
-                raise BadInput("no AWS region; pass --region or set AWS_REGION "
-                               "(or region in the profile)") from None  # fmt: skip
+                raise BadInput(
+                    "no AWS region; pass --region or set AWS_REGION (or region in the profile)"
+                ) from None
             except botocore.exceptions.ProfileNotFound as exc:
                 raise AccessProblem(f"{exc}; see --profile and AWS_PROFILE") from None
         return self.clients[service]
@@ -163,6 +171,5 @@ class Identity:
 
 def identity(aws: Aws) -> Identity:
     """The first AWS call: who we are (and the account the artifacts bucket is named after)."""
-    out = call("checking AWS credentials (sts:GetCallerIdentity)",
-               aws.client("sts").get_caller_identity)  # fmt: skip
+    out = call("checking AWS credentials (sts:GetCallerIdentity)", aws.client("sts").get_caller_identity)
     return Identity(out["Account"], out["Arn"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy.console import Console, table
@@ -26,8 +27,15 @@ MAX_POLL = 2.0  # seconds between DescribeChangeSet polls at most: a change set 
 WAIT_TIMEOUT = 30 * 60  # seconds; CloudFormation's own limit for nested change sets is lower
 
 # Stack states: which operation a deploy can run from each.
-UPDATABLE = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE",
-                       "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"})  # fmt: skip
+UPDATABLE = frozenset(
+    {
+        "CREATE_COMPLETE",
+        "UPDATE_COMPLETE",
+        "UPDATE_ROLLBACK_COMPLETE",
+        "IMPORT_COMPLETE",
+        "IMPORT_ROLLBACK_COMPLETE",
+    }
+)
 CREATABLE = frozenset({"REVIEW_IN_PROGRESS"})  # a stack created by a change set never executed
 
 
@@ -36,7 +44,7 @@ def is_no_change_reason(reason: str | None) -> bool:
 
 
 def change_set_name(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return f"karematch-cfn-{now:%Y%m%d-%H%M%S}"
 
 
@@ -47,7 +55,7 @@ def describe_stack(cfn: Any, name: str) -> dict[str, Any] | None:
     """The stack, or None if there is none (deleted stacks count as none)."""
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if awsmod.error_code(exc) == "ValidationError" and "does not exist" in awsmod.error_message(exc):
             return None
         raise awsmod.translate(exc, f"reading stack {name}") from None
@@ -68,8 +76,7 @@ def recovery_hint(stack_name: str, status: str) -> list[str]:
         ]
     if status in ("ROLLBACK_FAILED", "DELETE_FAILED", "CREATE_FAILED"):
         return [
-            "see the failed resources: aws cloudformation describe-stack-events "
-            f"--stack-name {stack_name}",
+            f"see the failed resources: aws cloudformation describe-stack-events --stack-name {stack_name}",
             f"delete the stack: aws cloudformation delete-stack --stack-name {stack_name} "
             "(add --retain-resources for those that cannot be deleted), then deploy again",
         ]
@@ -85,8 +92,10 @@ def recovery_hint(stack_name: str, status: str) -> list[str]:
     if status == "UPDATE_ROLLBACK_COMPLETE":
         return ["the stack is back on its previous template; fix the cause and deploy again"]
     if status.endswith("_IN_PROGRESS"):
-        return [f"wait for it to finish: aws cloudformation describe-stack-events --stack-name "
-                f"{stack_name}", "then deploy again"]  # fmt: skip
+        return [
+            f"wait for it to finish: aws cloudformation describe-stack-events --stack-name {stack_name}",
+            "then deploy again",
+        ]
     return []
 
 
@@ -100,8 +109,9 @@ def plan(stack: dict[str, Any] | None, stack_name: str) -> str:
     if status in UPDATABLE:
         return UPDATE
     state = "busy" if status.endswith("_IN_PROGRESS") else "in a failed state"
-    raise DeployFailed(f"stack {stack_name} is {state} ({status}); nothing was changed",
-                       *recovery_hint(stack_name, status))  # fmt: skip
+    raise DeployFailed(
+        f"stack {stack_name} is {state} ({status}); nothing was changed", *recovery_hint(stack_name, status)
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -110,17 +120,31 @@ def plan(stack: dict[str, Any] | None, stack_name: str) -> str:
 NO_CHANGES = "no-changes"
 
 
-def create(cfn: Any, *, stack_name: str, change_set_type: str, template: dict[str, str],
-           parameters: list[dict[str, Any]], capabilities: list[str], name: str,
-           description: str, role_arn: str | None = None,
-           tags: list[dict[str, str]] | None = None) -> tuple[str, str]:  # fmt: skip
+def create(
+    cfn: Any,
+    *,
+    stack_name: str,
+    change_set_type: str,
+    template: dict[str, str],
+    parameters: list[dict[str, Any]],
+    capabilities: list[str],
+    name: str,
+    description: str,
+    role_arn: str | None = None,
+    tags: list[dict[str, str]] | None = None,
+) -> tuple[str, str]:
     """CreateChangeSet with nested change sets; returns (change set id, stack id), or
     (NO_CHANGES, "") when the service refuses it for having nothing to do."""
     kwargs: dict[str, Any] = dict(
-        StackName=stack_name, ChangeSetName=name, ChangeSetType=change_set_type,
-        Parameters=parameters, Capabilities=capabilities, IncludeNestedStacks=True,
-        Description=description, **template,
-    )  # fmt: skip
+        StackName=stack_name,
+        ChangeSetName=name,
+        ChangeSetType=change_set_type,
+        Parameters=parameters,
+        Capabilities=capabilities,
+        IncludeNestedStacks=True,
+        Description=description,
+        **template,
+    )
     if role_arn:
         kwargs["RoleARN"] = role_arn
     if tags:
@@ -128,26 +152,31 @@ def create(cfn: Any, *, stack_name: str, change_set_type: str, template: dict[st
     try:
         out = cfn.create_change_set(**kwargs)
         return out["Id"], out.get("StackId", "")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if awsmod.error_code(exc) == "ValidationError" and is_no_change_reason(awsmod.error_message(exc)):
             return NO_CHANGES, ""  # moto says so here; AWS says it in the change set's status
         raise awsmod.translate(exc, f"creating change set for {stack_name}") from None
 
 
-def wait(cfn: Any, console: Console, change_set_id: str, interval: float,
-         sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:  # fmt: skip
+def wait(
+    cfn: Any,
+    console: Console,
+    change_set_id: str,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """Poll until the change set is computed; returns its first page."""
     start = console.clock()
     next_note = 15.0
     while True:
-        desc = awsmod.call("reading the change set", cfn.describe_change_set,
-                           ChangeSetName=change_set_id)  # fmt: skip
+        desc = awsmod.call("reading the change set", cfn.describe_change_set, ChangeSetName=change_set_id)
         if desc["Status"] in CHANGE_SET_DONE:
             return desc
         waited = console.clock() - start
         if waited > WAIT_TIMEOUT:
-            raise DeployFailed(f"change set {change_set_id} still {desc['Status']} after "
-                               f"{WAIT_TIMEOUT // 60} minutes")  # fmt: skip
+            raise DeployFailed(
+                f"change set {change_set_id} still {desc['Status']} after {WAIT_TIMEOUT // 60} minutes"
+            )
         if waited >= next_note:
             console.say(f"  still computing the change set ({int(waited)}s, {desc['Status']})")
             next_note += 15.0
@@ -156,14 +185,16 @@ def wait(cfn: Any, console: Console, change_set_id: str, interval: float,
 
 def describe_all(cfn: Any, change_set_id: str, first: dict[str, Any] | None = None) -> dict[str, Any]:
     """DescribeChangeSet with every page's Changes joined into one description."""
-    desc = first or awsmod.call("reading the change set", cfn.describe_change_set,
-                                ChangeSetName=change_set_id)  # fmt: skip
+    desc = first or awsmod.call(
+        "reading the change set", cfn.describe_change_set, ChangeSetName=change_set_id
+    )
     merged = dict(desc)
     changes = list(desc.get("Changes", []))
     token = desc.get("NextToken")
     while token:
-        page = awsmod.call("reading the change set", cfn.describe_change_set,
-                           ChangeSetName=change_set_id, NextToken=token)  # fmt: skip
+        page = awsmod.call(
+            "reading the change set", cfn.describe_change_set, ChangeSetName=change_set_id, NextToken=token
+        )
         changes += page.get("Changes", [])
         token = page.get("NextToken")
     merged["Changes"] = changes
@@ -184,8 +215,8 @@ class Node:
 
     path: tuple[str, ...]
     description: dict[str, Any]
-    children: dict[str, "Node"] = field(default_factory=dict)
-    parent: "Node | None" = field(default=None, repr=False, compare=False)
+    children: dict[str, Node] = field(default_factory=dict)
+    parent: Node | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -193,8 +224,11 @@ class Node:
 
     @property
     def resource_changes(self) -> list[dict[str, Any]]:
-        return [c["ResourceChange"] for c in self.description.get("Changes", [])
-                if c.get("Type", "Resource") == "Resource" and "ResourceChange" in c]  # fmt: skip
+        return [
+            c["ResourceChange"]
+            for c in self.description.get("Changes", [])
+            if c.get("Type", "Resource") == "Resource" and "ResourceChange" in c
+        ]
 
     @property
     def stack_id(self) -> str:
@@ -214,7 +248,7 @@ class Node:
         return d.get("Status") == "FAILED" and is_no_change_reason(d.get("StatusReason"))
 
     def name_of(self, logical_id: str) -> str:
-        return "/".join(self.path + (logical_id,))
+        return "/".join((*self.path, logical_id))
 
     def walk(self):
         yield self
@@ -222,15 +256,16 @@ class Node:
             yield from child.walk()
 
 
-def fetch_tree(describe: Callable[[str], dict[str, Any]], root: dict[str, Any],
-               path: tuple[str, ...] = ()) -> Node:  # fmt: skip
+def fetch_tree(
+    describe: Callable[[str], dict[str, Any]], root: dict[str, Any], path: tuple[str, ...] = ()
+) -> Node:
     """The root description plus every nested change set (``ResourceChange.ChangeSetId``),
     read through ``describe(change_set_id) -> all pages joined``."""
     node = Node(path, root)
     for rc in node.resource_changes:
         nested_id = rc.get("ChangeSetId")
         if rc.get("ResourceType") == NESTED_STACK and nested_id:
-            child = fetch_tree(describe, describe(nested_id), path + (rc["LogicalResourceId"],))
+            child = fetch_tree(describe, describe(nested_id), (*path, rc["LogicalResourceId"]))
             child.parent = node
             node.children[rc["LogicalResourceId"]] = child
     return node
@@ -243,8 +278,12 @@ def effective_changes(node: Node) -> list[dict[str, Any]]:
     out = []
     for rc in node.resource_changes:
         child = node.children.get(rc.get("LogicalResourceId", ""))
-        if (rc.get("ResourceType") == NESTED_STACK and rc.get("Action") == "Modify"
-                and child is not None and not has_changes(child)):  # fmt: skip
+        if (
+            rc.get("ResourceType") == NESTED_STACK
+            and rc.get("Action") == "Modify"
+            and child is not None
+            and not has_changes(child)
+        ):
             continue
         out.append(rc)
     return out
@@ -258,9 +297,14 @@ def has_changes(node: Node) -> bool:
 # The review table
 # ------------------------------------------------------------------------------------------
 RECREATION = {"Always": "replace", "Conditionally": "may replace"}
-SOURCES = {"ParameterReference": "parameter", "ResourceAttribute": "attribute of",
-           "ResourceReference": "ref to", "DirectModification": "direct",
-           "Automatic": "automatic", "NoModification": "no modification"}  # fmt: skip
+SOURCES = {
+    "ParameterReference": "parameter",
+    "ResourceAttribute": "attribute of",
+    "ResourceReference": "ref to",
+    "DirectModification": "direct",
+    "Automatic": "automatic",
+    "NoModification": "no modification",
+}
 
 
 def detail_text(detail: dict[str, Any]) -> str:
@@ -309,8 +353,14 @@ def table_lines(root: Node, root_stack_name: str) -> list[str]:
         rows = []
         for rc in changes:
             child = node.children.get(rc.get("LogicalResourceId", ""))
-            rows.append((rc.get("Action", ""), rc.get("LogicalResourceId", ""),
-                         rc.get("ResourceType", ""), rc.get("Replacement", "-") or "-",
-                         changes_text(rc, child)))  # fmt: skip
+            rows.append(
+                (
+                    rc.get("Action", ""),
+                    rc.get("LogicalResourceId", ""),
+                    rc.get("ResourceType", ""),
+                    rc.get("Replacement", "-") or "-",
+                    changes_text(rc, child),
+                )
+            )
         lines += ["  " + x for x in table(rows, ("Action", "Logical ID", "Type", "Replacement", "Changes"))]
     return lines

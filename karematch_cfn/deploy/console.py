@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 
 def elapsed_text(seconds: float) -> str:
@@ -29,8 +30,12 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
 class Console:
     """Prints with flush (CI logs stream), and tells the time since the command started."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._out = out
         self._err = err
         self.clock = clock

@@ -14,9 +14,10 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
@@ -94,9 +95,13 @@ def prepare(args: argparse.Namespace, console: Console) -> Prepared:
     project = is_project_dir(directory)
     t = inputs.load_tree(directory)
     params = inputs.load_parameters(
-        t, args.env, args.parameters, inputs.parse_assignments(args.parameter),
-        image_tag=getattr(args, "image_tag", None), desired_count=getattr(args, "desired_count", None),
-    )  # fmt: skip
+        t,
+        args.env,
+        args.parameters,
+        inputs.parse_assignments(args.parameter),
+        image_tag=getattr(args, "image_tag", None),
+        desired_count=getattr(args, "desired_count", None),
+    )
     console.say(f"parameters: {params.label} (environment {params.environment}) valid")
     if project:
         inputs.check_fresh(directory)
@@ -104,8 +109,9 @@ def prepare(args: argparse.Namespace, console: Console) -> Prepared:
     console.say(f"linting {len(t.files)} template(s) with cfn-lint...")
     findings = inputs.lint(t)
     if findings:
-        raise LintError(f"{len(findings)} cfn-lint finding(s) in {directory}; nothing was deployed",
-                        *findings)  # fmt: skip
+        raise LintError(
+            f"{len(findings)} cfn-lint finding(s) in {directory}; nothing was deployed", *findings
+        )
     inputs.check_limits(t)
     stack_name = getattr(args, "stack_name", None) or names.DEFAULT_STACK_NAME.format(env=args.env)
     return Prepared(t, params, inputs.capabilities(t), stack_name)
@@ -126,7 +132,9 @@ def _service_desired_count(aws: awsmod.Aws, stack_id: str) -> tuple[int, str] | 
     live = protect.live_tree(aws.cfn, stack_id)
     found: list[tuple[str, str | None]] = []
     for stack in live.walk():
-        clusters = [r.get("PhysicalResourceId") for r in stack.resources if r.get("ResourceType") == ECS_CLUSTER]
+        clusters = [
+            r.get("PhysicalResourceId") for r in stack.resources if r.get("ResourceType") == ECS_CLUSTER
+        ]
         for r in stack.resources:
             if r.get("ResourceType") == ECS_SERVICE and r.get("PhysicalResourceId"):
                 found.append((r["PhysicalResourceId"], clusters[0] if clusters else None))
@@ -139,7 +147,9 @@ def _service_desired_count(aws: awsmod.Aws, stack_id: str) -> tuple[int, str] | 
     kwargs: dict[str, Any] = {"services": [arn]}
     if cluster:
         kwargs["cluster"] = cluster
-    out = awsmod.call("reading the ECS service's live task count", aws.client("ecs").describe_services, **kwargs)
+    out = awsmod.call(
+        "reading the ECS service's live task count", aws.client("ecs").describe_services, **kwargs
+    )
     services = [s for s in out.get("services", []) if s.get("status") == "ACTIVE"]
     if not services:
         return None
@@ -154,8 +164,14 @@ def _clamp(value: int, spec: dict[str, Any]) -> int:
     return value
 
 
-def _deletion_protection(specs: dict[str, Any], params: inputs.Parameters, kind: str,
-                         values: dict[str, str], source: dict[str, str], notes: list[str]) -> None:  # fmt: skip
+def _deletion_protection(
+    specs: dict[str, Any],
+    params: inputs.Parameters,
+    kind: str,
+    values: dict[str, str],
+    source: dict[str, str],
+    notes: list[str],
+) -> None:
     """EnableDeletionProtection: off on a first create, stated explicitly on every update.
 
     Deletion protection during the very first create would leave a failed create unable to roll
@@ -168,14 +184,18 @@ def _deletion_protection(specs: dict[str, Any], params: inputs.Parameters, kind:
     if kind == changeset.CREATE:
         values[key] = "false"
         source[key] = "first create (the next deploy turns it on)"
-        notes.append(f"{key}: false for this first create, so a failed create can roll back; "
-                     "deletion protection is turned on by the next deploy")  # fmt: skip
+        notes.append(
+            f"{key}: false for this first create, so a failed create can roll back; "
+            "deletion protection is turned on by the next deploy"
+        )
     elif key not in values:
         values[key] = str(specs[key].get("Default", ""))
         source[key] = "template default"
 
 
-def plan_parameters(aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | None, kind: str) -> ParameterPlan:
+def plan_parameters(
+    aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | None, kind: str
+) -> ParameterPlan:
     """The file's values; on an update, the live ImageTag and task count unless given;
     EnableDeletionProtection false on a first create."""
     specs = prep.tree.parameter_specs()
@@ -190,14 +210,18 @@ def plan_parameters(aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | Non
         if names.IMAGE_TAG in specs and names.IMAGE_TAG not in params.explicit and names.IMAGE_TAG in live:
             values.pop(names.IMAGE_TAG, None)
             previous.add(names.IMAGE_TAG)
-            notes.append(f"{names.IMAGE_TAG}: keeping the deployed tag {live[names.IMAGE_TAG]!r} "
-                         "(--image-tag TAG to deploy another)")  # fmt: skip
+            notes.append(
+                f"{names.IMAGE_TAG}: keeping the deployed tag {live[names.IMAGE_TAG]!r} "
+                "(--image-tag TAG to deploy another)"
+            )
         if names.DESIRED_COUNT in specs and names.DESIRED_COUNT not in params.explicit:
             had_image = names.IMAGE_TAG not in specs or bool(live.get(names.IMAGE_TAG))
             if not had_image:
-                notes.append(f"{names.DESIRED_COUNT}: {values.get(names.DESIRED_COUNT, 'the template default')} "
-                             f"from {params.label} (the service had no image yet, so its live count "
-                             "is not autoscaling's)")  # fmt: skip
+                notes.append(
+                    f"{names.DESIRED_COUNT}: {values.get(names.DESIRED_COUNT, 'the template default')} "
+                    f"from {params.label} (the service had no image yet, so its live count "
+                    "is not autoscaling's)"
+                )
             else:
                 found = _service_desired_count(aws, stack["StackId"]) if stack else None
                 if found is not None:
@@ -205,18 +229,26 @@ def plan_parameters(aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | Non
                     kept = _clamp(count, specs[names.DESIRED_COUNT])
                     values[names.DESIRED_COUNT] = str(kept)
                     source[names.DESIRED_COUNT] = f"live count of {service}"
-                    notes.append(f"{names.DESIRED_COUNT}: keeping the live task count {count} of "
-                                 f"service {service}" + (f" (within the template's range: {kept})"
-                                                         if kept != count else "")
-                                 + " (autoscaling owns it; --desired-count N to set it)")  # fmt: skip
+                    notes.append(
+                        f"{names.DESIRED_COUNT}: keeping the live task count {count} of "
+                        f"service {service}"
+                        + (f" (within the template's range: {kept})" if kept != count else "")
+                        + " (autoscaling owns it; --desired-count N to set it)"
+                    )
                 elif names.DESIRED_COUNT in live:
                     values.pop(names.DESIRED_COUNT, None)
                     previous.add(names.DESIRED_COUNT)
-                    notes.append(f"{names.DESIRED_COUNT}: no single live ECS service found; keeping "
-                                 f"the stack's previous value {live[names.DESIRED_COUNT]!r}")  # fmt: skip
-    elif names.IMAGE_TAG in specs and not values.get(names.IMAGE_TAG, specs[names.IMAGE_TAG].get("Default", "")):
-        notes.append(f"{names.IMAGE_TAG}: empty, so the service starts with 0 tasks; after CI pushes "
-                     "the image, deploy again with --image-tag TAG")  # fmt: skip
+                    notes.append(
+                        f"{names.DESIRED_COUNT}: no single live ECS service found; keeping "
+                        f"the stack's previous value {live[names.DESIRED_COUNT]!r}"
+                    )
+    elif names.IMAGE_TAG in specs and not values.get(
+        names.IMAGE_TAG, specs[names.IMAGE_TAG].get("Default", "")
+    ):
+        notes.append(
+            f"{names.IMAGE_TAG}: empty, so the service starts with 0 tasks; after CI pushes "
+            "the image, deploy again with --image-tag TAG"
+        )
 
     no_echo = prep.tree.no_echo()
     entries: list[dict[str, Any]] = []
@@ -248,13 +280,15 @@ def ensure_service_linked_roles(aws: awsmod.Aws, console: Console, t: inputs.Tre
         try:
             aws.client("iam").create_service_linked_role(AWSServiceName=service)
             console.say(f"preflight: created the service-linked role for {service}")
-        except Exception as exc:  # noqa: BLE001 - never fails the deploy
+        except Exception as exc:
             message = awsmod.error_message(exc)
             if "has been taken" in message or "already exists" in message:
                 continue
-            console.warn(f"could not ensure the service-linked role for {service} ({message}); if "
-                         "the deploy fails with 'Unable to assume the service linked role', run "
-                         f"once: aws iam create-service-linked-role --aws-service-name {service}")  # fmt: skip
+            console.warn(
+                f"could not ensure the service-linked role for {service} ({message}); if "
+                "the deploy fails with 'Unable to assume the service linked role', run "
+                f"once: aws iam create-service-linked-role --aws-service-name {service}"
+            )
 
 
 @dataclass
@@ -278,10 +312,12 @@ def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
         try:
             changeset.delete(aws.cfn, run.change_set_id)
             console.say("change set deleted")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             console.warn(f"could not delete change set {run.change_set_id}: {awsmod.error_message(exc)}")
-            left.append(f"change set {run.change_set_id}: aws cloudformation delete-change-set "
-                        f"--change-set-name {run.change_set_id}")  # fmt: skip
+            left.append(
+                f"change set {run.change_set_id}: aws cloudformation delete-change-set "
+                f"--change-set-name {run.change_set_id}"
+            )
         run.change_set_id = None
     if not run.stack_existed and run.stack_id:
         try:
@@ -289,10 +325,12 @@ def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
             if stack is not None and stack["StackStatus"] == "REVIEW_IN_PROGRESS":
                 aws.cfn.delete_stack(StackName=run.stack_id)
                 console.say(f"empty stack {run.stack_name} (REVIEW_IN_PROGRESS) deleted")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             console.warn(f"could not delete the empty stack {run.stack_name}: {awsmod.error_message(exc)}")
-            left.append(f"empty stack {run.stack_name} (REVIEW_IN_PROGRESS): aws cloudformation "
-                        f"delete-stack --stack-name {run.stack_name}")  # fmt: skip
+            left.append(
+                f"empty stack {run.stack_name} (REVIEW_IN_PROGRESS): aws cloudformation "
+                f"delete-stack --stack-name {run.stack_name}"
+            )
     return left
 
 
@@ -303,7 +341,7 @@ def _interrupted(aws: awsmod.Aws, console: Console, run: Run) -> Interrupted:
     try:
         status = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
         state = status["StackStatus"] if status else "gone"
-    except Exception:  # noqa: BLE001
+    except Exception:
         state = "unknown (could not read it)"
     return Interrupted(
         f"interrupted while CloudFormation deploys; stack {run.stack_name} is {state}",
@@ -327,12 +365,15 @@ def _left_behind(aws: awsmod.Aws, console: Console, run: Run, dry_run: bool, exc
         if left:
             exc.hints += [f"left behind: {x}" for x in left]
         else:
-            exc.hints.append(f"nothing was executed; this run's {made} "
-                             f"{'was' if run.stack_existed else 'were'} deleted")  # fmt: skip
+            exc.hints.append(
+                f"nothing was executed; this run's {made} {'was' if run.stack_existed else 'were'} deleted"
+            )
         return
-    exc.hints.append(f"nothing was executed; left behind: change set {run.change_set_id} on stack "
-                     f"{run.stack_name} (not executed); delete it: aws cloudformation delete-change-set "
-                     f"--change-set-name {run.change_set_id}")  # fmt: skip
+    exc.hints.append(
+        f"nothing was executed; left behind: change set {run.change_set_id} on stack "
+        f"{run.stack_name} (not executed); delete it: aws cloudformation delete-change-set "
+        f"--change-set-name {run.change_set_id}"
+    )
 
 
 def check_stack_environment(stack: dict[str, Any] | None, env: str, stack_name: str) -> None:
@@ -341,17 +382,21 @@ def check_stack_environment(stack: dict[str, Any] | None, env: str, stack_name: 
     live = {p["ParameterKey"]: p.get("ParameterValue") for p in (stack or {}).get("Parameters", []) or []}
     deployed = live.get(names.ENVIRONMENT_NAME)
     if deployed is not None and deployed != env:
-        raise BadInput(f"stack {stack_name} is environment {deployed!r} (its {names.ENVIRONMENT_NAME} "
-                       f"parameter) but --env is {env!r}; nothing was changed",
-                       f"deploy it with --env {deployed}, or choose another --stack-name")  # fmt: skip
+        raise BadInput(
+            f"stack {stack_name} is environment {deployed!r} (its {names.ENVIRONMENT_NAME} "
+            f"parameter) but --env is {env!r}; nothing was changed",
+            f"deploy it with --env {deployed}, or choose another --stack-name",
+        )
 
 
 def deploy(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
     hooks = hooks or Hooks()
     console = hooks.console
     if not (args.yes or args.dry_run) and not hooks.interactive():
-        raise BadInput("no terminal to confirm the change set; pass --yes to execute without "
-                       "asking (CI) or --dry-run to only review it")  # fmt: skip
+        raise BadInput(
+            "no terminal to confirm the change set; pass --yes to execute without "
+            "asking (CI) or --dry-run to only review it"
+        )
     for name in args.allow_replacement or []:
         if not name or name.startswith("/") or name.endswith("/") or "//" in name:
             raise BadInput(f"--allow-replacement {name!r}: expected ChildStack/LogicalId")
@@ -374,8 +419,9 @@ def deploy(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
         raise
 
 
-def unchanged_from_live(aws: awsmod.Aws, prep: Prepared, packaged: package.Packaged,
-                        pplan: ParameterPlan, stack: dict[str, Any]) -> bool:  # fmt: skip
+def unchanged_from_live(
+    aws: awsmod.Aws, prep: Prepared, packaged: package.Packaged, pplan: ParameterPlan, stack: dict[str, Any]
+) -> bool:
     """Whether a change set without changes really changes nothing: every parameter sent (or
     defaulted) equals the live value, and the packaged root is the live template.
 
@@ -395,8 +441,9 @@ def unchanged_from_live(aws: awsmod.Aws, prep: Prepared, packaged: package.Packa
         wanted = entry["ParameterValue"] if entry is not None else str(spec.get("Default", ""))
         if live[key] != wanted:
             return False
-    out = awsmod.call(f"reading the live template of {prep.stack_name}", aws.cfn.get_template,
-                      StackName=stack["StackId"])  # fmt: skip
+    out = awsmod.call(
+        f"reading the live template of {prep.stack_name}", aws.cfn.get_template, StackName=stack["StackId"]
+    )
     body = out.get("TemplateBody")
     if isinstance(body, str):
         return body == packaged.root_text
@@ -404,22 +451,37 @@ def unchanged_from_live(aws: awsmod.Aws, prep: Prepared, packaged: package.Packa
     return body == inputs.parse_template(packaged.root_text, "the packaged root")
 
 
-def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod.Identity,
-            prep: Prepared, stack: dict[str, Any] | None, kind: str, run: Run) -> int:  # fmt: skip
+def _deploy(
+    args: argparse.Namespace,
+    hooks: Hooks,
+    aws: awsmod.Aws,
+    who: awsmod.Identity,
+    prep: Prepared,
+    stack: dict[str, Any] | None,
+    kind: str,
+    run: Run,
+) -> int:
     console = hooks.console
     pplan = plan_parameters(aws, prep, stack, kind)
     bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket)
     packaged = package.package(aws, console, bucket, prep.tree)
 
     article = "an" if kind == changeset.UPDATE else "a"
-    console.say(f"creating {article} {kind} change set for {prep.stack_name} "
-                f"(capabilities: {', '.join(prep.capabilities) or 'none'})")  # fmt: skip
+    console.say(
+        f"creating {article} {kind} change set for {prep.stack_name} "
+        f"(capabilities: {', '.join(prep.capabilities) or 'none'})"
+    )
     cs_id, stack_id = changeset.create(
-        aws.cfn, stack_name=prep.stack_name, change_set_type=kind,
-        template=packaged.template_argument(), parameters=pplan.entries,
-        capabilities=prep.capabilities, name=changeset.change_set_name(),
-        description=f"karematch-cfn deploy --env {args.env}", role_arn=args.cfn_role_arn,
-    )  # fmt: skip
+        aws.cfn,
+        stack_name=prep.stack_name,
+        change_set_type=kind,
+        template=packaged.template_argument(),
+        parameters=pplan.entries,
+        capabilities=prep.capabilities,
+        name=changeset.change_set_name(),
+        description=f"karematch-cfn deploy --env {args.env}",
+        role_arn=args.cfn_role_arn,
+    )
     if cs_id == changeset.NO_CHANGES:
         return _no_changes(args, aws, console, prep, run)
     run.change_set_id = cs_id
@@ -433,11 +495,16 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
         discard(aws, console, run)
         raise DeployFailed(f"the change set failed: {reason}")
 
-    root = changeset.fetch_tree(lambda i: changeset.describe_all(aws.cfn, i),
-                                changeset.describe_all(aws.cfn, cs_id, first))  # fmt: skip
+    root = changeset.fetch_tree(
+        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
+    )
     settings_only = not changeset.has_changes(root)
-    if (settings_only and kind == changeset.UPDATE and stack is not None
-            and unchanged_from_live(aws, prep, packaged, pplan, stack)):  # fmt: skip
+    if (
+        settings_only
+        and kind == changeset.UPDATE
+        and stack is not None
+        and unchanged_from_live(aws, prep, packaged, pplan, stack)
+    ):
         return _no_changes(args, aws, console, prep, run)
 
     console.say("", "Parameters:")
@@ -464,11 +531,12 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
             discard(aws, console, run)
             kept = "the change set was deleted (dry run)"
         else:
-            kept = ("the change set is kept for review: aws cloudformation describe-change-set "
-                    f"--change-set-name {cs_id}")  # fmt: skip
+            kept = (
+                "the change set is kept for review: aws cloudformation describe-change-set "
+                f"--change-set-name {cs_id}"
+            )
         raise GuardRefused(
-            f"the data guard refused {len(refused)} change(s) to stateful resources; nothing was "
-            "executed",
+            f"the data guard refused {len(refused)} change(s) to stateful resources; nothing was executed",
             kept,
             "if a replacement is intended (data migrated or disposable), deploy again with "
             + " ".join(f"--allow-replacement {r.name}" for r in refused),
@@ -485,8 +553,14 @@ def _deploy(args: argparse.Namespace, hooks: Hooks, aws: awsmod.Aws, who: awsmod
     if kind == changeset.CREATE:
         ensure_service_linked_roles(aws, console, prep.tree)
 
-    watcher = events.Watcher(aws.cfn, console, run.stack_id or prep.stack_name, prep.stack_name,
-                             interval=args.poll_interval, sleep=hooks.sleep)  # fmt: skip
+    watcher = events.Watcher(
+        aws.cfn,
+        console,
+        run.stack_id or prep.stack_name,
+        prep.stack_name,
+        interval=args.poll_interval,
+        sleep=hooks.sleep,
+    )
     with protect.relaxed(aws.cfn, console, run.stack_id or prep.stack_name, [r.name for r in lifted]):
         watcher.prime()
         run.executing = True
@@ -523,8 +597,7 @@ def _protection_outcome(missing: list[tuple[str, str]], stack_name: str, done: s
     )
 
 
-def _no_changes(args: argparse.Namespace, aws: awsmod.Aws, console: Console, prep: Prepared,
-                run: Run) -> int:  # fmt: skip
+def _no_changes(args: argparse.Namespace, aws: awsmod.Aws, console: Console, prep: Prepared, run: Run) -> int:
     console.say(f"no changes: {prep.stack_name} already matches the templates and parameters")
     if run.change_set_id:
         discard(aws, console, run)
@@ -542,8 +615,14 @@ def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> None:
     outputs = (stack or {}).get("Outputs") or []
     if outputs:
         console.say("Outputs:")
-        console.say(*("  " + x for x in table([(o["OutputKey"], o.get("OutputValue", ""))
-                                               for o in outputs], ("Output", "Value"))))  # fmt: skip
+        console.say(
+            *(
+                "  " + x
+                for x in table(
+                    [(o["OutputKey"], o.get("OutputValue", "")) for o in outputs], ("Output", "Value")
+                )
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -557,7 +636,9 @@ def write_parameter_file(path: Path, prep: Prepared, notes: list[str]) -> list[s
     no_echo = prep.tree.no_echo()
     values = dict(prep.params.values)
     _deletion_protection(prep.tree.parameter_specs(), prep.params, changeset.CREATE, values, {}, notes)
-    entries = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(values.items()) if k not in no_echo]
+    entries = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(values.items()) if k not in no_echo
+    ]
     path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     return sorted(k for k in values if k in no_echo)
 
@@ -582,9 +663,11 @@ def package_command(args: argparse.Namespace, hooks: Hooks | None = None) -> int
     except OSError as exc:
         raise BadInput(f"--out {out}: cannot write: {exc.strerror}") from None
     caps = " ".join(prep.capabilities)
-    command = (f"  aws cloudformation create-stack --stack-name {shlex.quote(prep.stack_name)} "
-               f"--template-url {packaged.root_url} --parameters {shlex.quote(f'file://{param_file}')}"
-               + (f" --capabilities {caps}" if caps else ""))  # fmt: skip
+    command = (
+        f"  aws cloudformation create-stack --stack-name {shlex.quote(prep.stack_name)} "
+        f"--template-url {packaged.root_url} --parameters {shlex.quote(f'file://{param_file}')}"
+        + (f" --capabilities {caps}" if caps else "")
+    )
     console.say(
         f"wrote {target} (the packaged root; its children are in s3://{bucket.name}/{package.KEY_PREFIX}/)",
         f"wrote {param_file} (the parameter values: {prep.params.label} and --parameter)",
@@ -593,8 +676,10 @@ def package_command(args: argparse.Namespace, hooks: Hooks | None = None) -> int
         command,
     )
     for key in withheld:
-        console.say(f"  note: {key} is NoEcho and was not written to {PARAMETER_FILE}; add "
-                    f"ParameterKey={key},ParameterValue=... to the command yourself")  # fmt: skip
+        console.say(
+            f"  note: {key} is NoEcho and was not written to {PARAMETER_FILE}; add "
+            f"ParameterKey={key},ParameterValue=... to the command yourself"
+        )
     for note in notes:
         console.say(f"  note: {note}")
     return 0

@@ -15,19 +15,37 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_OK, "success: deployed, no changes, dry run, or execution declined at the prompt"),
-    (EXIT_LINT, "cfn-lint findings, stale templates/ (not what the code renders), an "
-                "unreadable template, or a template over a CloudFormation limit"),  # fmt: skip
-    (EXIT_BAD_INPUT, "bad input: options, unknown environment, parameter file, missing "
-                     "templates, no AWS region, no terminal to confirm without --yes, or a "
-                     "live stack of another environment"),  # fmt: skip
-    (EXIT_GUARD, "the data guard refused: a stateful resource would be removed or replaced "
-                 "(the change set is kept for review, except with --dry-run)"),  # fmt: skip
-    (EXIT_DEPLOY_FAILED, "deploy failed: change set failed, execution failed or rolled back, "
-                         "or the stack is in a failed or busy state"),  # fmt: skip
-    (EXIT_AWS_ACCESS, "AWS access problem: no credentials, unknown profile, access denied, "
-                      "artifacts bucket not ours or forbidden, endpoint unreachable"),  # fmt: skip
-    (EXIT_UNPROTECTED, "deployed (or no changes), but prod protection was NOT fully applied: "
-                       "what failed and the commands to apply it are printed"),  # fmt: skip
+    (
+        EXIT_LINT,
+        "cfn-lint findings, stale templates/ (not what the code renders), an "
+        "unreadable template, or a template over a CloudFormation limit",
+    ),
+    (
+        EXIT_BAD_INPUT,
+        "bad input: options, unknown environment, parameter file, missing "
+        "templates, no AWS region, no terminal to confirm without --yes, or a "
+        "live stack of another environment",
+    ),
+    (
+        EXIT_GUARD,
+        "the data guard refused: a stateful resource would be removed or replaced "
+        "(the change set is kept for review, except with --dry-run)",
+    ),
+    (
+        EXIT_DEPLOY_FAILED,
+        "deploy failed: change set failed, execution failed or rolled back, "
+        "or the stack is in a failed or busy state",
+    ),
+    (
+        EXIT_AWS_ACCESS,
+        "AWS access problem: no credentials, unknown profile, access denied, "
+        "artifacts bucket not ours or forbidden, endpoint unreachable",
+    ),
+    (
+        EXIT_UNPROTECTED,
+        "deployed (or no changes), but prod protection was NOT fully applied: "
+        "what failed and the commands to apply it are printed",
+    ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
 
@@ -36,8 +54,7 @@ def exit_code_text() -> str:
     """The table as plain text for ``--help``."""
     lines = ["exit codes:"]
     for code, text in EXIT_CODES:
-        lines += textwrap.wrap(text, width=88, initial_indent=f"  {code:>3}  ",
-                               subsequent_indent=" " * 7)  # fmt: skip
+        lines += textwrap.wrap(text, width=88, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7)
     return "\n".join(lines)
 
 

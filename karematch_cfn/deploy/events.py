@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy.console import Console, elapsed_text
@@ -50,7 +51,7 @@ class Watcher:
         try:
             page = self.cfn.describe_stack_events(StackName=self.stack_id)
             root.seen = {e["EventId"] for e in page.get("StackEvents", [])}
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise awsmod.translate(exc, f"reading events of {self.stack_name}") from None
         self.stacks = {self.stack_id: root}
         self.started = self.console.clock()
@@ -62,8 +63,11 @@ class Watcher:
             kwargs = {"StackName": watched.stack_id}
             if token:
                 kwargs["NextToken"] = token
-            page = awsmod.call(f"reading events of {watched.label or self.stack_name}",
-                               self.cfn.describe_stack_events, **kwargs)  # fmt: skip
+            page = awsmod.call(
+                f"reading events of {watched.label or self.stack_name}",
+                self.cfn.describe_stack_events,
+                **kwargs,
+            )
             stop = False
             for event in page.get("StackEvents", []):  # newest first
                 if event["EventId"] in watched.seen:
@@ -115,8 +119,9 @@ class Watcher:
             self.stacks[physical] = Watched(label, physical)
 
     def status(self) -> str:
-        out = awsmod.call(f"reading stack {self.stack_name}", self.cfn.describe_stacks,
-                          StackName=self.stack_id)  # fmt: skip
+        out = awsmod.call(
+            f"reading stack {self.stack_name}", self.cfn.describe_stacks, StackName=self.stack_id
+        )
         return out["Stacks"][0]["StackStatus"]
 
     def run(self) -> str:
@@ -131,10 +136,14 @@ class Watcher:
 
     def failure_lines(self) -> list[str]:
         """The first failed resources with their reasons, root causes before cancellations."""
+
         def rank(e: dict[str, Any]) -> tuple[bool, bool, Any]:
             reason = str(e.get("ResourceStatusReason") or "")
             return (reason.startswith(CANCELLED), reason.startswith(WRAPPERS), e.get("Timestamp"))
 
         shown = sorted(self.failures, key=rank)[:MAX_FAILURES_SHOWN]
-        return [f"{e['_label']} ({e.get('ResourceType', '')}) {e.get('ResourceStatus', '')}: "
-                f"{e.get('ResourceStatusReason') or 'no reason given'}" for e in shown]  # fmt: skip
+        return [
+            f"{e['_label']} ({e.get('ResourceType', '')}) {e.get('ResourceStatus', '')}: "
+            f"{e.get('ResourceStatusReason') or 'no reason given'}"
+            for e in shown
+        ]

@@ -92,8 +92,10 @@ def _judge(node: Node, rc: dict[str, Any], resolver: Resolver) -> str | None:
     details = rc.get("Details") or []
     if action == "Remove":
         what = "child stack" if rtype == NESTED_STACK else "resource"
-        return (f"the {what} would be removed (Action Remove: deleted from the template, or its "
-                "logical id was renamed)")  # fmt: skip
+        return (
+            f"the {what} would be removed (Action Remove: deleted from the template, or its "
+            "logical id was renamed)"
+        )
     if action == "Dynamic":
         return "the change cannot be known before execution (Action Dynamic)"
     if action != "Modify":
@@ -112,8 +114,10 @@ def _judge(node: Node, rc: dict[str, Any], resolver: Resolver) -> str | None:
             return "modified without details: cannot tell whether its value would be regenerated"
         regen = [d for d in details if REGENERATES in (_target_name(d) or "")]
         if any(_really_changes(node, d, resolver) for d in regen):
-            return (f"a change to {REGENERATES} generates a new secret value (data encrypted or "
-                    "signed with the old value is lost)")  # fmt: skip
+            return (
+                f"a change to {REGENERATES} generates a new secret value (data encrypted or "
+                "signed with the old value is lost)"
+            )
     if replacement is None and rtype != NESTED_STACK:
         return "modified without a Replacement verdict from the service: cannot tell whether it is replaced"
     return None
@@ -128,12 +132,17 @@ def check(root: Node, resolver: Resolver) -> list[Refusal]:
                 continue
             reason = _judge(node, rc, resolver)
             if reason:
-                refusals.append(Refusal(node.name_of(rc.get("LogicalResourceId", "?")),
-                                        rc.get("ResourceType", ""), reason))  # fmt: skip
+                refusals.append(
+                    Refusal(
+                        node.name_of(rc.get("LogicalResourceId", "?")), rc.get("ResourceType", ""), reason
+                    )
+                )
     return refusals
 
 
-def split_allowed(refusals: list[Refusal], allowed: list[str]) -> tuple[list[Refusal], list[Refusal], list[str]]:
+def split_allowed(
+    refusals: list[Refusal], allowed: list[str]
+) -> tuple[list[Refusal], list[Refusal], list[str]]:
     """(still refused, lifted by --allow-replacement, allowances that matched nothing)."""
     allow = set(allowed)
     kept = [r for r in refusals if r.name not in allow]
@@ -160,8 +169,9 @@ class LiveResolver:
     change set; otherwise it is unknown, and unknown counts as a change.
     """
 
-    def __init__(self, cfn: Any, root_new: dict[str, dict[str, Any]],
-                 root_live: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+    def __init__(
+        self, cfn: Any, root_new: dict[str, dict[str, Any]], root_live: dict[str, dict[str, Any]]
+    ) -> None:
         self.cfn = cfn
         self.root_new = root_new
         self.root_live = root_live
@@ -186,8 +196,12 @@ class LiveResolver:
         for rc in effective_changes(parent):
             if rc.get("LogicalResourceId") == sibling and sibling not in parent.children:
                 return None  # changes, and we cannot look inside
-        res = awsmod.call(f"reading {parent.label or 'root'}/{sibling}", self.cfn.describe_stack_resource,
-                          StackName=parent.stack_id, LogicalResourceId=sibling)  # fmt: skip
+        res = awsmod.call(
+            f"reading {parent.label or 'root'}/{sibling}",
+            self.cfn.describe_stack_resource,
+            StackName=parent.stack_id,
+            LogicalResourceId=sibling,
+        )
         physical = res["StackResourceDetail"].get("PhysicalResourceId")
         if not physical:
             return None

@@ -7,11 +7,13 @@ findings, stale templates and CloudFormation limits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -56,7 +58,7 @@ _CfnLoader.add_multi_constructor("!", _short_form)
 
 def parse_template(text: str, label: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_CfnLoader)
     except yaml.YAMLError as exc:
         raise LintError(f"{label}: not a readable YAML/JSON template: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
@@ -103,8 +105,9 @@ class Tree:
 
     def no_echo(self) -> frozenset[str]:
         """Root parameters whose values must never be printed."""
-        return frozenset(k for k, v in self.parameter_specs().items()
-                         if str(v.get("NoEcho", "")).lower() == "true")  # fmt: skip
+        return frozenset(
+            k for k, v in self.parameter_specs().items() if str(v.get("NoEcho", "")).lower() == "true"
+        )
 
 
 def load_tree(directory: Path, root_file: str = tree.ROOT_FILE) -> Tree:
@@ -125,8 +128,9 @@ def load_tree(directory: Path, root_file: str = tree.ROOT_FILE) -> Tree:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise LintError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
-                            "CloudFormation templates are UTF-8") from None  # fmt: skip
+            raise LintError(
+                f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); CloudFormation templates are UTF-8"
+            ) from None
         except OSError as exc:
             raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
         data = parse_template(text, str(path))
@@ -140,7 +144,7 @@ def load_tree(directory: Path, root_file: str = tree.ROOT_FILE) -> Tree:
             child = (path.parent / url).resolve()
             if not child.is_file():
                 raise BadInput(f"{path}: {logical_id}: TemplateURL {url}: no such file")
-            visit(child, trail + (path,))
+            visit(child, (*trail, path))
             children[logical_id] = child
         files[path] = Template(path, text, data, children)
         return files[path]
@@ -154,11 +158,15 @@ def check_limits(t: Tree) -> None:
     by uploading it)."""
     for tpl in t.files.values():
         if tpl.size > tree.MAX_BODY_URL:
-            raise LintError(f"{tpl.path}: {tpl.size:,} bytes is over CloudFormation's "
-                            f"{tree.MAX_BODY_URL:,}-byte template limit")  # fmt: skip
+            raise LintError(
+                f"{tpl.path}: {tpl.size:,} bytes is over CloudFormation's "
+                f"{tree.MAX_BODY_URL:,}-byte template limit"
+            )
         if len(tpl.resources) > tree.MAX_RESOURCES:
-            raise LintError(f"{tpl.path}: {len(tpl.resources)} resources is over CloudFormation's "
-                            f"limit of {tree.MAX_RESOURCES} per stack")  # fmt: skip
+            raise LintError(
+                f"{tpl.path}: {len(tpl.resources)} resources is over CloudFormation's "
+                f"limit of {tree.MAX_RESOURCES} per stack"
+            )
 
 
 def capabilities(t: Tree) -> list[str]:
@@ -269,9 +277,14 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_parameters(t: Tree, env: str, path: Path | None, assignments: Mapping[str, str],
-                    image_tag: str | None = None,
-                    desired_count: int | None = None) -> Parameters:  # fmt: skip
+def load_parameters(
+    t: Tree,
+    env: str,
+    path: Path | None,
+    assignments: Mapping[str, str],
+    image_tag: str | None = None,
+    desired_count: int | None = None,
+) -> Parameters:
     """Load and validate the parameter file with build.py's loader, then the command line."""
     check_environment(env)
     path = path or default_parameter_file(env)
@@ -279,8 +292,10 @@ def load_parameters(t: Tree, env: str, path: Path | None, assignments: Mapping[s
     root = t.root.data
     specs = t.parameter_specs()
     overrides = dict(assignments)
-    for option, key, value in (("--image-tag", names.IMAGE_TAG, image_tag),
-                               ("--desired-count", names.DESIRED_COUNT, desired_count)):  # fmt: skip
+    for option, key, value in (
+        ("--image-tag", names.IMAGE_TAG, image_tag),
+        ("--desired-count", names.DESIRED_COUNT, desired_count),
+    ):
         if value is None:
             continue
         if key not in specs:
@@ -296,17 +311,18 @@ def load_parameters(t: Tree, env: str, path: Path | None, assignments: Mapping[s
         if overrides:
             cfg = config.with_overrides(cfg, overrides, root)
         if names.ENVIRONMENT_NAME in specs and cfg.environment != env:
-            raise BadInput(f"{label}: {names.ENVIRONMENT_NAME} is {cfg.environment!r} but "
-                           f"--env is {env!r}")  # fmt: skip
-        try:
+            raise BadInput(f"{label}: {names.ENVIRONMENT_NAME} is {cfg.environment!r} but --env is {env!r}")
+        # A Rule using functions the local evaluator lacks: CloudFormation checks it.
+        with contextlib.suppress(KeyError, TypeError, IndexError):
             config.check_rules(cfg, root, label)
-        except (KeyError, TypeError, IndexError):
-            pass  # a Rule using functions the local evaluator lacks: CloudFormation checks it
     except UnicodeDecodeError as exc:
         raise BadInput(f"{label}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except config.ConfigError as exc:
         message = str(exc)
-        hint = ("fix the --parameter value" if message.startswith("--parameter") else
-                "fix the file, or set a value with --parameter KEY=VALUE")  # fmt: skip
+        hint = (
+            "fix the --parameter value"
+            if message.startswith("--parameter")
+            else "fix the file, or set a value with --parameter KEY=VALUE"
+        )
         raise BadInput(message, hint) from None
     return Parameters(env, dict(cfg.values), frozenset(overrides), label)

@@ -13,9 +13,10 @@ import copy
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -38,9 +39,7 @@ FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled"})
 
 def default_bucket_name(account: str, region: str) -> str:
     """``names.ARTIFACTS_BUCKET`` (what bootstrap.yaml creates) for this account and region."""
-    return names.ARTIFACTS_BUCKET.replace("${AWS::AccountId}", account).replace(
-        "${AWS::Region}", region
-    )
+    return names.ARTIFACTS_BUCKET.replace("${AWS::AccountId}", account).replace("${AWS::Region}", region)
 
 
 def template_url(bucket: str, region: str, key: str) -> str:
@@ -126,8 +125,10 @@ def _encrypted(out: dict[str, Any]) -> bool:
 
 def _blocked(out: dict[str, Any]) -> bool:
     config = out.get("PublicAccessBlockConfiguration", {})
-    return all(config.get(k) is True for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
-                                                "RestrictPublicBuckets"))  # fmt: skip
+    return all(
+        config.get(k) is True
+        for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    )
 
 
 def _tls_only(out: dict[str, Any]) -> bool:
@@ -147,7 +148,11 @@ def _expires_templates(out: dict[str, Any]) -> bool:
     for rule in out.get("Rules", []):
         filt = rule.get("Filter") or {}
         prefix = filt.get("Prefix", filt.get("And", {}).get("Prefix", rule.get("Prefix", "")))
-        if rule.get("Status") == "Enabled" and rule.get("Expiration") and f"{KEY_PREFIX}/".startswith(prefix or ""):
+        if (
+            rule.get("Status") == "Enabled"
+            and rule.get("Expiration")
+            and f"{KEY_PREFIX}/".startswith(prefix or "")
+        ):
             return True
     return False
 
@@ -155,29 +160,75 @@ def _expires_templates(out: dict[str, Any]) -> bool:
 def hardening(name: str, partition: str, https: bool) -> list[Setting]:
     """The settings of a bucket the deployer creates, and re-checks each time it uses it."""
     settings = [
-        Setting("public access blocked", "blocking public access", "put_public_access_block",
-                {"PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "IgnorePublicAcls": True,
-                                                    "BlockPublicPolicy": True, "RestrictPublicBuckets": True}},
-                "get_public_access_block", "s3:GetBucketPublicAccessBlock/s3:PutBucketPublicAccessBlock",
-                frozenset({"NoSuchPublicAccessBlockConfiguration"}), _blocked),
-        Setting("encrypted", "setting default encryption", "put_bucket_encryption",
-                {"ServerSideEncryptionConfiguration": {"Rules": [
-                    {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]}},
-                "get_bucket_encryption", "s3:GetEncryptionConfiguration/s3:PutEncryptionConfiguration",
-                frozenset({"ServerSideEncryptionConfigurationNotFoundError"}), _encrypted),
-        Setting("versioned", "enabling versioning", "put_bucket_versioning",
-                {"VersioningConfiguration": {"Status": "Enabled"}},
-                "get_bucket_versioning", "s3:GetBucketVersioning/s3:PutBucketVersioning", frozenset(),
-                lambda out: out.get("Status") == "Enabled"),
-        Setting("TLS only", "setting the TLS-only policy", "put_bucket_policy",
-                {"Policy": bucket_policy(name, partition)},
-                "get_bucket_policy", "s3:GetBucketPolicy/s3:PutBucketPolicy", frozenset({"NoSuchBucketPolicy"}),
-                _tls_only, overwrite=False),
-        Setting("old templates expire", "setting the lifecycle", "put_bucket_lifecycle_configuration",
-                {"LifecycleConfiguration": lifecycle_rules()},
-                "get_bucket_lifecycle_configuration", "s3:GetLifecycleConfiguration/s3:PutLifecycleConfiguration",
-                frozenset({"NoSuchLifecycleConfiguration"}), _expires_templates, overwrite=False),
-    ]  # fmt: skip
+        Setting(
+            "public access blocked",
+            "blocking public access",
+            "put_public_access_block",
+            {
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                }
+            },
+            "get_public_access_block",
+            "s3:GetBucketPublicAccessBlock/s3:PutBucketPublicAccessBlock",
+            frozenset({"NoSuchPublicAccessBlockConfiguration"}),
+            _blocked,
+        ),
+        Setting(
+            "encrypted",
+            "setting default encryption",
+            "put_bucket_encryption",
+            {
+                "ServerSideEncryptionConfiguration": {
+                    "Rules": [
+                        {
+                            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                            "BucketKeyEnabled": True,
+                        }
+                    ]
+                }
+            },
+            "get_bucket_encryption",
+            "s3:GetEncryptionConfiguration/s3:PutEncryptionConfiguration",
+            frozenset({"ServerSideEncryptionConfigurationNotFoundError"}),
+            _encrypted,
+        ),
+        Setting(
+            "versioned",
+            "enabling versioning",
+            "put_bucket_versioning",
+            {"VersioningConfiguration": {"Status": "Enabled"}},
+            "get_bucket_versioning",
+            "s3:GetBucketVersioning/s3:PutBucketVersioning",
+            frozenset(),
+            lambda out: out.get("Status") == "Enabled",
+        ),
+        Setting(
+            "TLS only",
+            "setting the TLS-only policy",
+            "put_bucket_policy",
+            {"Policy": bucket_policy(name, partition)},
+            "get_bucket_policy",
+            "s3:GetBucketPolicy/s3:PutBucketPolicy",
+            frozenset({"NoSuchBucketPolicy"}),
+            _tls_only,
+            overwrite=False,
+        ),
+        Setting(
+            "old templates expire",
+            "setting the lifecycle",
+            "put_bucket_lifecycle_configuration",
+            {"LifecycleConfiguration": lifecycle_rules()},
+            "get_bucket_lifecycle_configuration",
+            "s3:GetLifecycleConfiguration/s3:PutLifecycleConfiguration",
+            frozenset({"NoSuchLifecycleConfiguration"}),
+            _expires_templates,
+            overwrite=False,
+        ),
+    ]
     if not https:
         # A plain-HTTP endpoint is a local emulator (moto enforces bucket policies): with the
         # TLS-only policy this very client could no longer use the bucket.
@@ -208,21 +259,25 @@ def ensure_bucket(aws: awsmod.Aws, console: Console, account: str, name: str | N
     s3 = aws.s3
     try:
         head = s3.head_bucket(Bucket=name, ExpectedBucketOwner=account)
-    except Exception as exc:  # noqa: BLE001 - sorted below
+    except Exception as exc:
         code = awsmod.error_code(exc)
         if code in FORBIDDEN:
             raise _forbidden(name, "s3:ListBucket (HeadBucket)", exc) from None
         if code not in NOT_FOUND:
             raise awsmod.translate(exc, f"artifacts bucket {name}") from None
         if explicit:
-            raise BadInput(f"--artifact-bucket {name}: no such bucket",
-                           "omit --artifact-bucket to use (and create) the default "
-                           f"{default_bucket_name(account, aws.region)}") from None  # fmt: skip
+            raise BadInput(
+                f"--artifact-bucket {name}: no such bucket",
+                "omit --artifact-bucket to use (and create) the default "
+                f"{default_bucket_name(account, aws.region)}",
+            ) from None
         _create_bucket(aws, console, name, account)
         return Bucket(name, aws.region, account)
-    region = (head.get("BucketRegion")
-              or head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
-              or aws.region)  # fmt: skip
+    region = (
+        head.get("BucketRegion")
+        or head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        or aws.region
+    )
     if region != aws.region:
         console.warn(f"artifacts bucket {name} is in {region}, the stack in {aws.region}")
     console.say(f"artifacts bucket: {name}")
@@ -242,28 +297,36 @@ def verify_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) ->
     for setting in hardening(name, aws.partition, _is_https(s3)):
         try:
             out = getattr(s3, setting.read)(**own)
-        except Exception as exc:  # noqa: BLE001 - sorted below
+        except Exception as exc:
             code = awsmod.error_code(exc)
             if code in setting.absent:
                 missing.append(setting)
             else:
-                unreadable.append(f"{setting.label} ({setting.permissions.split('/')[0]}: "
-                                  f"{code or awsmod.error_message(exc)})")  # fmt: skip
+                unreadable.append(
+                    f"{setting.label} ({setting.permissions.split('/')[0]}: "
+                    f"{code or awsmod.error_message(exc)})"
+                )
             continue
         if setting.holds(out):
             continue
         if setting.overwrite:
             missing.append(setting)
         else:
-            console.warn(f"artifacts bucket {name}: has a {setting.read[4:].replace('_', ' ')} that is not "
-                         f"'{setting.label}'; not replaced (check it, or use --artifact-bucket)")  # fmt: skip
+            console.warn(
+                f"artifacts bucket {name}: has a {setting.read[4:].replace('_', ' ')} that is not "
+                f"'{setting.label}'; not replaced (check it, or use --artifact-bucket)"
+            )
     if unreadable:
-        console.warn(f"artifacts bucket {name}: could not verify {', '.join(unreadable)}; if it was "
-                     "created by this tool and the creation stopped halfway, it may lack them "
-                     "(docs/deploying.md, artifacts bucket)")  # fmt: skip
+        console.warn(
+            f"artifacts bucket {name}: could not verify {', '.join(unreadable)}; if it was "
+            "created by this tool and the creation stopped halfway, it may lack them "
+            "(docs/deploying.md, artifacts bucket)"
+        )
     if missing:
-        console.warn(f"artifacts bucket {name} is not {', '.join(x.label for x in missing)} (a "
-                     "creation that stopped halfway?); setting it now")  # fmt: skip
+        console.warn(
+            f"artifacts bucket {name} is not {', '.join(x.label for x in missing)} (a "
+            "creation that stopped halfway?); setting it now"
+        )
         for setting in missing:
             _put(aws, name, account, setting)
 
@@ -271,7 +334,7 @@ def verify_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) ->
 def _put(aws: awsmod.Aws, name: str, account: str, setting: Setting) -> None:
     try:
         getattr(aws.s3, setting.put)(Bucket=name, ExpectedBucketOwner=account, **setting.arguments)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if awsmod.error_code(exc) in FORBIDDEN:
             raise AccessProblem(
                 f"artifacts bucket {name}: {setting.doing} is forbidden ({awsmod.error_code(exc)})",
@@ -286,8 +349,9 @@ def _create_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -
     region = aws.region
     https = _is_https(s3)
     if not https:
-        console.warn(f"{s3.meta.endpoint_url} is plain HTTP (a local emulator): the TLS-only "
-                     "bucket policy is not set")  # fmt: skip
+        console.warn(
+            f"{s3.meta.endpoint_url} is plain HTTP (a local emulator): the TLS-only bucket policy is not set"
+        )
     settings = hardening(name, aws.partition, https)
     console.say(f"creating artifacts bucket {name} ({', '.join(x.label for x in settings)})")
     kwargs: dict[str, Any] = {"Bucket": name}
@@ -295,11 +359,13 @@ def _create_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     try:
         s3.create_bucket(**kwargs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         code = awsmod.error_code(exc)
         if code == "BucketAlreadyExists":
-            raise AccessProblem(f"artifacts bucket {name}: the name is taken by another account",
-                                "pass --artifact-bucket with a bucket of this account") from None  # fmt: skip
+            raise AccessProblem(
+                f"artifacts bucket {name}: the name is taken by another account",
+                "pass --artifact-bucket with a bucket of this account",
+            ) from None
         if code != "BucketAlreadyOwnedByYou":
             if code in FORBIDDEN:
                 raise _forbidden(name, "s3:CreateBucket", exc) from None
@@ -310,8 +376,9 @@ def _create_bucket(aws: awsmod.Aws, console: Console, name: str, account: str) -
 
 def dump_template(data: dict[str, Any], source: str) -> str:
     header = f"# Packaged by karematch-cfn from {source}: TemplateURLs point at S3.\n"
-    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=4096,
-                                   allow_unicode=True)  # fmt: skip
+    return header + yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True
+    )
 
 
 def rewrite(tpl: Template, urls: dict[Path, str]) -> str:
@@ -336,16 +403,17 @@ class Packaged:
         return {"TemplateURL": self.root_url} if self.root_url else {"TemplateBody": self.root_text}
 
 
-def upload(aws: awsmod.Aws, console: Console, bucket: Bucket, name: str, body: bytes,
-           now: dt.datetime | None = None) -> str:  # fmt: skip
+def upload(
+    aws: awsmod.Aws, console: Console, bucket: Bucket, name: str, body: bytes, now: dt.datetime | None = None
+) -> str:
     """Put ``body`` under its content-hash key unless a fresh copy is already there."""
     key = content_key(name, body)
     url = template_url(bucket.name, bucket.region, key)
     s3 = aws.s3
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     try:
         head = s3.head_object(Bucket=bucket.name, Key=key, ExpectedBucketOwner=bucket.owner)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         code = awsmod.error_code(exc)
         if code in FORBIDDEN:
             raise _forbidden(bucket.name, f"reading {key}", exc) from None
@@ -361,17 +429,19 @@ def upload(aws: awsmod.Aws, console: Console, bucket: Bucket, name: str, body: b
     else:
         console.say(f"  {name}: uploading {len(body):,} bytes to s3://{bucket.name}/{key}")
     try:
-        s3.put_object(Bucket=bucket.name, Key=key, Body=body, ContentType="text/yaml",
-                      ExpectedBucketOwner=bucket.owner)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001
+        s3.put_object(
+            Bucket=bucket.name, Key=key, Body=body, ContentType="text/yaml", ExpectedBucketOwner=bucket.owner
+        )
+    except Exception as exc:
         if awsmod.error_code(exc) in FORBIDDEN:
             raise _forbidden(bucket.name, f"writing {key} (s3:PutObject)", exc) from None
         raise awsmod.translate(exc, f"uploading {name} to {bucket.name}") from None
     return url
 
 
-def package(aws: awsmod.Aws, console: Console, bucket: Bucket, t: Tree,
-            upload_root: bool = False) -> Packaged:  # fmt: skip
+def package(
+    aws: awsmod.Aws, console: Console, bucket: Bucket, t: Tree, upload_root: bool = False
+) -> Packaged:
     """Upload every child (children before parents) and rewrite the TemplateURLs."""
     console.say(f"packaging {len(t.files)} template(s) from {t.directory}")
     urls: dict[Path, str] = {}
@@ -384,7 +454,9 @@ def package(aws: awsmod.Aws, console: Console, bucket: Bucket, t: Tree,
     root_url = None
     if upload_root or size > tree.MAX_BODY_INLINE:
         if not upload_root:
-            console.say(f"  {t.root.name}: {size:,} bytes is over the {tree.MAX_BODY_INLINE:,}-byte "
-                        "inline limit; uploading it too")  # fmt: skip
+            console.say(
+                f"  {t.root.name}: {size:,} bytes is over the {tree.MAX_BODY_INLINE:,}-byte "
+                "inline limit; uploading it too"
+            )
         root_url = upload(aws, console, bucket, t.root.name, root_text.encode("utf-8"))
     return Packaged(root_text, root_url, urls)

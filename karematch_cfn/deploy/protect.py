@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy.console import Console
@@ -36,8 +37,14 @@ def policy_document(protected: list[str]) -> str:
         {"Effect": "Allow", "Principal": "*", "Action": "Update:*", "Resource": "*"}
     ]
     if protected:
-        statements.append({"Effect": "Deny", "Principal": "*", "Action": list(DENIED_ACTIONS),
-                           "Resource": [resource_ref(x) for x in sorted(protected)]})  # fmt: skip
+        statements.append(
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": list(DENIED_ACTIONS),
+                "Resource": [resource_ref(x) for x in sorted(protected)],
+            }
+        )
     return json.dumps({"Statement": statements}, indent=2, sort_keys=True)
 
 
@@ -68,9 +75,9 @@ class LiveStack:
     path: tuple[str, ...]
     stack_id: str
     resources: list[dict[str, Any]]
-    children: dict[str, "LiveStack"] = field(default_factory=dict)
+    children: dict[str, LiveStack] = field(default_factory=dict)
 
-    def walk(self) -> Iterator["LiveStack"]:
+    def walk(self) -> Iterator[LiveStack]:
         yield self
         for child in self.children.values():
             yield from child.walk()
@@ -92,8 +99,9 @@ def live_tree(cfn: Any, stack_id: str, path: tuple[str, ...] = ()) -> LiveStack:
     token = None
     while True:
         kwargs = {"StackName": stack_id, **({"NextToken": token} if token else {})}
-        page = awsmod.call(f"listing resources of {'/'.join(path) or stack_id}",
-                           cfn.list_stack_resources, **kwargs)  # fmt: skip
+        page = awsmod.call(
+            f"listing resources of {'/'.join(path) or stack_id}", cfn.list_stack_resources, **kwargs
+        )
         resources += [r for r in page.get("StackResourceSummaries", []) if r.get("LogicalResourceId")]
         token = page.get("NextToken")
         if not token:
@@ -102,7 +110,7 @@ def live_tree(cfn: Any, stack_id: str, path: tuple[str, ...] = ()) -> LiveStack:
     for r in resources:
         if r.get("ResourceType") == NESTED_STACK and r.get("PhysicalResourceId"):
             lid = r["LogicalResourceId"]
-            node.children[lid] = live_tree(cfn, r["PhysicalResourceId"], path + (lid,))
+            node.children[lid] = live_tree(cfn, r["PhysicalResourceId"], (*path, lid))
     return node
 
 
@@ -118,8 +126,12 @@ def apply(cfn: Any, console: Console, stack_id: str, stack_name: str) -> list[tu
         live: LiveStack | None = live_tree(cfn, stack_id)
     except DeployError as exc:
         live = None
-        missing.append((f"stack policies ({exc.message})",
-                        "run the same deploy again: with no changes it only applies protection"))  # fmt: skip
+        missing.append(
+            (
+                f"stack policies ({exc.message})",
+                "run the same deploy again: with no changes it only applies protection",
+            )
+        )
     for stack in live.walk() if live else []:
         protected = stack.protected_ids()
         if not protected:
@@ -127,23 +139,37 @@ def apply(cfn: Any, console: Console, stack_id: str, stack_name: str) -> list[tu
         where = "/".join(stack.path) or stack_name
         body = policy_document(protected)
         try:
-            awsmod.call(f"setting the stack policy of {where}", cfn.set_stack_policy,
-                        StackName=stack.stack_id, StackPolicyBody=body)  # fmt: skip
+            awsmod.call(
+                f"setting the stack policy of {where}",
+                cfn.set_stack_policy,
+                StackName=stack.stack_id,
+                StackPolicyBody=body,
+            )
         except DeployError as exc:
             compact = json.dumps(json.loads(body), separators=(",", ":"), sort_keys=True)
-            command = (f"aws cloudformation set-stack-policy --stack-name {stack.stack_id} "
-                       f"--stack-policy-body '{compact}'")  # fmt: skip
+            command = (
+                f"aws cloudformation set-stack-policy --stack-name {stack.stack_id} "
+                f"--stack-policy-body '{compact}'"
+            )
             missing.append((f"stack policy of {where} ({exc.message})", command))
             continue
-        console.say(f"protection: stack policy on {where} denies Update:Replace and Update:Delete "
-                    f"on {', '.join(protected)}")  # fmt: skip
+        console.say(
+            f"protection: stack policy on {where} denies Update:Replace and Update:Delete "
+            f"on {', '.join(protected)}"
+        )
     try:
-        awsmod.call(f"enabling termination protection on {stack_name}", cfn.update_termination_protection,
-                    EnableTerminationProtection=True, StackName=stack_id)  # fmt: skip
+        awsmod.call(
+            f"enabling termination protection on {stack_name}",
+            cfn.update_termination_protection,
+            EnableTerminationProtection=True,
+            StackName=stack_id,
+        )
         console.say(f"protection: termination protection on {stack_name}")
     except DeployError as exc:
-        command = ("aws cloudformation update-termination-protection "
-                   f"--enable-termination-protection --stack-name {stack_name}")
+        command = (
+            "aws cloudformation update-termination-protection "
+            f"--enable-termination-protection --stack-name {stack_name}"
+        )
         missing.append((f"termination protection ({exc.message})", command))
     return missing
 
@@ -172,8 +198,9 @@ def relaxed(cfn: Any, console: Console, stack_id: str, allowed: list[str]) -> It
                 stack = _find(root, path)
                 if stack is None:
                     continue
-                body = awsmod.call("reading a stack policy", cfn.get_stack_policy,
-                                   StackName=stack.stack_id).get("StackPolicyBody")  # fmt: skip
+                body = awsmod.call(
+                    "reading a stack policy", cfn.get_stack_policy, StackName=stack.stack_id
+                ).get("StackPolicyBody")
                 if not body:
                     continue
                 relaxed_body = body
@@ -183,19 +210,26 @@ def relaxed(cfn: Any, console: Console, stack_id: str, allowed: list[str]) -> It
                     continue
                 label = "/".join(path) or "root"
                 restore.append((stack.stack_id, label, body))
-                awsmod.call(f"relaxing the stack policy of {label}", cfn.set_stack_policy,
-                            StackName=stack.stack_id, StackPolicyBody=relaxed_body)  # fmt: skip
-                console.say(f"protection: stack policy of {label} relaxed for {', '.join(logicals)} "
-                            "during this deploy")  # fmt: skip
+                awsmod.call(
+                    f"relaxing the stack policy of {label}",
+                    cfn.set_stack_policy,
+                    StackName=stack.stack_id,
+                    StackPolicyBody=relaxed_body,
+                )
+                console.say(
+                    f"protection: stack policy of {label} relaxed for {', '.join(logicals)} "
+                    "during this deploy"
+                )
         yield
     finally:
         for sid, label, body in restore:
             try:
                 cfn.set_stack_policy(StackName=sid, StackPolicyBody=body)
                 console.say(f"protection: stack policy of {label} restored")
-            except Exception as exc:  # noqa: BLE001 - report and go on restoring the others
-                console.error(f"could not restore the stack policy of {label}: "
-                              f"{awsmod.error_message(exc)}")  # fmt: skip
+            except Exception as exc:
+                console.error(f"could not restore the stack policy of {label}: {awsmod.error_message(exc)}")
                 compact = json.dumps(json.loads(body), separators=(",", ":"), sort_keys=True)
-                console.hint(f"restore it: aws cloudformation set-stack-policy --stack-name {sid} "
-                             f"--stack-policy-body '{compact}'")  # fmt: skip
+                console.hint(
+                    f"restore it: aws cloudformation set-stack-policy --stack-name {sid} "
+                    f"--stack-policy-body '{compact}'"
+                )

@@ -30,8 +30,14 @@ from karematch_cfn.lib import arns, iam
 SSE_S3 = "AES256"
 
 
-def private_bucket(logical_id: str, name_pattern: str, lifecycle: list[LifecycleRule], tags: Tags,
-                   sse_algorithm: str = SSE_S3, bucket_key: bool = False) -> Bucket:  # fmt: skip
+def private_bucket(
+    logical_id: str,
+    name_pattern: str,
+    lifecycle: list[LifecycleRule],
+    tags: Tags,
+    sse_algorithm: str = SSE_S3,
+    bucket_key: bool = False,
+) -> Bucket:
     """A private, versioned bucket named by a ``names`` Fn::Sub pattern (policies are the
     caller's: ``lib.policies``)."""
     rule = ServerSideEncryptionRule(
@@ -58,9 +64,9 @@ def private_bucket(logical_id: str, name_pattern: str, lifecycle: list[Lifecycle
     )
 
 
-def tls_only_policy(logical_id: str, bucket: Bucket, name_pattern: str, *grants: Statement,
-                    **extra: Any) -> BucketPolicy:  # fmt: skip
+def tls_only_policy(
+    logical_id: str, bucket: Bucket, name_pattern: str, *grants: Statement, **extra: Any
+) -> BucketPolicy:
     """The bucket's policy: always a deny of plain-HTTP requests first, then ``grants``."""
     deny = iam.deny_insecure_transport(arns.bucket(name_pattern), arns.bucket_objects(name_pattern))
-    return BucketPolicy(logical_id, Bucket=Ref(bucket),
-                        PolicyDocument=iam.document(deny, *grants), **extra)  # fmt: skip
+    return BucketPolicy(logical_id, Bucket=Ref(bucket), PolicyDocument=iam.document(deny, *grants), **extra)

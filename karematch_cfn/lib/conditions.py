@@ -21,10 +21,13 @@ def protect_from_deletion(t: Template) -> str:
     roll back (RDS and ELB refuse to delete a protected resource): ROLLBACK_FAILED.
     """
     names.declare(t, names.ENABLE_DELETION_PROTECTION)
-    t.add_condition(names.PROTECT_FROM_DELETION, And(
-        Equals(Ref(names.ENABLE_DELETION_PROTECTION), "true"),
-        Equals(Ref(names.ENVIRONMENT_NAME), names.PRODUCTION),
-    ))  # fmt: skip
+    t.add_condition(
+        names.PROTECT_FROM_DELETION,
+        And(
+            Equals(Ref(names.ENABLE_DELETION_PROTECTION), "true"),
+            Equals(Ref(names.ENVIRONMENT_NAME), names.PRODUCTION),
+        ),
+    )
     return names.PROTECT_FROM_DELETION
 
 

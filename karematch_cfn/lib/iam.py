@@ -440,17 +440,20 @@ def read_bucket_settings(sid: str, bucket_arns: list[Any]) -> Statement:
     return Statement(
         Sid=sid,
         Effect=Allow,
-        Action=[s3.GetEncryptionConfiguration, s3.GetBucketPublicAccessBlock,
-                s3.GetBucketVersioning, s3.GetBucketPolicy, s3.GetLifecycleConfiguration],
+        Action=[
+            s3.GetEncryptionConfiguration,
+            s3.GetBucketPublicAccessBlock,
+            s3.GetBucketVersioning,
+            s3.GetBucketPolicy,
+            s3.GetLifecycleConfiguration,
+        ],
         Resource=list(bucket_arns),
-    )  # fmt: skip
+    )
 
 
 def read_write_objects(sid: str, objects_arns: list[Any]) -> Statement:
     """Read (HeadObject, GetObject) and write objects under these ARNs; never delete."""
-    return Statement(
-        Sid=sid, Effect=Allow, Action=[s3.GetObject, s3.PutObject], Resource=list(objects_arns)
-    )
+    return Statement(Sid=sid, Effect=Allow, Action=[s3.GetObject, s3.PutObject], Resource=list(objects_arns))
 
 
 def read_objects(sid: str, objects_arns: list[Any]) -> Statement:
@@ -468,8 +471,9 @@ def describe_ecs_services(service_arns: list[Any]) -> Statement:
     )
 
 
-def provision(sid: str, service: str, actions: Any, resources: list[Any],
-              condition: Condition | None = None) -> Statement:  # fmt: skip
+def provision(
+    sid: str, service: str, actions: Any, resources: list[Any], condition: Condition | None = None
+) -> Statement:
     """Let CloudFormation create, read, update and delete one service's resources: ``actions``
     (names without the service prefix) on ``resources`` (ARN patterns scoped to the account)."""
     kwargs: dict[str, Any] = {"Condition": condition} if condition is not None else {}

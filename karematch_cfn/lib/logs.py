@@ -18,14 +18,21 @@ from karematch_cfn.lib import arns, iam, policies, tags
 
 def log_group(logical_id: str, name_pattern: str, retention: Any, **extra: Any) -> LogGroup:
     """A retained, expiring log group (``extra``: e.g. KmsKeyId)."""
-    group = LogGroup(logical_id, LogGroupName=Sub(name_pattern), RetentionInDays=retention,
-                     Tags=tags.standard(), **extra)  # fmt: skip
+    group = LogGroup(
+        logical_id, LogGroupName=Sub(name_pattern), RetentionInDays=retention, Tags=tags.standard(), **extra
+    )
     return policies.retain_except_on_create(group)
 
 
-def delivery_role(logical_id: str, service: str, group_pattern: str, policy_name: str,
-                  description: str, conditions: dict[str, Any] | None = None,
-                  **extra: Any) -> Role:  # fmt: skip
+def delivery_role(
+    logical_id: str,
+    service: str,
+    group_pattern: str,
+    policy_name: str,
+    description: str,
+    conditions: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Role:
     """A role only ``service`` may assume, allowed to write to the log group ``group_pattern``."""
     return Role(
         logical_id,

@@ -31,8 +31,10 @@ class StatefulPolicies(CloudFormationLintRule):
         "Databases, buckets, secrets, log groups, repositories and KMS keys need explicit "
         "DeletionPolicy and UpdateReplacePolicy other than Delete; nested stacks need both set"
     )
-    source_url = "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html"
-    tags = ["resources", "deletionpolicy", "karematch"]
+    source_url = (
+        "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html"
+    )
+    tags = ["resources", "deletionpolicy", "karematch"]  # noqa: RUF012 (cfn-lint's CloudFormationLintRule declares tags a list)
 
     def match(self, cfn):
         matches = []
@@ -43,9 +45,11 @@ class StatefulPolicies(CloudFormationLintRule):
             for attr in ("DeletionPolicy", "UpdateReplacePolicy"):
                 value = resource.get(attr)
                 if value is None:
-                    matches.append(RuleMatch(["Resources", name],
-                                             f"{rtype} {name} has no explicit {attr}"))
+                    matches.append(RuleMatch(["Resources", name], f"{rtype} {name} has no explicit {attr}"))
                 elif rtype in STATEFUL_TYPES and value == "Delete":
-                    matches.append(RuleMatch(["Resources", name, attr],
-                                             f"{rtype} {name} would lose its data: {attr} is Delete"))
+                    matches.append(
+                        RuleMatch(
+                            ["Resources", name, attr], f"{rtype} {name} would lose its data: {attr} is Delete"
+                        )
+                    )
         return matches

@@ -109,7 +109,7 @@ SECURITY_CHECKS = (
         "A console sign-in failed (CIS: AWS Management Console authentication failures)",
         '{ ($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication") }',
     ),
-)  # fmt: skip
+)
 
 
 class Inputs(NamedTuple):
@@ -157,9 +157,7 @@ def add_bucket(t: Template, p: Inputs) -> Bucket:
                 Id="ExpireAfterRetention",
                 Status="Enabled",
                 ExpirationInDays=p.retention_days,
-                NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                    NoncurrentDays=p.retention_days
-                ),
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=p.retention_days),
             )
         ],
         tags.standard(),
@@ -173,28 +171,34 @@ def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
     trail_arn = arns.trail(names.TRAIL)
     return t.add_resource(
         buckets.tls_only_policy(
-            TRAIL_BUCKET_POLICY, bucket, names.TRAIL_BUCKET,
+            TRAIL_BUCKET_POLICY,
+            bucket,
+            names.TRAIL_BUCKET,
             iam.cloudtrail_acl_check(bucket_arn, trail_arn),
             iam.cloudtrail_write(arns.bucket_objects(names.TRAIL_BUCKET, TRAIL_OBJECTS_PREFIX), trail_arn),
-        )  # fmt: skip
+        )
     )
 
 
 def add_log_delivery(t: Template, p: Inputs, key: Key) -> tuple[LogGroup, Role]:
-    group = t.add_resource(logs.log_group(TRAIL_LOG_GROUP, names.TRAIL_LOG_GROUP, p.retention_days,
-                                          KmsKeyId=GetAtt(key, "Arn")))  # fmt: skip
+    group = t.add_resource(
+        logs.log_group(TRAIL_LOG_GROUP, names.TRAIL_LOG_GROUP, p.retention_days, KmsKeyId=GetAtt(key, "Arn"))
+    )
     role = t.add_resource(
         logs.delivery_role(
-            TRAIL_LOGS_ROLE, "cloudtrail.amazonaws.com", names.TRAIL_LOG_GROUP,
+            TRAIL_LOGS_ROLE,
+            "cloudtrail.amazonaws.com",
+            names.TRAIL_LOG_GROUP,
             "DeliverTrailToCloudWatchLogs",
             "CloudTrail delivers the trail's events to its CloudWatch Logs group",
         )
-    )  # fmt: skip
+    )
     return group, role
 
 
-def add_trail(t: Template, bucket: Bucket, bucket_policy: BucketPolicy, key: Key,
-              group: LogGroup, role: Role) -> Trail:  # fmt: skip
+def add_trail(
+    t: Template, bucket: Bucket, bucket_policy: BucketPolicy, key: Key, group: LogGroup, role: Role
+) -> Trail:
     trail = Trail(
         TRAIL,
         TrailName=Sub(names.TRAIL),
@@ -232,11 +236,18 @@ def add_security_alarms(t: Template, p: Inputs, group: LogGroup) -> None:
         )
         # Alarm actions only: an "OK" mail 5 minutes after each security event is noise.
         alarms.metric_alarm(
-            t, f"{check.metric}Alarm", f"cis-{_kebab(check.metric)}",
-            check.description, Sub(SECURITY_NAMESPACE), check.metric, {},
-            alarms.GREATER_OR_EQUAL, SECURITY_EVENTS_THRESHOLD, SECURITY_EVENT,
+            t,
+            f"{check.metric}Alarm",
+            f"cis-{_kebab(check.metric)}",
+            check.description,
+            Sub(SECURITY_NAMESPACE),
+            check.metric,
+            {},
+            alarms.GREATER_OR_EQUAL,
+            SECURITY_EVENTS_THRESHOLD,
+            SECURITY_EVENT,
             [p.alarm_topic],
-        )  # fmt: skip
+        )
 
 
 def _kebab(camel: str) -> str:

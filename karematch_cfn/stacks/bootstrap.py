@@ -105,109 +105,287 @@ DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 
 # cfn-lint's copy of the schemas and of the service authorisation reference.
 # ------------------------------------------------------------------------------------------
 EC2_ACTIONS = (
-    "AllocateAddress", "AssociateAddress", "AssociateRouteTable", "AttachInternetGateway",
-    "AuthorizeSecurityGroupEgress", "AuthorizeSecurityGroupIngress", "CreateFlowLogs",
-    "CreateInternetGateway", "CreateNatGateway", "CreateRoute", "CreateRouteTable",
-    "CreateSecurityGroup", "CreateSubnet", "CreateTags", "CreateVpc", "CreateVpcEndpoint",
-    "DeleteFlowLogs", "DeleteInternetGateway", "DeleteNatGateway", "DeleteRoute",
-    "DeleteRouteTable", "DeleteSecurityGroup", "DeleteSubnet", "DeleteTags", "DeleteVpc",
-    "DeleteVpcEndpoints", "DescribeVpcAttribute", "DetachInternetGateway", "DisassociateAddress",
-    "DisassociateRouteTable", "ModifySubnetAttribute", "ModifyVpcAttribute", "ModifyVpcEndpoint",
-    "ReleaseAddress", "ReplaceRoute", "ReplaceRouteTableAssociation", "RevokeSecurityGroupEgress",
-    "RevokeSecurityGroupIngress", "UpdateSecurityGroupRuleDescriptionsEgress",
+    "AllocateAddress",
+    "AssociateAddress",
+    "AssociateRouteTable",
+    "AttachInternetGateway",
+    "AuthorizeSecurityGroupEgress",
+    "AuthorizeSecurityGroupIngress",
+    "CreateFlowLogs",
+    "CreateInternetGateway",
+    "CreateNatGateway",
+    "CreateRoute",
+    "CreateRouteTable",
+    "CreateSecurityGroup",
+    "CreateSubnet",
+    "CreateTags",
+    "CreateVpc",
+    "CreateVpcEndpoint",
+    "DeleteFlowLogs",
+    "DeleteInternetGateway",
+    "DeleteNatGateway",
+    "DeleteRoute",
+    "DeleteRouteTable",
+    "DeleteSecurityGroup",
+    "DeleteSubnet",
+    "DeleteTags",
+    "DeleteVpc",
+    "DeleteVpcEndpoints",
+    "DescribeVpcAttribute",
+    "DetachInternetGateway",
+    "DisassociateAddress",
+    "DisassociateRouteTable",
+    "ModifySubnetAttribute",
+    "ModifyVpcAttribute",
+    "ModifyVpcEndpoint",
+    "ReleaseAddress",
+    "ReplaceRoute",
+    "ReplaceRouteTableAssociation",
+    "RevokeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "UpdateSecurityGroupRuleDescriptionsEgress",
     "UpdateSecurityGroupRuleDescriptionsIngress",
-)  # fmt: skip
+)
 ECS_ACTIONS = (
-    "CreateCluster", "CreateService", "DeleteCluster", "DeleteService", "DescribeClusters",
-    "DescribeServiceDeployments", "DescribeServices", "ListServiceDeployments",
-    "ListTagsForResource", "PutClusterCapacityProviders", "RegisterTaskDefinition",
-    "StopServiceDeployment", "TagResource", "UntagResource", "UpdateCluster",
-    "UpdateClusterSettings", "UpdateService",
-)  # fmt: skip
-ECR_ACTIONS = (
-    "CreateRepository", "DeleteLifecyclePolicy", "DeleteRepository", "DeleteRepositoryPolicy",
-    "DescribeRepositories", "GetLifecyclePolicy", "GetRepositoryPolicy", "ListTagsForResource",
-    "PutImageScanningConfiguration", "PutImageTagMutability", "PutLifecyclePolicy",
-    "SetRepositoryPolicy", "TagResource", "UntagResource",
-)  # fmt: skip
-LOAD_BALANCING_ACTIONS = (
-    "AddTags", "CreateListener", "CreateLoadBalancer", "CreateTargetGroup", "DeleteListener",
-    "DeleteLoadBalancer", "DeleteTargetGroup", "DeregisterTargets", "ModifyListener",
-    "ModifyListenerAttributes", "ModifyLoadBalancerAttributes", "ModifyTargetGroup",
-    "ModifyTargetGroupAttributes", "RegisterTargets", "RemoveTags", "SetIpAddressType",
-    "SetSecurityGroups", "SetSubnets",
-)  # fmt: skip
-AUTOSCALING_ACTIONS = (
-    "DeleteScalingPolicy", "DeleteScheduledAction", "DeregisterScalableTarget",
-    "ListTagsForResource", "PutScalingPolicy", "PutScheduledAction", "RegisterScalableTarget",
-    "TagResource", "UntagResource",
-)  # fmt: skip
-RDS_ACTIONS = (
-    "AddTagsToResource", "CreateDBInstance", "CreateDBParameterGroup", "CreateDBSnapshot",
-    "CreateDBSubnetGroup", "DeleteDBInstance", "DeleteDBParameterGroup", "DeleteDBSubnetGroup",
-    "DescribeDBClusters", "DescribeDBClusterSnapshots", "DescribeDBInstanceAutomatedBackups",
-    "DescribeDBInstances", "DescribeDBParameterGroups", "DescribeDBParameters",
-    "DescribeDBSnapshots", "DescribeDBSubnetGroups", "ListTagsForResource", "ModifyDBInstance",
-    "ModifyDBParameterGroup", "ModifyDBSubnetGroup", "RebootDBInstance",
-    "RemoveTagsFromResource", "ResetDBParameterGroup",
-)  # fmt: skip
-SECRETS_ACTIONS = (
-    "CreateSecret", "DeleteSecret", "DescribeSecret", "GetSecretValue",
-    "RemoveRegionsFromReplication", "TagResource", "UntagResource", "UpdateSecret",
-)  # fmt: skip
-KMS_ACTIONS = (
-    "CreateAlias", "CreateGrant", "DeleteAlias", "DescribeKey", "DisableKey",
-    "DisableKeyRotation", "EnableKey", "EnableKeyRotation", "GetKeyPolicy",
-    "GetKeyRotationStatus", "ListResourceTags", "PutKeyPolicy", "RetireGrant",
-    "ScheduleKeyDeletion", "TagResource", "UntagResource", "UpdateAlias", "UpdateKeyDescription",
-)  # fmt: skip
-LOGS_ACTIONS = (
-    "AssociateKmsKey", "CreateLogGroup", "DeleteDataProtectionPolicy", "DeleteLogGroup",
-    "DeleteMetricFilter", "DeleteRetentionPolicy", "DescribeMetricFilters", "DisassociateKmsKey",
-    "GetDataProtectionPolicy", "ListTagsForResource", "PutDataProtectionPolicy",
-    "PutLogGroupDeletionProtection", "PutMetricFilter", "PutRetentionPolicy", "TagResource",
+    "CreateCluster",
+    "CreateService",
+    "DeleteCluster",
+    "DeleteService",
+    "DescribeClusters",
+    "DescribeServiceDeployments",
+    "DescribeServices",
+    "ListServiceDeployments",
+    "ListTagsForResource",
+    "PutClusterCapacityProviders",
+    "RegisterTaskDefinition",
+    "StopServiceDeployment",
+    "TagResource",
     "UntagResource",
-)  # fmt: skip
+    "UpdateCluster",
+    "UpdateClusterSettings",
+    "UpdateService",
+)
+ECR_ACTIONS = (
+    "CreateRepository",
+    "DeleteLifecyclePolicy",
+    "DeleteRepository",
+    "DeleteRepositoryPolicy",
+    "DescribeRepositories",
+    "GetLifecyclePolicy",
+    "GetRepositoryPolicy",
+    "ListTagsForResource",
+    "PutImageScanningConfiguration",
+    "PutImageTagMutability",
+    "PutLifecyclePolicy",
+    "SetRepositoryPolicy",
+    "TagResource",
+    "UntagResource",
+)
+LOAD_BALANCING_ACTIONS = (
+    "AddTags",
+    "CreateListener",
+    "CreateLoadBalancer",
+    "CreateTargetGroup",
+    "DeleteListener",
+    "DeleteLoadBalancer",
+    "DeleteTargetGroup",
+    "DeregisterTargets",
+    "ModifyListener",
+    "ModifyListenerAttributes",
+    "ModifyLoadBalancerAttributes",
+    "ModifyTargetGroup",
+    "ModifyTargetGroupAttributes",
+    "RegisterTargets",
+    "RemoveTags",
+    "SetIpAddressType",
+    "SetSecurityGroups",
+    "SetSubnets",
+)
+AUTOSCALING_ACTIONS = (
+    "DeleteScalingPolicy",
+    "DeleteScheduledAction",
+    "DeregisterScalableTarget",
+    "ListTagsForResource",
+    "PutScalingPolicy",
+    "PutScheduledAction",
+    "RegisterScalableTarget",
+    "TagResource",
+    "UntagResource",
+)
+RDS_ACTIONS = (
+    "AddTagsToResource",
+    "CreateDBInstance",
+    "CreateDBParameterGroup",
+    "CreateDBSnapshot",
+    "CreateDBSubnetGroup",
+    "DeleteDBInstance",
+    "DeleteDBParameterGroup",
+    "DeleteDBSubnetGroup",
+    "DescribeDBClusters",
+    "DescribeDBClusterSnapshots",
+    "DescribeDBInstanceAutomatedBackups",
+    "DescribeDBInstances",
+    "DescribeDBParameterGroups",
+    "DescribeDBParameters",
+    "DescribeDBSnapshots",
+    "DescribeDBSubnetGroups",
+    "ListTagsForResource",
+    "ModifyDBInstance",
+    "ModifyDBParameterGroup",
+    "ModifyDBSubnetGroup",
+    "RebootDBInstance",
+    "RemoveTagsFromResource",
+    "ResetDBParameterGroup",
+)
+SECRETS_ACTIONS = (
+    "CreateSecret",
+    "DeleteSecret",
+    "DescribeSecret",
+    "GetSecretValue",
+    "RemoveRegionsFromReplication",
+    "TagResource",
+    "UntagResource",
+    "UpdateSecret",
+)
+KMS_ACTIONS = (
+    "CreateAlias",
+    "CreateGrant",
+    "DeleteAlias",
+    "DescribeKey",
+    "DisableKey",
+    "DisableKeyRotation",
+    "EnableKey",
+    "EnableKeyRotation",
+    "GetKeyPolicy",
+    "GetKeyRotationStatus",
+    "ListResourceTags",
+    "PutKeyPolicy",
+    "RetireGrant",
+    "ScheduleKeyDeletion",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateKeyDescription",
+)
+LOGS_ACTIONS = (
+    "AssociateKmsKey",
+    "CreateLogGroup",
+    "DeleteDataProtectionPolicy",
+    "DeleteLogGroup",
+    "DeleteMetricFilter",
+    "DeleteRetentionPolicy",
+    "DescribeMetricFilters",
+    "DisassociateKmsKey",
+    "GetDataProtectionPolicy",
+    "ListTagsForResource",
+    "PutDataProtectionPolicy",
+    "PutLogGroupDeletionProtection",
+    "PutMetricFilter",
+    "PutRetentionPolicy",
+    "TagResource",
+    "UntagResource",
+)
 # Bucket-level only (the patterns match no object action): configuration, tags, listing.
-S3_CONFIGURATIONS = ("Accelerate", "Analytics", "Encryption", "IntelligentTiering", "Inventory",
-                     "Lifecycle", "Metrics", "Replication")  # fmt: skip
+S3_CONFIGURATIONS = (
+    "Accelerate",
+    "Analytics",
+    "Encryption",
+    "IntelligentTiering",
+    "Inventory",
+    "Lifecycle",
+    "Metrics",
+    "Replication",
+)
 S3_BUCKET_ACTIONS = (
-    "CreateBucket", "DeleteBucket*", "GetBucket*", "ListBucket", "ListTagsForResource",
-    "PutBucket*", "TagResource", "UntagResource",
+    "CreateBucket",
+    "DeleteBucket*",
+    "GetBucket*",
+    "ListBucket",
+    "ListTagsForResource",
+    "PutBucket*",
+    "TagResource",
+    "UntagResource",
     *(f"{verb}{c}Configuration" for c in S3_CONFIGURATIONS for verb in ("Get", "Put")),
-)  # fmt: skip
+)
 SNS_ACTIONS = (
-    "CreateTopic", "DeleteTopic", "GetDataProtectionPolicy", "GetSubscriptionAttributes",
-    "GetTopicAttributes", "ListSubscriptionsByTopic", "ListTagsForResource",
-    "PutDataProtectionPolicy", "SetSubscriptionAttributes", "SetTopicAttributes", "Subscribe",
-    "TagResource", "Unsubscribe", "UntagResource",
-)  # fmt: skip
+    "CreateTopic",
+    "DeleteTopic",
+    "GetDataProtectionPolicy",
+    "GetSubscriptionAttributes",
+    "GetTopicAttributes",
+    "ListSubscriptionsByTopic",
+    "ListTagsForResource",
+    "PutDataProtectionPolicy",
+    "SetSubscriptionAttributes",
+    "SetTopicAttributes",
+    "Subscribe",
+    "TagResource",
+    "Unsubscribe",
+    "UntagResource",
+)
 CLOUDWATCH_ACTIONS = (
-    "DeleteAlarms", "DeleteDashboards", "DescribeAlarms", "GetDashboard", "ListTagsForResource",
-    "PutDashboard", "PutMetricAlarm", "TagResource", "UntagResource",
-)  # fmt: skip
+    "DeleteAlarms",
+    "DeleteDashboards",
+    "DescribeAlarms",
+    "GetDashboard",
+    "ListTagsForResource",
+    "PutDashboard",
+    "PutMetricAlarm",
+    "TagResource",
+    "UntagResource",
+)
 CLOUDFRONT_ACTIONS = (
-    "DeleteCachePolicy", "DeleteDistribution", "DeleteOriginAccessControl",
-    "DeleteResponseHeadersPolicy", "GetCachePolicy", "GetDistribution", "GetDistributionConfig",
-    "GetOriginAccessControl", "GetResponseHeadersPolicy", "GetVpcOrigin", "ListTagsForResource",
-    "TagResource", "UntagResource", "UpdateCachePolicy", "UpdateDistribution",
-    "UpdateOriginAccessControl", "UpdateResponseHeadersPolicy",
-)  # fmt: skip
+    "DeleteCachePolicy",
+    "DeleteDistribution",
+    "DeleteOriginAccessControl",
+    "DeleteResponseHeadersPolicy",
+    "GetCachePolicy",
+    "GetDistribution",
+    "GetDistributionConfig",
+    "GetOriginAccessControl",
+    "GetResponseHeadersPolicy",
+    "GetVpcOrigin",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
+    "UpdateCachePolicy",
+    "UpdateDistribution",
+    "UpdateOriginAccessControl",
+    "UpdateResponseHeadersPolicy",
+)
 CLOUDTRAIL_ACTIONS = (
-    "AddTags", "CreateTrail", "DeleteTrail", "GetEventConfiguration", "GetEventSelectors",
-    "GetInsightSelectors", "GetTrail", "GetTrailStatus", "ListTags", "PutEventConfiguration",
-    "PutEventSelectors", "PutInsightSelectors", "RemoveTags", "StartLogging", "StopLogging",
+    "AddTags",
+    "CreateTrail",
+    "DeleteTrail",
+    "GetEventConfiguration",
+    "GetEventSelectors",
+    "GetInsightSelectors",
+    "GetTrail",
+    "GetTrailStatus",
+    "ListTags",
+    "PutEventConfiguration",
+    "PutEventSelectors",
+    "PutInsightSelectors",
+    "RemoveTags",
+    "StartLogging",
+    "StopLogging",
     "UpdateTrail",
-)  # fmt: skip
+)
 # Nested stacks (AWS::CloudFormation::Stack handler permissions).
 NESTED_STACK_ACTIONS = (
-    "CreateStack", "DeleteStack", "DescribeStacks", "GetStackPolicy", "GetTemplate",
-    "SetStackPolicy", "TagResource", "UntagResource", "UpdateStack",
+    "CreateStack",
+    "DeleteStack",
+    "DescribeStacks",
+    "GetStackPolicy",
+    "GetTemplate",
+    "SetStackPolicy",
+    "TagResource",
+    "UntagResource",
+    "UpdateStack",
     "UpdateTerminationProtection",
-)  # fmt: skip
+)
 # Services the stacks' roles are passed to (their trust principals); tests check the set.
-ROLE_SERVICES = ("cloudtrail.amazonaws.com", "ecs-tasks.amazonaws.com",
-                 "vpc-flow-logs.amazonaws.com")  # fmt: skip
+ROLE_SERVICES = ("cloudtrail.amazonaws.com", "ecs-tasks.amazonaws.com", "vpc-flow-logs.amazonaws.com")
 # Service-linked roles a new account may lack; the service creates them with our permission.
 SERVICE_LINKED_ROLE_SERVICES = (
     "ecs.amazonaws.com",
@@ -337,9 +515,7 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
             )
         )
     )
-    t.add_resource(
-        buckets.tls_only_policy(policy_id, bucket, name_pattern)
-    )
+    t.add_resource(buckets.tls_only_policy(policy_id, bucket, name_pattern))
     return bucket
 
 
@@ -351,34 +527,61 @@ def execution_statements() -> dict[str, list]:
     """The execution role's statements, by the managed policy that holds them."""
     regional, account = arns.regional, arns.account_global
     stack_roles = [arns.role(f"karematch-{env}-*") for env in names.ENVIRONMENTS]
-    buckets = [arns.bucket(_any_env(p))
-               for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET)]  # fmt: skip
+    buckets = [
+        arns.bucket(_any_env(p)) for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET)
+    ]
     return {
         "ExecutionNetworkComputePolicy": [
             iam.provision("ProvisionNetwork", "ec2", EC2_ACTIONS, [regional("ec2", "*")]),
             iam.provision("ProvisionContainers", "ecs", ECS_ACTIONS, [regional("ecs", "*")]),
-            iam.provision("ProvisionRepository", "ecr", ECR_ACTIONS,
-                          [regional("ecr", "repository/karematch-*")]),  # fmt: skip
-            iam.provision("ProvisionLoadBalancer", "elasticloadbalancing", LOAD_BALANCING_ACTIONS,
-                          [regional("elasticloadbalancing", "*")]),  # fmt: skip
-            iam.provision("ProvisionAutoScaling", "application-autoscaling", AUTOSCALING_ACTIONS,
-                          [regional("application-autoscaling", "scalable-target/*")]),  # fmt: skip
+            iam.provision(
+                "ProvisionRepository", "ecr", ECR_ACTIONS, [regional("ecr", "repository/karematch-*")]
+            ),
+            iam.provision(
+                "ProvisionLoadBalancer",
+                "elasticloadbalancing",
+                LOAD_BALANCING_ACTIONS,
+                [regional("elasticloadbalancing", "*")],
+            ),
+            iam.provision(
+                "ProvisionAutoScaling",
+                "application-autoscaling",
+                AUTOSCALING_ACTIONS,
+                [regional("application-autoscaling", "scalable-target/*")],
+            ),
         ],
         "ExecutionDataEdgePolicy": [
             iam.provision("ProvisionDatabase", "rds", RDS_ACTIONS, [regional("rds", "*")]),
-            iam.provision("ProvisionSecrets", "secretsmanager", SECRETS_ACTIONS,
-                          [regional("secretsmanager", "secret:karematch-*")]),  # fmt: skip
-            iam.provision("ProvisionKeys", "kms", KMS_ACTIONS,
-                          [regional("kms", "key/*"), regional("kms", "alias/karematch-*")]),  # fmt: skip
-            iam.provision("ProvisionLogs", "logs", LOGS_ACTIONS,
-                          [regional("logs", "log-group:*karematch-*")]),  # fmt: skip
+            iam.provision(
+                "ProvisionSecrets",
+                "secretsmanager",
+                SECRETS_ACTIONS,
+                [regional("secretsmanager", "secret:karematch-*")],
+            ),
+            iam.provision(
+                "ProvisionKeys",
+                "kms",
+                KMS_ACTIONS,
+                [regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
+            ),
+            iam.provision(
+                "ProvisionLogs", "logs", LOGS_ACTIONS, [regional("logs", "log-group:*karematch-*")]
+            ),
             iam.provision("ProvisionBuckets", "s3", S3_BUCKET_ACTIONS, buckets),
             iam.provision("ProvisionTopics", "sns", SNS_ACTIONS, [regional("sns", "karematch-*")]),
-            iam.provision("ProvisionAlarms", "cloudwatch", CLOUDWATCH_ACTIONS,
-                          [regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")]),  # fmt: skip
+            iam.provision(
+                "ProvisionAlarms",
+                "cloudwatch",
+                CLOUDWATCH_ACTIONS,
+                [regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
+            ),
             iam.provision("ProvisionCdn", "cloudfront", CLOUDFRONT_ACTIONS, [account("cloudfront", "*")]),
-            iam.provision("ProvisionTrail", "cloudtrail", CLOUDTRAIL_ACTIONS,
-                          [regional("cloudtrail", "trail/karematch-*")]),  # fmt: skip
+            iam.provision(
+                "ProvisionTrail",
+                "cloudtrail",
+                CLOUDTRAIL_ACTIONS,
+                [regional("cloudtrail", "trail/karematch-*")],
+            ),
         ],
         "ExecutionIdentityPolicy": [
             iam.provision_unscoped(iam.PROVISIONING_WILDCARD_ACTIONS),
@@ -386,15 +589,22 @@ def execution_statements() -> dict[str, list]:
             iam.attach_managed_policies(stack_roles, [arns.managed_policy(ATTACHABLE_POLICIES)]),
             iam.pass_role("PassStackRoles", stack_roles, list(ROLE_SERVICES)),
             iam.pass_role("PassAutoScalingLinkedRole", [arns.role(AUTOSCALING_LINKED_ROLE)]),
-            iam.pass_role("PassSelfToNestedStacks", [arns.role(EXECUTION_ROLE_NAME)],
-                          [CLOUDFORMATION_SERVICE]),  # fmt: skip
+            iam.pass_role(
+                "PassSelfToNestedStacks", [arns.role(EXECUTION_ROLE_NAME)], [CLOUDFORMATION_SERVICE]
+            ),
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in SERVICE_LINKED_ROLE_SERVICES]
             ),
-            iam.provision("ManageNestedStacks", "cloudformation", NESTED_STACK_ACTIONS,
-                          [arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS]),  # fmt: skip
-            iam.read_objects("ReadPackagedTemplates", [_templates(names.ARTIFACTS_BUCKET),
-                                                       _templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),  # fmt: skip
+            iam.provision(
+                "ManageNestedStacks",
+                "cloudformation",
+                NESTED_STACK_ACTIONS,
+                [arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS],
+            ),
+            iam.read_objects(
+                "ReadPackagedTemplates",
+                [_templates(names.ARTIFACTS_BUCKET), _templates(PLAN_ARTIFACTS_BUCKET_PATTERN)],
+            ),
         ],
     }
 
@@ -422,8 +632,16 @@ def add_execution_role(t: Template) -> Role:
     return role
 
 
-def add_github_role(t: Template, logical_id: str, name: str, description: str, provider: If,
-                    subjects: list[Sub], statements: list, session_seconds: int | None = None) -> Role:  # fmt: skip
+def add_github_role(
+    t: Template,
+    logical_id: str,
+    name: str,
+    description: str,
+    provider: If,
+    subjects: list[Sub],
+    statements: list,
+    session_seconds: int | None = None,
+) -> Role:
     kwargs = {"MaxSessionDuration": session_seconds} if session_seconds else {}
     return t.add_resource(
         Role(
@@ -462,16 +680,20 @@ def build() -> Template:
     p = declare_inputs(t)
     provider = add_oidc_provider(t, p)
     artifacts = add_artifacts_bucket(t, ARTIFACTS_BUCKET, ARTIFACTS_BUCKET_POLICY, names.ARTIFACTS_BUCKET)
-    plan_artifacts = add_artifacts_bucket(t, PLAN_ARTIFACTS_BUCKET, PLAN_ARTIFACTS_BUCKET_POLICY,
-                                          PLAN_ARTIFACTS_BUCKET_PATTERN)  # fmt: skip
+    plan_artifacts = add_artifacts_bucket(
+        t, PLAN_ARTIFACTS_BUCKET, PLAN_ARTIFACTS_BUCKET_POLICY, PLAN_ARTIFACTS_BUCKET_PATTERN
+    )
     execution = add_execution_role(t)
     stacks = [arns.stacks(name) for name in stack_names()]
     services = [arns.regional("ecs", f"service/{_any_env(names.CLUSTER)}/{_any_env(names.SERVICE)}")]
     pass_execution = iam.pass_role("PassExecutionRole", [GetAtt(execution, "Arn")], [CLOUDFORMATION_SERVICE])
     deploy = add_github_role(
-        t, DEPLOY_ROLE, DEPLOY_ROLE_NAME,
+        t,
+        DEPLOY_ROLE,
+        DEPLOY_ROLE_NAME,
         "KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
-        provider, deploy_subjects(),
+        provider,
+        deploy_subjects(),
         [
             iam.plan_stack_changes(stacks),
             iam.execute_stack_changes(stacks),
@@ -486,11 +708,14 @@ def build() -> Template:
             ),
         ],
         DEPLOY_SESSION_SECONDS,
-    )  # fmt: skip
+    )
     plan = add_github_role(
-        t, PLAN_ROLE, PLAN_ROLE_NAME,
+        t,
+        PLAN_ROLE,
+        PLAN_ROLE_NAME,
         "KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
-        provider, plan_subjects(),
+        provider,
+        plan_subjects(),
         [
             iam.plan_stack_changes(stacks),
             pass_execution,
@@ -498,7 +723,7 @@ def build() -> Template:
             iam.read_write_objects("ReadWritePlanTemplates", [_templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.describe_ecs_services(services),
         ],
-    )  # fmt: skip
+    )
     render.add_outputs(
         t,
         {

@@ -85,13 +85,19 @@ def declare_inputs(t: Template) -> Inputs:
         environment=Ref(names.declare(t, names.ENVIRONMENT_NAME)),
         instance_class=Ref(names.declare(t, names.DATABASE_INSTANCE_CLASS)),
         log_retention=Ref(names.declare(t, names.LOG_RETENTION_DAYS)),
-        subnets=Ref(names.declare(t, names.DATABASE_SUBNET_IDS,
-                                  "The isolated database subnets (one per AZ)")),  # fmt: skip
-        security_group=Ref(names.declare(t, names.DATABASE_SECURITY_GROUP_ID,
-                                         "Security group of the RDS instance")),  # fmt: skip
-        secret_arn=Ref(names.declare(t, names.DATABASE_SECRET_ARN,
-                                     "ARN of the generated master-credentials secret "
-                                     "(JSON keys username, password)")),  # fmt: skip
+        subnets=Ref(
+            names.declare(t, names.DATABASE_SUBNET_IDS, "The isolated database subnets (one per AZ)")
+        ),
+        security_group=Ref(
+            names.declare(t, names.DATABASE_SECURITY_GROUP_ID, "Security group of the RDS instance")
+        ),
+        secret_arn=Ref(
+            names.declare(
+                t,
+                names.DATABASE_SECRET_ARN,
+                "ARN of the generated master-credentials secret (JSON keys username, password)",
+            )
+        ),
     )
 
 
@@ -130,8 +136,13 @@ def _credential(secret_key: str) -> Sub:
     return Sub(f"{{{{resolve:secretsmanager:${{{names.DATABASE_SECRET_ARN}}}:SecretString:{secret_key}}}}}")
 
 
-def add_instance(t: Template, p: Inputs, subnet_group: DBSubnetGroup,
-                 parameter_group: DBParameterGroup, log_group: LogGroup) -> DBInstance:  # fmt: skip
+def add_instance(
+    t: Template,
+    p: Inputs,
+    subnet_group: DBSubnetGroup,
+    parameter_group: DBParameterGroup,
+    log_group: LogGroup,
+) -> DBInstance:
     prod = names.IS_PRODUCTION
     db = DBInstance(
         INSTANCE,
@@ -170,9 +181,7 @@ def add_instance(t: Template, p: Inputs, subnet_group: DBSubnetGroup,
         DeleteAutomatedBackups=False,
         DeletionProtection=If(names.PROTECT_FROM_DELETION, True, False),
         EnablePerformanceInsights=If(prod, True, False),
-        PerformanceInsightsRetentionPeriod=If(
-            prod, PERFORMANCE_INSIGHTS_RETENTION_DAYS, Ref("AWS::NoValue")
-        ),
+        PerformanceInsightsRetentionPeriod=If(prod, PERFORMANCE_INSIGHTS_RETENTION_DAYS, Ref("AWS::NoValue")),
         EnableCloudwatchLogsExports=[LOG_EXPORT],
         Tags=tags.standard(names.DATABASE_INSTANCE),
         DependsOn=[log_group],

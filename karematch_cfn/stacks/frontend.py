@@ -145,9 +145,7 @@ def declare_inputs(t: Template) -> Inputs:
     names.declare(t, names.ENVIRONMENT_NAME)
     domain = Ref(names.declare(t, names.FRONTEND_DOMAIN_NAME))
     certificate = Ref(names.declare(t, names.FRONTEND_CERTIFICATE_ARN))
-    t.add_condition(
-        HAS_CUSTOM_DOMAIN, And(Not(Equals(domain, "")), Not(Equals(certificate, "")))
-    )
+    t.add_condition(HAS_CUSTOM_DOMAIN, And(Not(Equals(domain, "")), Not(Equals(certificate, ""))))
     # One without the other would silently fall back to the *.cloudfront.net name: refuse it.
     t.add_rule(
         CUSTOM_DOMAIN_RULE,
@@ -197,9 +195,11 @@ def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
     objects_arn = arns.bucket_objects(names.FRONTEND_BUCKET)
     return t.add_resource(
         buckets.tls_only_policy(
-            BUCKET_POLICY, bucket, names.FRONTEND_BUCKET,
+            BUCKET_POLICY,
+            bucket,
+            names.FRONTEND_BUCKET,
             iam.read_by_cloudfront(objects_arn, arns.cloudfront_distribution(DISTRIBUTION)),
-        )  # fmt: skip
+        )
     )
 
 
@@ -218,8 +218,9 @@ def add_origin_access_control(t: Template) -> OriginAccessControl:
     )
 
 
-def _cache_policy(logical_id: str, name: str, comment: str, min_ttl: int, default_ttl: int,
-                  max_ttl: int) -> CachePolicy:  # fmt: skip
+def _cache_policy(
+    logical_id: str, name: str, comment: str, min_ttl: int, default_ttl: int, max_ttl: int
+) -> CachePolicy:
     return CachePolicy(
         logical_id,
         CachePolicyConfig=CachePolicyConfig(
@@ -240,8 +241,9 @@ def _cache_policy(logical_id: str, name: str, comment: str, min_ttl: int, defaul
     )
 
 
-def _headers_policy(logical_id: str, name: str, comment: str, cache_control: str,
-                    override: bool) -> ResponseHeadersPolicy:  # fmt: skip
+def _headers_policy(
+    logical_id: str, name: str, comment: str, cache_control: str, override: bool
+) -> ResponseHeadersPolicy:
     return ResponseHeadersPolicy(
         logical_id,
         ResponseHeadersPolicyConfig=ResponseHeadersPolicyConfig(
@@ -270,39 +272,50 @@ def _headers_policy(logical_id: str, name: str, comment: str, cache_control: str
 def add_policies(t: Template) -> CachePolicies:
     no_cache = t.add_resource(
         _cache_policy(
-            NO_CACHE_POLICY, NO_CACHE_POLICY_NAME,
+            NO_CACHE_POLICY,
+            NO_CACHE_POLICY_NAME,
             "index.html, SPA routes, HTML and JSON: not cached (spec: max-age=0)",
-            NO_CACHE_MAX_AGE, NO_CACHE_MAX_AGE, NO_CACHE_EDGE_MAX_TTL,
+            NO_CACHE_MAX_AGE,
+            NO_CACHE_MAX_AGE,
+            NO_CACHE_EDGE_MAX_TTL,
         )
-    )  # fmt: skip
+    )
     static = t.add_resource(
         _cache_policy(
-            STATIC_CACHE_POLICY, STATIC_CACHE_POLICY_NAME,
+            STATIC_CACHE_POLICY,
+            STATIC_CACHE_POLICY_NAME,
             "Hashed static assets (JS, CSS, images, fonts): cached one year",
-            ASSET_MIN_TTL, STATIC_ASSET_TTL, STATIC_ASSET_TTL,
+            ASSET_MIN_TTL,
+            STATIC_ASSET_TTL,
+            STATIC_ASSET_TTL,
         )
-    )  # fmt: skip
+    )
     # HTML must never be cached by browsers: override whatever the object metadata says.
     no_cache_headers = t.add_resource(
         _headers_policy(
-            NO_CACHE_HEADERS_POLICY, NO_CACHE_HEADERS_NAME,
+            NO_CACHE_HEADERS_POLICY,
+            NO_CACHE_HEADERS_NAME,
             "Security headers; HTML/JSON not cached by browsers",
-            NO_CACHE_CONTROL, True,
+            NO_CACHE_CONTROL,
+            True,
         )
-    )  # fmt: skip
+    )
     # Assets: a year unless the uploader set its own Cache-Control on an unhashed file.
     static_headers = t.add_resource(
         _headers_policy(
-            STATIC_HEADERS_POLICY, STATIC_HEADERS_NAME,
+            STATIC_HEADERS_POLICY,
+            STATIC_HEADERS_NAME,
             "Security headers; static assets cached one year by browsers",
-            STATIC_CACHE_CONTROL, False,
+            STATIC_CACHE_CONTROL,
+            False,
         )
-    )  # fmt: skip
+    )
     return CachePolicies(no_cache, static, no_cache_headers, static_headers)
 
 
-def add_distribution(t: Template, p: Inputs, bucket: Bucket, oac: OriginAccessControl,
-                     cp: CachePolicies) -> Distribution:  # fmt: skip
+def add_distribution(
+    t: Template, p: Inputs, bucket: Bucket, oac: OriginAccessControl, cp: CachePolicies
+) -> Distribution:
     common = {
         "TargetOriginId": ORIGIN_ID,
         "ViewerProtocolPolicy": VIEWER_PROTOCOL_POLICY,

@@ -70,8 +70,9 @@ def add_task_role(t: Template, app_secret: Ref) -> Role:
         iam.read_secrets(app_secret),  # spec: "for secret refresh"
         iam.write_logs(arns.log_group(names.APP_LOG_GROUP), arns.log_streams(names.APP_LOG_GROUP)),
     )
-    connect = Policy(PolicyName="connect-to-database",
-                     PolicyDocument=iam.document(iam.connect_db(Sub(DATABASE_USER_ARN))))  # fmt: skip
+    connect = Policy(
+        PolicyName="connect-to-database", PolicyDocument=iam.document(iam.connect_db(Sub(DATABASE_USER_ARN)))
+    )
     return t.add_resource(
         Role(
             TASK_ROLE,
@@ -91,8 +92,9 @@ def build() -> Template:
     t = render.new_template("KareMatch IAM: the ECS task execution role and the task role")
     names.declare(t, names.ENVIRONMENT_NAME)
     app_secret = Ref(names.declare(t, names.APP_SECRET_ARN, "ARN of the app secret"))
-    names.declare(t, names.DATABASE_RESOURCE_ID,
-                  "DbiResourceId of the RDS instance (for IAM database authentication)")  # fmt: skip
+    names.declare(
+        t, names.DATABASE_RESOURCE_ID, "DbiResourceId of the RDS instance (for IAM database authentication)"
+    )
     db_user = names.declare(
         t,
         DATABASE_IAM_USER,

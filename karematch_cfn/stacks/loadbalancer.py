@@ -157,9 +157,7 @@ class Inputs:
 def declare_inputs(t: Template) -> Inputs:
     return Inputs(
         environment=names.declare(t, names.ENVIRONMENT_NAME),
-        retention_days=names.declare(
-            t, names.LOG_RETENTION_DAYS, "Days the ALB access-log objects are kept"
-        ),
+        retention_days=names.declare(t, names.LOG_RETENTION_DAYS, "Days the ALB access-log objects are kept"),
         certificate=names.declare(t, names.CERTIFICATE_ARN),
         vpc=names.declare(t, names.VPC_ID, "VPC of the target group"),
         public_subnets=names.declare(
@@ -208,9 +206,7 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
                 Status="Enabled",
                 Prefix=f"{LOG_PREFIX}/",
                 ExpirationInDays=Ref(p.retention_days),
-                NoncurrentVersionExpiration=NoncurrentVersionExpiration(
-                    NoncurrentDays=Ref(p.retention_days)
-                ),
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=Ref(p.retention_days)),
             )
         ],
         tags.standard(names.ALB_LOG_BUCKET),
@@ -226,10 +222,12 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
         Principal("Service", [ELB_LOG_DELIVERY_SERVICE]),
     )
     policy = buckets.tls_only_policy(
-        LOG_BUCKET_POLICY, bucket, names.ALB_LOG_BUCKET,
+        LOG_BUCKET_POLICY,
+        bucket,
+        names.ALB_LOG_BUCKET,
         # ELB writes <prefix>/AWSLogs/<load balancer owner's account>/...: only ours.
         iam.deliver_alb_logs(arns.bucket_objects(names.ALB_LOG_BUCKET, LOG_KEY_PREFIX), writer),
-    )  # fmt: skip
+    )
     t.add_resource(policy)
     return bucket, policy
 
@@ -250,9 +248,7 @@ def add_load_balancer(t: Template, p: Inputs, bucket: Bucket, policy: BucketPoli
         IpAddressType="ipv4",
         Subnets=Ref(p.public_subnets),
         SecurityGroups=[Ref(p.alb_security_group)],
-        LoadBalancerAttributes=[
-            LoadBalancerAttributes(Key=k, Value=v) for k, v in attributes.items()
-        ],
+        LoadBalancerAttributes=[LoadBalancerAttributes(Key=k, Value=v) for k, v in attributes.items()],
         Tags=tags.standard(names.LOAD_BALANCER),
         # ELB test-writes to the bucket when access logs are enabled: the grant must exist first.
         DependsOn=[policy.title],

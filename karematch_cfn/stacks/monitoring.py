@@ -177,45 +177,97 @@ def add_topic(t: Template, p: Inputs) -> Notify:
 def add_database_alarms(t: Template, n: Notify) -> None:
     dims = {"DBInstanceIdentifier": Ref(names.DATABASE_INSTANCE_ID)}
     for logical_id, purpose, description, metric, comparison, threshold, evaluation in (
-        (DATABASE_CPU_ALARM, "rds-cpu-high",
-         f"RDS CPU above {DATABASE_CPU_PERCENT}% for 15 minutes",
-         "CPUUtilization", alarms.GREATER, DATABASE_CPU_PERCENT, SUSTAINED_RESOURCE),
-        (DATABASE_MEMORY_ALARM, "rds-freeable-memory-low",
-         f"RDS freeable memory below 256 MiB ({DATABASE_FREEABLE_MEMORY_BYTES} bytes) for 15 minutes",
-         "FreeableMemory", alarms.LESS, DATABASE_FREEABLE_MEMORY_BYTES, SUSTAINED_RESOURCE),
-        (DATABASE_STORAGE_ALARM, "rds-free-storage-low",
-         f"RDS free storage below 2 GiB ({DATABASE_FREE_STORAGE_BYTES} bytes)",
-         "FreeStorageSpace", alarms.LESS, DATABASE_FREE_STORAGE_BYTES, STORAGE),
-    ):  # fmt: skip
-        alarms.metric_alarm(t, logical_id, purpose, description, RDS_NAMESPACE, metric, dims,
-                            comparison, threshold, evaluation, n.actions, n.actions)  # fmt: skip
+        (
+            DATABASE_CPU_ALARM,
+            "rds-cpu-high",
+            f"RDS CPU above {DATABASE_CPU_PERCENT}% for 15 minutes",
+            "CPUUtilization",
+            alarms.GREATER,
+            DATABASE_CPU_PERCENT,
+            SUSTAINED_RESOURCE,
+        ),
+        (
+            DATABASE_MEMORY_ALARM,
+            "rds-freeable-memory-low",
+            f"RDS freeable memory below 256 MiB ({DATABASE_FREEABLE_MEMORY_BYTES} bytes) for 15 minutes",
+            "FreeableMemory",
+            alarms.LESS,
+            DATABASE_FREEABLE_MEMORY_BYTES,
+            SUSTAINED_RESOURCE,
+        ),
+        (
+            DATABASE_STORAGE_ALARM,
+            "rds-free-storage-low",
+            f"RDS free storage below 2 GiB ({DATABASE_FREE_STORAGE_BYTES} bytes)",
+            "FreeStorageSpace",
+            alarms.LESS,
+            DATABASE_FREE_STORAGE_BYTES,
+            STORAGE,
+        ),
+    ):
+        alarms.metric_alarm(
+            t,
+            logical_id,
+            purpose,
+            description,
+            RDS_NAMESPACE,
+            metric,
+            dims,
+            comparison,
+            threshold,
+            evaluation,
+            n.actions,
+            n.actions,
+        )
 
 
 def add_service_alarms(t: Template, n: Notify) -> None:
     lb = Ref(names.LOAD_BALANCER_FULL_NAME)
     alarms.metric_alarm(
-        t, RESPONSE_TIME_ALARM, "alb-response-time-high",
+        t,
+        RESPONSE_TIME_ALARM,
+        "alb-response-time-high",
         f"ALB p95 target response time above {RESPONSE_TIME_SECONDS} s for 15 minutes",
-        ALB_NAMESPACE, "TargetResponseTime", {"LoadBalancer": lb},
-        alarms.GREATER, RESPONSE_TIME_SECONDS, RESPONSE_TIME, n.actions, n.actions,
-    )  # fmt: skip
+        ALB_NAMESPACE,
+        "TargetResponseTime",
+        {"LoadBalancer": lb},
+        alarms.GREATER,
+        RESPONSE_TIME_SECONDS,
+        RESPONSE_TIME,
+        n.actions,
+        n.actions,
+    )
     alarms.metric_alarm(
-        t, HEALTHY_HOSTS_ALARM, "alb-no-healthy-hosts",
+        t,
+        HEALTHY_HOSTS_ALARM,
+        "alb-no-healthy-hosts",
         f"Fewer than {HEALTHY_HOSTS_MINIMUM} healthy target for 2 minutes (no data counts)",
-        ALB_NAMESPACE, "HealthyHostCount",
+        ALB_NAMESPACE,
+        "HealthyHostCount",
         {"TargetGroup": Ref(names.TARGET_GROUP_FULL_NAME), "LoadBalancer": lb},
-        alarms.LESS, HEALTHY_HOSTS_MINIMUM, AVAILABILITY, n.actions, n.actions,
+        alarms.LESS,
+        HEALTHY_HOSTS_MINIMUM,
+        AVAILABILITY,
+        n.actions,
+        n.actions,
         actions_enabled=If(names.HAS_IMAGE, True, False),
-    )  # fmt: skip
+    )
     alarms.metric_alarm(
-        t, RUNNING_TASKS_ALARM, "ecs-no-running-tasks",
+        t,
+        RUNNING_TASKS_ALARM,
+        "ecs-no-running-tasks",
         "No running backend task for 2 minutes (spec: running tasks = 0; no data counts; "
         "needs Container Insights on the cluster)",
-        CONTAINER_INSIGHTS_NAMESPACE, "RunningTaskCount",
+        CONTAINER_INSIGHTS_NAMESPACE,
+        "RunningTaskCount",
         {"ClusterName": Ref(names.CLUSTER_NAME), "ServiceName": Ref(names.SERVICE_NAME)},
-        alarms.LESS, RUNNING_TASKS_MINIMUM, AVAILABILITY, n.actions, n.actions,
+        alarms.LESS,
+        RUNNING_TASKS_MINIMUM,
+        AVAILABILITY,
+        n.actions,
+        n.actions,
         actions_enabled=If(names.HAS_IMAGE, True, False),
-    )  # fmt: skip
+    )
     add_server_errors_alarm(t, n)
 
 
@@ -286,8 +338,9 @@ def add_metric_filters(t: Template) -> None:
         )
 
 
-def _metric_widget(title: str, metrics: list[list[Any]], stat: str = "Average",
-                   period: int = FIVE_MINUTES) -> dict[str, Any]:  # fmt: skip
+def _metric_widget(
+    title: str, metrics: list[list[Any]], stat: str = "Average", period: int = FIVE_MINUTES
+) -> dict[str, Any]:
     return {
         "type": "metric",
         "properties": {
@@ -312,30 +365,50 @@ def dashboard_widgets() -> list[dict[str, Any]]:
     alb = ["LoadBalancer", "${LoadBalancerFullName}"]
     alarm_arns = [
         f"${{{a}.Arn}}"
-        for a in (DATABASE_CPU_ALARM, DATABASE_MEMORY_ALARM, DATABASE_STORAGE_ALARM,
-                  RESPONSE_TIME_ALARM, HEALTHY_HOSTS_ALARM, RUNNING_TASKS_ALARM,
-                  SERVER_ERRORS_ALARM)
-    ]  # fmt: skip
+        for a in (
+            DATABASE_CPU_ALARM,
+            DATABASE_MEMORY_ALARM,
+            DATABASE_STORAGE_ALARM,
+            RESPONSE_TIME_ALARM,
+            HEALTHY_HOSTS_ALARM,
+            RUNNING_TASKS_ALARM,
+            SERVER_ERRORS_ALARM,
+        )
+    ]
     return [
         _metric_widget("ECS CPU utilization (%)", [[ECS_NAMESPACE, "CPUUtilization", *ecs]]),
         _metric_widget("ECS memory utilization (%)", [[ECS_NAMESPACE, "MemoryUtilization", *ecs]]),
-        _metric_widget("ECS running tasks",
-                       [[CONTAINER_INSIGHTS_NAMESPACE, "RunningTaskCount", *ecs]],
-                       stat="Minimum", period=ONE_MINUTE),  # fmt: skip
+        _metric_widget(
+            "ECS running tasks",
+            [[CONTAINER_INSIGHTS_NAMESPACE, "RunningTaskCount", *ecs]],
+            stat="Minimum",
+            period=ONE_MINUTE,
+        ),
         _metric_widget("RDS CPU utilization (%)", [[RDS_NAMESPACE, "CPUUtilization", *rds]]),
         _metric_widget("RDS freeable memory (bytes)", [[RDS_NAMESPACE, "FreeableMemory", *rds]]),
         _metric_widget("RDS free storage (bytes)", [[RDS_NAMESPACE, "FreeStorageSpace", *rds]]),
         _metric_widget("RDS connections", [[RDS_NAMESPACE, "DatabaseConnections", *rds]]),
         _metric_widget("ALB requests", [[ALB_NAMESPACE, "RequestCount", *alb]], stat="Sum"),
-        _metric_widget("ALB target response time (s)",
-                       [[ALB_NAMESPACE, "TargetResponseTime", *alb, {"stat": "p95"}],
-                        [ALB_NAMESPACE, "TargetResponseTime", *alb, {"stat": "Average"}]]),
-        _metric_widget("ALB 5XX responses",
-                       [[ALB_NAMESPACE, "HTTPCode_ELB_5XX_Count", *alb],
-                        [ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", *alb]], stat="Sum"),
-        _metric_widget("Application errors and failed logins",
-                       [[APP_NAMESPACE, APP_ERRORS_METRIC], [APP_NAMESPACE, FAILED_LOGINS_METRIC]],
-                       stat="Sum"),  # fmt: skip
+        _metric_widget(
+            "ALB target response time (s)",
+            [
+                [ALB_NAMESPACE, "TargetResponseTime", *alb, {"stat": "p95"}],
+                [ALB_NAMESPACE, "TargetResponseTime", *alb, {"stat": "Average"}],
+            ],
+        ),
+        _metric_widget(
+            "ALB 5XX responses",
+            [
+                [ALB_NAMESPACE, "HTTPCode_ELB_5XX_Count", *alb],
+                [ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", *alb],
+            ],
+            stat="Sum",
+        ),
+        _metric_widget(
+            "Application errors and failed logins",
+            [[APP_NAMESPACE, APP_ERRORS_METRIC], [APP_NAMESPACE, FAILED_LOGINS_METRIC]],
+            stat="Sum",
+        ),
         {
             "type": "alarm",
             "properties": {"title": "Alarms", "alarms": alarm_arns},
@@ -392,7 +465,5 @@ def build() -> Template:
     add_service_alarms(t, n)
     add_metric_filters(t)
     dashboard = add_dashboard(t)
-    render.add_outputs(
-        t, {names.ALARM_TOPIC_ARN: Ref(n.topic), names.DASHBOARD_NAME: Ref(dashboard)}
-    )
+    render.add_outputs(t, {names.ALARM_TOPIC_ARN: Ref(n.topic), names.DASHBOARD_NAME: Ref(dashboard)})
     return t

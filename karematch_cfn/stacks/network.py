@@ -162,8 +162,9 @@ def add_public_routing(t: Template, vpc: VPC, public: list[Subnet]) -> VPCGatewa
     return attachment
 
 
-def add_private_routing(t: Template, vpc: VPC, public: list[Subnet], private: list[Subnet],
-                        attachment: VPCGatewayAttachment) -> list[RouteTable]:  # fmt: skip
+def add_private_routing(
+    t: Template, vpc: VPC, public: list[Subnet], private: list[Subnet], attachment: VPCGatewayAttachment
+) -> list[RouteTable]:
     """A NAT gateway in each public subnet; private subnet n routes through NAT gateway n."""
     if len(public) != len(private):
         raise ValueError(
@@ -230,13 +231,16 @@ def add_flow_log(t: Template, vpc: VPC, retention: Ref) -> LogGroup:
     group = t.add_resource(logs.log_group(FLOW_LOG_GROUP, names.FLOW_LOG_GROUP, retention))
     role = t.add_resource(
         logs.delivery_role(
-            FLOW_LOG_ROLE, FLOW_LOGS_SERVICE, names.FLOW_LOG_GROUP, "WriteFlowLogs",
+            FLOW_LOG_ROLE,
+            FLOW_LOGS_SERVICE,
+            names.FLOW_LOG_GROUP,
+            "WriteFlowLogs",
             "Lets VPC flow logs write to the VPC's flow log group",
             # Confused deputy: only flow logs acting for this account may assume it.
             {"aws:SourceAccount": Ref("AWS::AccountId")},
             RoleName=Sub(names.FLOW_LOG_ROLE),
         )
-    )  # fmt: skip
+    )
     t.add_resource(
         FlowLog(
             FLOW_LOG,

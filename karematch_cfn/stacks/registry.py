@@ -71,8 +71,7 @@ def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
         EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION),
         ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
         LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text()),
-        RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)),
-                                Ref("AWS::NoValue")),  # fmt: skip
+        RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)), Ref("AWS::NoValue")),
         Tags=tags.standard(),
     )
     # Images are the deployable history: keep the repository if the stack lets go of it.

@@ -11,8 +11,9 @@ and it cannot be wired wrongly. The rendered root reads as the wiring table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from troposphere import Equals, GetAtt, Not, Ref, Template
 from troposphere.cloudformation import Stack
@@ -62,8 +63,9 @@ ROOT_OUTPUTS = (
 )
 
 
-def _wire(child: Child, child_template: Template, root_params: set[str],
-          producers: dict[str, Child]) -> dict[str, Any]:  # fmt: skip
+def _wire(
+    child: Child, child_template: Template, root_params: set[str], producers: dict[str, Child]
+) -> dict[str, Any]:
     """The Parameters block of one child's Stack resource."""
     fed: dict[str, Any] = {}
     for pname, param in sorted(child_template.parameters.items()):
@@ -88,8 +90,9 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
-def _lift_rules(t: Template, kids: list[Child], child_templates: dict[str, Template],
-                root_params: set[str]) -> None:  # fmt: skip
+def _lift_rules(
+    t: Template, kids: list[Child], child_templates: dict[str, Template], root_params: set[str]
+) -> None:
     """Copy each child Rule that reads only root knobs into the root, so CloudFormation (and
     config.check_rules before a deploy) refuses a bad combination before creating anything,
     not halfway through when the nested stack is created."""

@@ -90,8 +90,11 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
         GroupDescription="KareMatch ECS tasks: container port from the ALB, out to AWS APIs and RDS",
         VpcId=vpc,
         SecurityGroupEgress=[
-            _tcp(AWS_API_PORT, "HTTPS to AWS APIs, ECR and Secrets Manager via the NAT",
-                 CidrIp=names.ANYWHERE_IPV4),  # fmt: skip
+            _tcp(
+                AWS_API_PORT,
+                "HTTPS to AWS APIs, ECR and Secrets Manager via the NAT",
+                CidrIp=names.ANYWHERE_IPV4,
+            ),
         ],
         Tags=tags.standard(f"karematch-{names.ENV}-ecs-sg"),
     )
@@ -105,31 +108,66 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
     return Groups(*(t.add_resource(g) for g in (alb, app, database)))
 
 
-def add_flow(t: Template, source: SecurityGroup, dest: SecurityGroup, port: int,
-             egress_id: str, ingress_id: str, egress_text: str, ingress_text: str) -> None:  # fmt: skip
+def add_flow(
+    t: Template,
+    source: SecurityGroup,
+    dest: SecurityGroup,
+    port: int,
+    egress_id: str,
+    ingress_id: str,
+    egress_text: str,
+    ingress_text: str,
+) -> None:
     """TCP ``port`` from ``source`` to ``dest``: the egress rule on the source and the ingress
     rule on the destination, both by group reference, as separate resources (no cycle)."""
     common = {"IpProtocol": TCP, "FromPort": port, "ToPort": port}
-    t.add_resource(SecurityGroupEgress(egress_id, GroupId=_group_id(source),
-                                       DestinationSecurityGroupId=_group_id(dest),
-                                       Description=egress_text, **common))  # fmt: skip
-    t.add_resource(SecurityGroupIngress(ingress_id, GroupId=_group_id(dest),
-                                        SourceSecurityGroupId=_group_id(source),
-                                        Description=ingress_text, **common))  # fmt: skip
+    t.add_resource(
+        SecurityGroupEgress(
+            egress_id,
+            GroupId=_group_id(source),
+            DestinationSecurityGroupId=_group_id(dest),
+            Description=egress_text,
+            **common,
+        )
+    )
+    t.add_resource(
+        SecurityGroupIngress(
+            ingress_id,
+            GroupId=_group_id(dest),
+            SourceSecurityGroupId=_group_id(source),
+            Description=ingress_text,
+            **common,
+        )
+    )
 
 
 def add_group_rules(t: Template, g: Groups) -> None:
     """The two flows between tiers: ALB -> tasks (container port), tasks -> RDS (PostgreSQL)."""
-    add_flow(t, g.alb, g.app, names.CONTAINER_PORT, ALB_EGRESS_TO_APP, APP_INGRESS_FROM_ALB,
-             "ALB to the ECS tasks on the container port", "ALB to the container port")
-    add_flow(t, g.app, g.database, names.DATABASE_PORT, APP_EGRESS_TO_DATABASE,
-             DATABASE_INGRESS_FROM_APP, "ECS tasks to PostgreSQL on RDS", "ECS tasks to PostgreSQL")
+    add_flow(
+        t,
+        g.alb,
+        g.app,
+        names.CONTAINER_PORT,
+        ALB_EGRESS_TO_APP,
+        APP_INGRESS_FROM_ALB,
+        "ALB to the ECS tasks on the container port",
+        "ALB to the container port",
+    )
+    add_flow(
+        t,
+        g.app,
+        g.database,
+        names.DATABASE_PORT,
+        APP_EGRESS_TO_DATABASE,
+        DATABASE_INGRESS_FROM_APP,
+        "ECS tasks to PostgreSQL on RDS",
+        "ECS tasks to PostgreSQL",
+    )
 
 
 def build() -> Template:
     t = render.new_template(
-        "KareMatch security groups: ALB, ECS tasks and RDS, each reachable only from the tier "
-        "in front of it"
+        "KareMatch security groups: ALB, ECS tasks and RDS, each reachable only from the tier in front of it"
     )
     names.declare(t, names.ENVIRONMENT_NAME)
     vpc = names.declare(t, names.VPC_ID, "VPC the security groups belong to")

@@ -143,9 +143,7 @@ def declare_inputs(t: Template) -> Inputs:
         app_security_group=names.declare(
             t, names.APP_SECURITY_GROUP_ID, "Security group of the backend tasks"
         ),
-        target_group=names.declare(
-            t, names.TARGET_GROUP_ARN, "ALB target group the tasks register with"
-        ),
+        target_group=names.declare(t, names.TARGET_GROUP_ARN, "ALB target group the tasks register with"),
         repository_uri=names.declare(t, names.REPOSITORY_URI, "ECR repository URI of the backend"),
         execution_role=names.declare(
             t, names.TASK_EXECUTION_ROLE_ARN, "Role ECS uses to pull the image, read secrets, log"
@@ -201,9 +199,7 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
             Retries=HEALTH_CHECK_RETRIES,
             StartPeriod=HEALTH_CHECK_START_PERIOD_SECONDS,
         ),
-        Secrets=[
-            Secret(Name=key, ValueFrom=Sub(f"${{AppSecretArn}}:{key}::")) for key in SECRET_KEYS
-        ],
+        Secrets=[Secret(Name=key, ValueFrom=Sub(f"${{AppSecretArn}}:{key}::")) for key in SECRET_KEYS],
         Environment=[
             Environment(Name="NODE_ENV", Value=NODE_ENV),
             Environment(Name="PORT", Value=str(names.CONTAINER_PORT)),
@@ -292,9 +288,8 @@ def add_autoscaling(t: Template, cluster: Cluster, service: Service) -> None:
     )
     for logical_id, short, metric, target_value in (
         (CPU_SCALING_POLICY, "cpu", "ECSServiceAverageCPUUtilization", CPU_TARGET_PERCENT),
-        (MEMORY_SCALING_POLICY, "memory", "ECSServiceAverageMemoryUtilization",
-         MEMORY_TARGET_PERCENT),
-    ):  # fmt: skip
+        (MEMORY_SCALING_POLICY, "memory", "ECSServiceAverageMemoryUtilization", MEMORY_TARGET_PERCENT),
+    ):
         t.add_resource(
             ScalingPolicy(
                 logical_id,
@@ -303,9 +298,7 @@ def add_autoscaling(t: Template, cluster: Cluster, service: Service) -> None:
                 PolicyType="TargetTrackingScaling",
                 ScalingTargetId=Ref(target),
                 TargetTrackingScalingPolicyConfiguration=TargetTrackingScalingPolicyConfiguration(
-                    PredefinedMetricSpecification=PredefinedMetricSpecification(
-                        PredefinedMetricType=metric
-                    ),
+                    PredefinedMetricSpecification=PredefinedMetricSpecification(PredefinedMetricType=metric),
                     TargetValue=target_value,
                     ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
                     ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,

@@ -22,12 +22,23 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 # Credential sources botocore would otherwise look at (some reach the network).
 AWS_VARIABLES = (
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
-    "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-)  # fmt: skip
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 def _free_port() -> int:
@@ -42,8 +53,9 @@ def moto_url():
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -79,8 +91,13 @@ class Moto:
     url: str
 
     def client(self, service: str):
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def pending_change_sets(self, stack: str) -> list[str]:
         """Change sets not executed (moto keeps executed ones listed; AWS removes them)."""
@@ -92,7 +109,10 @@ class Moto:
         return {p["ParameterKey"]: p["ParameterValue"] for p in out["Parameters"]}
 
     def stacks(self) -> dict[str, str]:
-        return {s["StackName"]: s["StackStatus"] for s in self.client("cloudformation").describe_stacks()["Stacks"]}
+        return {
+            s["StackName"]: s["StackStatus"]
+            for s in self.client("cloudformation").describe_stacks()["Stacks"]
+        }
 
 
 @pytest.fixture
@@ -135,5 +155,11 @@ def karematch(capsys):
 
 def tree_args(name: str, env: str = "dev", params: Path | None = None) -> list[str]:
     """``--template-dir`` and ``--parameters`` for a fixture tree."""
-    return ["--env", env, "--template-dir", str(FIXTURES / name),
-            "--parameters", str(params or FIXTURES / "params" / f"{env}.json")]  # fmt: skip
+    return [
+        "--env",
+        env,
+        "--template-dir",
+        str(FIXTURES / name),
+        "--parameters",
+        str(params or FIXTURES / "params" / f"{env}.json"),
+    ]

@@ -19,10 +19,9 @@ from botocore.stub import Stubber
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK = "karematch-dev"
-T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 NO_CHANGES_REASON = (
-    "The submitted information didn't contain changes. Submit different information to create "
-    "a change set."
+    "The submitted information didn't contain changes. Submit different information to create a change set."
 )
 _ids = itertools.count(1)
 
@@ -53,8 +52,9 @@ def nested_id(logical_id: str, n: int = 2) -> str:
 
 
 def _client(service: str = "cloudformation"):
-    return boto3.client(service, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")  # fmt: skip
+    return boto3.client(
+        service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
 
 
 def validated(operation: str, response: dict[str, Any], service: str = "cloudformation") -> dict[str, Any]:
@@ -69,8 +69,14 @@ def parameters(values: dict[str, str]) -> list[dict[str, str]]:
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
 
-def stack(status: str, *, name: str = STACK, stack_id: str = ROOT_ID, params: dict[str, str] | None = None,
-          outputs: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def stack(
+    status: str,
+    *,
+    name: str = STACK,
+    stack_id: str = ROOT_ID,
+    params: dict[str, str] | None = None,
+    outputs: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """DescribeStacks output for one stack."""
     body: dict[str, Any] = {
         "StackId": stack_id,
@@ -92,9 +98,15 @@ def stack(status: str, *, name: str = STACK, stack_id: str = ROOT_ID, params: di
     return validated("describe_stacks", {"Stacks": [body]})
 
 
-def detail(name: str, *, recreation: str = "Never", evaluation: str = "Static",
-           source: str = "DirectModification", causing: str | None = None,
-           attribute: str = "Properties") -> dict[str, Any]:  # fmt: skip
+def detail(
+    name: str,
+    *,
+    recreation: str = "Never",
+    evaluation: str = "Static",
+    source: str = "DirectModification",
+    causing: str | None = None,
+    attribute: str = "Properties",
+) -> dict[str, Any]:
     """One ResourceChangeDetail."""
     out: dict[str, Any] = {
         "Target": {"Attribute": attribute, "Name": name, "RequiresRecreation": recreation},
@@ -106,9 +118,16 @@ def detail(name: str, *, recreation: str = "Never", evaluation: str = "Static",
     return out
 
 
-def change(action: str, logical_id: str, resource_type: str, *, physical: str | None = None,
-           replacement: str | None = None, details: list[dict[str, Any]] | None = None,
-           change_set_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+def change(
+    action: str,
+    logical_id: str,
+    resource_type: str,
+    *,
+    physical: str | None = None,
+    replacement: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+    change_set_id: str | None = None,
+) -> dict[str, Any]:
     """One entry of DescribeChangeSet's Changes, as AWS returns it."""
     rc: dict[str, Any] = {"Action": action, "LogicalResourceId": logical_id, "ResourceType": resource_type}
     if action != "Add":
@@ -123,19 +142,34 @@ def change(action: str, logical_id: str, resource_type: str, *, physical: str | 
     return {"Type": "Resource", "ResourceChange": rc}
 
 
-def nested(action: str, logical_id: str, change_set_id: str | None, n: int = 2,
-           replacement: str = "False") -> dict[str, Any]:  # fmt: skip
+def nested(
+    action: str, logical_id: str, change_set_id: str | None, n: int = 2, replacement: str = "False"
+) -> dict[str, Any]:
     """A child stack's entry in its parent's change set (pointing at its nested change set)."""
     details = [detail("TemplateURL", source="DirectModification")] if action == "Modify" else None
-    return change(action, logical_id, "AWS::CloudFormation::Stack", physical=nested_id(logical_id, n),
-                  replacement=replacement if action == "Modify" else None, details=details,
-                  change_set_id=change_set_id)  # fmt: skip
+    return change(
+        action,
+        logical_id,
+        "AWS::CloudFormation::Stack",
+        physical=nested_id(logical_id, n),
+        replacement=replacement if action == "Modify" else None,
+        details=details,
+        change_set_id=change_set_id,
+    )
 
 
-def change_set(changes: list[dict[str, Any]], *, status: str = "CREATE_COMPLETE", reason: str | None = None,
-               cs_id: str = ROOT_CS, stack_id: str = ROOT_ID, stack_name: str = STACK,
-               params: dict[str, str] | None = None, parent: str | None = None,
-               next_token: str | None = None) -> dict[str, Any]:  # fmt: skip
+def change_set(
+    changes: list[dict[str, Any]],
+    *,
+    status: str = "CREATE_COMPLETE",
+    reason: str | None = None,
+    cs_id: str = ROOT_CS,
+    stack_id: str = ROOT_ID,
+    stack_name: str = STACK,
+    params: dict[str, str] | None = None,
+    parent: str | None = None,
+    next_token: str | None = None,
+) -> dict[str, Any]:
     """DescribeChangeSet output (one page)."""
     out: dict[str, Any] = {
         "ChangeSetName": cs_id.split("/")[1],
@@ -162,8 +196,17 @@ def change_set(changes: list[dict[str, Any]], *, status: str = "CREATE_COMPLETE"
     return validated("describe_change_set", out)
 
 
-def event(logical_id: str, resource_type: str, status: str, *, seconds: int, reason: str | None = None,
-          stack_id: str = ROOT_ID, stack_name: str = STACK, physical: str | None = None) -> dict[str, Any]:  # fmt: skip
+def event(
+    logical_id: str,
+    resource_type: str,
+    status: str,
+    *,
+    seconds: int,
+    reason: str | None = None,
+    stack_id: str = ROOT_ID,
+    stack_name: str = STACK,
+    physical: str | None = None,
+) -> dict[str, Any]:
     """One StackEvent (DescribeStackEvents returns them newest first)."""
     out: dict[str, Any] = {
         "StackId": stack_id,
@@ -186,8 +229,19 @@ def events(*newest_first: dict[str, Any]) -> dict[str, Any]:
 
 def resources(*rows: tuple[str, str, str]) -> dict[str, Any]:
     """ListStackResources output from (logical id, type, physical id)."""
-    return validated("list_stack_resources", {"StackResourceSummaries": [
-        {"LogicalResourceId": lid, "PhysicalResourceId": pid, "ResourceType": rtype,
-         "LastUpdatedTimestamp": T0, "ResourceStatus": "UPDATE_COMPLETE",
-         "DriftInformation": {"StackResourceDriftStatus": "NOT_CHECKED"}}
-        for lid, rtype, pid in rows]})  # fmt: skip
+    return validated(
+        "list_stack_resources",
+        {
+            "StackResourceSummaries": [
+                {
+                    "LogicalResourceId": lid,
+                    "PhysicalResourceId": pid,
+                    "ResourceType": rtype,
+                    "LastUpdatedTimestamp": T0,
+                    "ResourceStatus": "UPDATE_COMPLETE",
+                    "DriftInformation": {"StackResourceDriftStatus": "NOT_CHECKED"},
+                }
+                for lid, rtype, pid in rows
+            ]
+        },
+    )

@@ -26,12 +26,25 @@ def build(root: dict, nested: dict[str, dict] | None = None) -> Node:
     return changeset.fetch_tree(lambda cs_id: nested[cs_id], root)
 
 
-def one_child(logical_id: str, changes: list[dict], *, params: dict[str, str] | None = None,
-              status: str = "CREATE_COMPLETE", reason: str | None = None) -> Node:  # fmt: skip
+def one_child(
+    logical_id: str,
+    changes: list[dict],
+    *,
+    params: dict[str, str] | None = None,
+    status: str = "CREATE_COMPLETE",
+    reason: str | None = None,
+) -> Node:
     cs = s.change_set_arn(f"{logical_id}-cs", 7)
-    child = s.change_set(changes, cs_id=cs, stack_id=s.nested_id(logical_id), params=params,
-                         stack_name=s.nested_name(logical_id), parent=s.ROOT_CS, status=status,
-                         reason=reason)  # fmt: skip
+    child = s.change_set(
+        changes,
+        cs_id=cs,
+        stack_id=s.nested_id(logical_id),
+        params=params,
+        stack_name=s.nested_name(logical_id),
+        parent=s.ROOT_CS,
+        status=status,
+        reason=reason,
+    )
     return build(s.change_set([s.nested("Modify", logical_id, cs)]), {cs: child})
 
 
@@ -72,14 +85,22 @@ def test_the_root_failed_no_change_status_is_recognised_with_both_texts():
 
 
 def test_a_nested_modify_with_a_real_change_inside_counts():
-    root = one_child("DatabaseStack", [s.change("Modify", "DatabaseInstance", DB, replacement="False",
-                                                details=[s.detail("DBInstanceClass")])])  # fmt: skip
+    root = one_child(
+        "DatabaseStack",
+        [
+            s.change(
+                "Modify", "DatabaseInstance", DB, replacement="False", details=[s.detail("DBInstanceClass")]
+            )
+        ],
+    )
 
     assert changeset.has_changes(root)
 
 
 def test_every_page_is_read():
-    cfn = boto3.client("cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    cfn = boto3.client(
+        "cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
     page1 = s.change_set([s.change("Add", "A", LOGS)], next_token="page-2")
     page2 = s.change_set([s.change("Add", "B", LOGS)])
     with Stubber(cfn) as stub:
@@ -94,12 +115,27 @@ def test_every_page_is_read():
 def test_the_table_names_action_id_type_replacement_and_properties_but_no_values():
     detail = s.detail("DBInstanceIdentifier", recreation="Always")
     detail["Target"].update(BeforeValue="old-secret-value", AfterValue="new-secret-value")
-    root = one_child("DatabaseStack", [
-        s.change("Modify", "DatabaseInstance", DB, replacement="True", details=[detail]),
-        s.change("Modify", "AppSecurityGroup", SG, replacement="Conditional", details=[
-            s.detail("VpcId", recreation="Always", evaluation="Dynamic", source="ParameterReference",
-                     causing="VpcId")]),
-    ])  # fmt: skip
+    root = one_child(
+        "DatabaseStack",
+        [
+            s.change("Modify", "DatabaseInstance", DB, replacement="True", details=[detail]),
+            s.change(
+                "Modify",
+                "AppSecurityGroup",
+                SG,
+                replacement="Conditional",
+                details=[
+                    s.detail(
+                        "VpcId",
+                        recreation="Always",
+                        evaluation="Dynamic",
+                        source="ParameterReference",
+                        causing="VpcId",
+                    )
+                ],
+            ),
+        ],
+    )
 
     text = "\n".join(changeset.table_lines(root, s.STACK))
 
@@ -115,8 +151,18 @@ def test_the_table_names_action_id_type_replacement_and_properties_but_no_values
 # The guard
 # ------------------------------------------------------------------------------------------
 def test_replacement_true_of_a_database_is_refused_with_its_name_and_cause():
-    root = one_child("DatabaseStack", [s.change("Modify", "DatabaseInstance", DB, replacement="True", details=[
-        s.detail("DBInstanceClass"), s.detail("DBInstanceIdentifier", recreation="Always")])])  # fmt: skip
+    root = one_child(
+        "DatabaseStack",
+        [
+            s.change(
+                "Modify",
+                "DatabaseInstance",
+                DB,
+                replacement="True",
+                details=[s.detail("DBInstanceClass"), s.detail("DBInstanceIdentifier", recreation="Always")],
+            )
+        ],
+    )
 
     (r,) = refusals(root)
 
@@ -126,39 +172,64 @@ def test_replacement_true_of_a_database_is_refused_with_its_name_and_cause():
 
 
 def test_a_remove_is_refused_and_so_is_a_whole_child_stack():
-    root = build(s.change_set([s.nested("Remove", "DatabaseStack", None),
-                               s.change("Remove", "AuditLogGroup", LOGS)]))  # fmt: skip
+    root = build(
+        s.change_set([s.nested("Remove", "DatabaseStack", None), s.change("Remove", "AuditLogGroup", LOGS)])
+    )
 
     assert sorted(r.name for r in refusals(root)) == ["AuditLogGroup", "DatabaseStack"]
     assert all("removed" in r.reason for r in refusals(root))
 
 
 def test_a_replaced_security_group_is_not_the_guards_business():
-    replaced = s.change("Modify", "AppSecurityGroup", SG, replacement="True",
-                        details=[s.detail("GroupName", recreation="Always")])  # fmt: skip
+    replaced = s.change(
+        "Modify",
+        "AppSecurityGroup",
+        SG,
+        replacement="True",
+        details=[s.detail("GroupName", recreation="Always")],
+    )
     root = one_child("SecurityGroupsStack", [replaced])
 
     assert refusals(root) == []
 
 
 def test_conditional_from_a_dynamic_parameter_that_does_not_really_change_passes():
-    change = s.change("Modify", "DatabaseInstance", DB, replacement="Conditional", details=[
-        s.detail("DBSubnetGroupName", recreation="Always", evaluation="Dynamic",
-                 source="ParameterReference", causing="DatabaseSubnetIds")])  # fmt: skip
+    change = s.change(
+        "Modify",
+        "DatabaseInstance",
+        DB,
+        replacement="Conditional",
+        details=[
+            s.detail(
+                "DBSubnetGroupName",
+                recreation="Always",
+                evaluation="Dynamic",
+                source="ParameterReference",
+                causing="DatabaseSubnetIds",
+            )
+        ],
+    )
     root = one_child("DatabaseStack", [change])
 
     resolver = Resolver({"DatabaseSubnetIds": False})
     assert refusals(root, resolver) == []
     assert resolver.asked == [("DatabaseStack", "DatabaseSubnetIds")]
 
-    assert [r.name for r in refusals(root, Resolver({"DatabaseSubnetIds": True}))] == ["DatabaseStack/DatabaseInstance"]
+    assert [r.name for r in refusals(root, Resolver({"DatabaseSubnetIds": True}))] == [
+        "DatabaseStack/DatabaseInstance"
+    ]
     (unknown,) = refusals(root, Resolver({}))  # cannot tell: refuse
     assert "DBSubnetGroupName (from DatabaseSubnetIds)" in unknown.reason
 
 
 def test_conditional_from_a_static_change_is_refused():
-    conditional = s.change("Modify", "DatabaseInstance", DB, replacement="Conditional",
-                           details=[s.detail("StorageType", recreation="Conditionally")])  # fmt: skip
+    conditional = s.change(
+        "Modify",
+        "DatabaseInstance",
+        DB,
+        replacement="Conditional",
+        details=[s.detail("StorageType", recreation="Conditionally")],
+    )
     root = one_child("DatabaseStack", [conditional])
 
     (r,) = refusals(root)
@@ -167,51 +238,93 @@ def test_conditional_from_a_static_change_is_refused():
 
 def test_conditional_from_an_attribute_of_an_unchanged_resource_passes():
     def root_with(extra: list[dict]) -> Node:
-        kms = s.detail("KmsKeyId", recreation="Always", evaluation="Dynamic", source="ResourceAttribute",
-                       causing="DatabaseKey.Arn")  # fmt: skip
+        kms = s.detail(
+            "KmsKeyId",
+            recreation="Always",
+            evaluation="Dynamic",
+            source="ResourceAttribute",
+            causing="DatabaseKey.Arn",
+        )
         db = s.change("Modify", "DatabaseInstance", DB, replacement="Conditional", details=[kms])
         return one_child("DatabaseStack", [db, *extra])
 
     assert refusals(root_with([])) == []
-    changed_key = s.change("Modify", "DatabaseKey", "AWS::KMS::Key", replacement="True",
-                           details=[s.detail("KeySpec", recreation="Always")])  # fmt: skip
+    changed_key = s.change(
+        "Modify",
+        "DatabaseKey",
+        "AWS::KMS::Key",
+        replacement="True",
+        details=[s.detail("KeySpec", recreation="Always")],
+    )
     assert sorted(r.name for r in refusals(root_with([changed_key]))) == [
-        "DatabaseStack/DatabaseInstance", "DatabaseStack/DatabaseKey"]
+        "DatabaseStack/DatabaseInstance",
+        "DatabaseStack/DatabaseKey",
+    ]
 
 
 def test_regenerating_a_secret_is_refused_but_other_secret_changes_pass():
-    regen = one_child("SecretsStack", [s.change("Modify", "EncryptionKeySecret", SECRET, replacement="False",
-                                                details=[s.detail("GenerateSecretString")])])  # fmt: skip
+    regen = one_child(
+        "SecretsStack",
+        [
+            s.change(
+                "Modify",
+                "EncryptionKeySecret",
+                SECRET,
+                replacement="False",
+                details=[s.detail("GenerateSecretString")],
+            )
+        ],
+    )
     (r,) = refusals(regen)
     assert r.name == "SecretsStack/EncryptionKeySecret" and "new secret value" in r.reason
 
-    described = one_child("SecretsStack", [s.change("Modify", "EncryptionKeySecret", SECRET, replacement="False",
-                                                    details=[s.detail("Description")])])  # fmt: skip
+    described = one_child(
+        "SecretsStack",
+        [
+            s.change(
+                "Modify",
+                "EncryptionKeySecret",
+                SECRET,
+                replacement="False",
+                details=[s.detail("Description")],
+            )
+        ],
+    )
     assert refusals(described) == []
 
 
 def test_ids_repeat_across_children_so_names_carry_the_child():
     cs_a, cs_b = s.change_set_arn("a", 8), s.change_set_arn("b", 9)
     gone = [s.change("Remove", "LogGroup", LOGS)]
-    root = build(s.change_set([s.nested("Modify", "ServiceStack", cs_a), s.nested("Modify", "NetworkStack", cs_b)]),
-                 {cs_a: s.change_set(gone, cs_id=cs_a, parent=s.ROOT_CS),
-                  cs_b: s.change_set(gone, cs_id=cs_b, parent=s.ROOT_CS)})  # fmt: skip
+    root = build(
+        s.change_set([s.nested("Modify", "ServiceStack", cs_a), s.nested("Modify", "NetworkStack", cs_b)]),
+        {
+            cs_a: s.change_set(gone, cs_id=cs_a, parent=s.ROOT_CS),
+            cs_b: s.change_set(gone, cs_id=cs_b, parent=s.ROOT_CS),
+        },
+    )
 
     assert sorted(r.name for r in refusals(root)) == ["NetworkStack/LogGroup", "ServiceStack/LogGroup"]
 
 
 def test_grandchildren_are_walked():
     cs_a, cs_b = s.change_set_arn("a", 8), s.change_set_arn("b", 9)
-    root = build(s.change_set([s.nested("Modify", "Outer", cs_a)]), {
-        cs_a: s.change_set([s.nested("Modify", "Inner", cs_b)], cs_id=cs_a, parent=s.ROOT_CS),
-        cs_b: s.change_set([s.change("Remove", "Bucket", "AWS::S3::Bucket")], cs_id=cs_b, parent=cs_a),
-    })  # fmt: skip
+    root = build(
+        s.change_set([s.nested("Modify", "Outer", cs_a)]),
+        {
+            cs_a: s.change_set([s.nested("Modify", "Inner", cs_b)], cs_id=cs_a, parent=s.ROOT_CS),
+            cs_b: s.change_set([s.change("Remove", "Bucket", "AWS::S3::Bucket")], cs_id=cs_b, parent=cs_a),
+        },
+    )
 
     assert [r.name for r in refusals(root)] == ["Outer/Inner/Bucket"]
 
 
 def test_allow_replacement_lifts_one_resource_at_a_time():
-    found = [guard.Refusal("DatabaseStack/DatabaseInstance", DB, "x"), guard.Refusal("AuditLogGroup", LOGS, "y")]
+    found = [
+        guard.Refusal("DatabaseStack/DatabaseInstance", DB, "x"),
+        guard.Refusal("AuditLogGroup", LOGS, "y"),
+    ]
 
     kept, lifted, unused = guard.split_allowed(found, ["DatabaseStack/DatabaseInstance", "Typo/Name"])
 
@@ -228,23 +341,50 @@ PLACEHOLDER = "{{IntrinsicFunction:karematch-dev/NetworkStack.Outputs.DatabaseSu
 
 @pytest.mark.parametrize("live_output, expected", [("subnet-1,subnet-2", False), ("subnet-9", True)])
 def test_a_placeholder_is_resolved_from_an_unchanged_siblings_live_output(live_output, expected):
-    cfn = boto3.client("cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    cfn = boto3.client(
+        "cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
     root = one_child("DatabaseStack", [], params={"DatabaseSubnetIds": PLACEHOLDER})
     node = root.children["DatabaseStack"]
     with Stubber(cfn) as stub:
-        stub.add_response("describe_stack_resource", s.validated("describe_stack_resource", {"StackResourceDetail": {
-            "StackName": s.STACK, "StackId": s.ROOT_ID, "LogicalResourceId": "NetworkStack",
-            "PhysicalResourceId": s.nested_id("NetworkStack", 3), "ResourceType": "AWS::CloudFormation::Stack",
-            "LastUpdatedTimestamp": s.T0, "ResourceStatus": "UPDATE_COMPLETE"}}),
-            {"StackName": s.ROOT_ID, "LogicalResourceId": "NetworkStack"})  # fmt: skip
-        stub.add_response("describe_stacks", s.stack("UPDATE_COMPLETE", name=s.nested_name("NetworkStack"),
-                                                     stack_id=s.nested_id("NetworkStack", 3),
-                                                     outputs={"DatabaseSubnetIds": live_output}),
-                          {"StackName": s.nested_id("NetworkStack", 3)})  # fmt: skip
-        stub.add_response("describe_stacks", s.stack("UPDATE_COMPLETE", name=s.nested_name("DatabaseStack"),
-                                                     stack_id=s.nested_id("DatabaseStack"),
-                                                     params={"DatabaseSubnetIds": "subnet-1,subnet-2"}),
-                          {"StackName": s.nested_id("DatabaseStack")})  # fmt: skip
+        stub.add_response(
+            "describe_stack_resource",
+            s.validated(
+                "describe_stack_resource",
+                {
+                    "StackResourceDetail": {
+                        "StackName": s.STACK,
+                        "StackId": s.ROOT_ID,
+                        "LogicalResourceId": "NetworkStack",
+                        "PhysicalResourceId": s.nested_id("NetworkStack", 3),
+                        "ResourceType": "AWS::CloudFormation::Stack",
+                        "LastUpdatedTimestamp": s.T0,
+                        "ResourceStatus": "UPDATE_COMPLETE",
+                    }
+                },
+            ),
+            {"StackName": s.ROOT_ID, "LogicalResourceId": "NetworkStack"},
+        )
+        stub.add_response(
+            "describe_stacks",
+            s.stack(
+                "UPDATE_COMPLETE",
+                name=s.nested_name("NetworkStack"),
+                stack_id=s.nested_id("NetworkStack", 3),
+                outputs={"DatabaseSubnetIds": live_output},
+            ),
+            {"StackName": s.nested_id("NetworkStack", 3)},
+        )
+        stub.add_response(
+            "describe_stacks",
+            s.stack(
+                "UPDATE_COMPLETE",
+                name=s.nested_name("DatabaseStack"),
+                stack_id=s.nested_id("DatabaseStack"),
+                params={"DatabaseSubnetIds": "subnet-1,subnet-2"},
+            ),
+            {"StackName": s.nested_id("DatabaseStack")},
+        )
         resolver = guard.LiveResolver(cfn, {}, {})
         assert resolver.parameter_changes(node, "DatabaseSubnetIds") is expected
         stub.assert_no_pending_responses()
@@ -252,27 +392,56 @@ def test_a_placeholder_is_resolved_from_an_unchanged_siblings_live_output(live_o
 
 def test_a_placeholder_from_a_changing_sibling_is_unknown():
     cs_net, cs_db = s.change_set_arn("net", 8), s.change_set_arn("db", 9)
-    vpc = s.change("Modify", "Vpc", "AWS::EC2::VPC", replacement="True",
-                   details=[s.detail("CidrBlock", recreation="Always")])  # fmt: skip
-    root = build(s.change_set([s.nested("Modify", "NetworkStack", cs_net), s.nested("Modify", "DatabaseStack", cs_db)]), {
-        cs_net: s.change_set([vpc], cs_id=cs_net, parent=s.ROOT_CS),
-        cs_db: s.change_set([], cs_id=cs_db, stack_id=s.nested_id("DatabaseStack"), parent=s.ROOT_CS,
-                            params={"DatabaseSubnetIds": PLACEHOLDER}),
-    })  # fmt: skip
-    cfn = boto3.client("cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    vpc = s.change(
+        "Modify",
+        "Vpc",
+        "AWS::EC2::VPC",
+        replacement="True",
+        details=[s.detail("CidrBlock", recreation="Always")],
+    )
+    root = build(
+        s.change_set(
+            [s.nested("Modify", "NetworkStack", cs_net), s.nested("Modify", "DatabaseStack", cs_db)]
+        ),
+        {
+            cs_net: s.change_set([vpc], cs_id=cs_net, parent=s.ROOT_CS),
+            cs_db: s.change_set(
+                [],
+                cs_id=cs_db,
+                stack_id=s.nested_id("DatabaseStack"),
+                parent=s.ROOT_CS,
+                params={"DatabaseSubnetIds": PLACEHOLDER},
+            ),
+        },
+    )
+    cfn = boto3.client(
+        "cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
     with Stubber(cfn) as stub:
-        stub.add_response("describe_stacks", s.stack("UPDATE_COMPLETE", stack_id=s.nested_id("DatabaseStack"),
-                                                     params={"DatabaseSubnetIds": "subnet-1"}))  # fmt: skip
+        stub.add_response(
+            "describe_stacks",
+            s.stack(
+                "UPDATE_COMPLETE",
+                stack_id=s.nested_id("DatabaseStack"),
+                params={"DatabaseSubnetIds": "subnet-1"},
+            ),
+        )
         resolver = guard.LiveResolver(cfn, {}, {})
         assert resolver.parameter_changes(root.children["DatabaseStack"], "DatabaseSubnetIds") is None
 
 
 def test_masked_no_echo_values_are_never_taken_as_equal():
-    cfn = boto3.client("cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    cfn = boto3.client(
+        "cloudformation", region_name=s.REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
     root = one_child("DatabaseStack", [], params={"MasterPassword": "****"})
     with Stubber(cfn) as stub:
-        stub.add_response("describe_stacks", s.stack("UPDATE_COMPLETE", stack_id=s.nested_id("DatabaseStack"),
-                                                     params={"MasterPassword": "****"}))  # fmt: skip
+        stub.add_response(
+            "describe_stacks",
+            s.stack(
+                "UPDATE_COMPLETE", stack_id=s.nested_id("DatabaseStack"), params={"MasterPassword": "****"}
+            ),
+        )
         resolver = guard.LiveResolver(cfn, {}, {})
         assert resolver.parameter_changes(root.children["DatabaseStack"], "MasterPassword") is None
 
@@ -280,8 +449,10 @@ def test_masked_no_echo_values_are_never_taken_as_equal():
 def test_root_parameters_compare_what_is_sent_with_what_is_live():
     root = build(s.change_set([]))
     live = {"DesiredCount": {"ParameterKey": "DesiredCount", "ParameterValue": "2"}}
-    sent = {"DesiredCount": {"ParameterKey": "DesiredCount", "ParameterValue": "2"},
-            "ImageTag": {"ParameterKey": "ImageTag", "UsePreviousValue": True}}
+    sent = {
+        "DesiredCount": {"ParameterKey": "DesiredCount", "ParameterValue": "2"},
+        "ImageTag": {"ParameterKey": "ImageTag", "UsePreviousValue": True},
+    }
     resolver = guard.LiveResolver(None, sent, live)
 
     assert resolver.parameter_changes(root, "DesiredCount") is False

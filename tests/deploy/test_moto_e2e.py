@@ -7,6 +7,7 @@ docs/testing.md lists each behaviour and where it is tested.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,8 +42,11 @@ def test_first_create_packages_nested_templates_and_creates_every_stack(moto, ka
     # The root CloudFormation got points at the content-hash keys, in S3's own URL form.
     cfn, s3 = moto.client("cloudformation"), moto.client("s3")
     root = yaml.safe_load(cfn.get_template(StackName="karematch-dev")["TemplateBody"])
-    for logical_id, filename in (("DataStack", "data.yaml"), ("NotifyStack", "notify.yaml"),
-                                 ("ServiceStack", "service.yaml")):  # fmt: skip
+    for logical_id, filename in (
+        ("DataStack", "data.yaml"),
+        ("NotifyStack", "notify.yaml"),
+        ("ServiceStack", "service.yaml"),
+    ):
         body = (FIXTURES / "tree-v1" / filename).read_bytes()
         key = f"templates/{Path(filename).stem}-{hashlib.sha256(body).hexdigest()}.yaml"
         url = root["Resources"][logical_id]["Properties"]["TemplateURL"]
@@ -61,8 +65,9 @@ def test_first_create_packages_nested_templates_and_creates_every_stack(moto, ka
     roles = moto.client("iam").list_roles(PathPrefix="/aws-service-role/")["Roles"]
     assert any(role["Path"] == "/aws-service-role/ecs.amazonaws.com/" for role in roles)
     # No image yet: the service exists with 0 tasks, and the output says what to do next.
-    service = moto.client("ecs").describe_services(cluster="fixture-dev-cluster",
-                                                   services=["fixture-dev-backend-service"])["services"][0]  # fmt: skip
+    service = moto.client("ecs").describe_services(
+        cluster="fixture-dev-cluster", services=["fixture-dev-backend-service"]
+    )["services"][0]
     assert service["desiredCount"] == 0
     assert "--image-tag" in r.out
     assert "CREATE_COMPLETE" in r.out
@@ -103,8 +108,15 @@ def test_a_new_image_tag_with_an_identical_template_is_executed(moto, karematch)
 
 
 def test_deletion_protection_is_off_on_the_first_create_and_on_from_the_next_deploy(moto, karematch):
-    args = ["--env", "dev", "--template-dir", FIXTURES / "tree-protect", "--parameters",
-            FIXTURES / "params" / "protect-dev.json", "--yes"]  # fmt: skip
+    args = [
+        "--env",
+        "dev",
+        "--template-dir",
+        FIXTURES / "tree-protect",
+        "--parameters",
+        FIXTURES / "params" / "protect-dev.json",
+        "--yes",
+    ]
 
     r = karematch("deploy", *args)
 
@@ -132,21 +144,24 @@ def test_update_changes_only_the_child_that_changed(moto, karematch):
 
     assert r.code == 0, r.text
     assert moto.stacks()["karematch-dev"] == "UPDATE_COMPLETE"
-    table = r.out[r.out.index("Stack karematch-dev"):r.out.index("executing")]
+    table = r.out[r.out.index("Stack karematch-dev") : r.out.index("executing")]
     assert "Modify" in table and "NotifyStack" in table
     assert "DataStack" not in table and "ServiceStack" not in table
     assert "notify.yaml: uploading" in r.out and "data.yaml: unchanged" in r.out
     sns = moto.client("sns")
-    names = [sns.get_topic_attributes(TopicArn=t["TopicArn"])["Attributes"]["DisplayName"]
-             for t in sns.list_topics()["Topics"]]  # fmt: skip
+    names = [
+        sns.get_topic_attributes(TopicArn=t["TopicArn"])["Attributes"]["DisplayName"]
+        for t in sns.list_topics()["Topics"]
+    ]
     assert "KareMatch dev alarms (v2)" in names
 
 
 def test_update_keeps_the_live_task_count_and_the_deployed_image(moto, karematch):
     assert karematch("deploy", *tree_args("tree-v1"), "--yes", "--image-tag", "abc123").code == 0
     # Autoscaling moved the service to 3 tasks; the file says 2.
-    moto.client("ecs").update_service(cluster="fixture-dev-cluster", service="fixture-dev-backend-service",
-                                      desiredCount=3)  # fmt: skip
+    moto.client("ecs").update_service(
+        cluster="fixture-dev-cluster", service="fixture-dev-backend-service", desiredCount=3
+    )
 
     r = karematch("deploy", *tree_args("tree-v2"), "--yes")
 
@@ -169,34 +184,54 @@ def test_package_writes_a_root_that_create_stack_accepts_by_url(moto, karematch,
     s3.create_bucket(Bucket="my-artifacts")
     monkeypatch.chdir(tmp_path)  # --out relative: the printed command must not depend on the directory
 
-    r = karematch("package", *tree_args("tree-v1"), "--artifact-bucket", "my-artifacts",
-                  "--out", "out", "--parameter", "DesiredCount=3",
-                  "--parameter", f"NotifyToken={SECRET}")  # fmt: skip
+    r = karematch(
+        "package",
+        *tree_args("tree-v1"),
+        "--artifact-bucket",
+        "my-artifacts",
+        "--out",
+        "out",
+        "--parameter",
+        "DesiredCount=3",
+        "--parameter",
+        f"NotifyToken={SECRET}",
+    )
 
     assert r.code == 0, r.text
     packaged = yaml.safe_load((tmp_path / "out" / "karematch.yaml").read_text())
-    urls = [res["Properties"]["TemplateURL"] for res in packaged["Resources"].values()
-            if res["Type"] == "AWS::CloudFormation::Stack"]  # fmt: skip
+    urls = [
+        res["Properties"]["TemplateURL"]
+        for res in packaged["Resources"].values()
+        if res["Type"] == "AWS::CloudFormation::Stack"
+    ]
     assert len(urls) == 3
     for url in urls:
         assert url.startswith("https://my-artifacts.s3.amazonaws.com/templates/")
         key = url.split(".amazonaws.com/", 1)[1]
         body = s3.get_object(Bucket="my-artifacts", Key=key)["Body"].read()
         assert key.endswith(f"-{hashlib.sha256(body).hexdigest()}.yaml")
-    root_url = next(line.split(": ", 1)[1] for line in r.out.splitlines() if line.startswith("root template URL"))
-    command = shlex.split(next(line for line in r.out.splitlines() if "aws cloudformation create-stack" in line))
-    option = dict(zip(command[3::2], command[4::2]))
+    root_url = next(
+        line.split(": ", 1)[1] for line in r.out.splitlines() if line.startswith("root template URL")
+    )
+    command = shlex.split(
+        next(line for line in r.out.splitlines() if "aws cloudformation create-stack" in line)
+    )
+    option = dict(zip(command[3::2], command[4::2], strict=False))
     assert option["--template-url"] == root_url
     assert option["--parameters"].startswith("file:///")  # absolute: works from any directory
-    written = Path(option["--parameters"][len("file://"):])
+    written = Path(option["--parameters"][len("file://") :])
     assert written == (tmp_path / "out" / "parameters.json").resolve()
     parameters = json.loads(written.read_text())
     # The file's values merged with --parameter; never a NoEcho value, which the output names.
-    assert parameters == [{"ParameterKey": "DesiredCount", "ParameterValue": "3"},
-                          {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"}]
+    assert parameters == [
+        {"ParameterKey": "DesiredCount", "ParameterValue": "3"},
+        {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
+    ]
     assert SECRET not in r.text and "NotifyToken is NoEcho" in r.out
     cfn = moto.client("cloudformation")
-    cfn.create_stack(StackName=option["--stack-name"], TemplateURL=option["--template-url"], Parameters=parameters)
+    cfn.create_stack(
+        StackName=option["--stack-name"], TemplateURL=option["--template-url"], Parameters=parameters
+    )
     stack = cfn.describe_stacks(StackName="karematch-dev")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["DesiredCount"] == "3"
@@ -206,14 +241,25 @@ def test_package_writes_a_root_that_create_stack_accepts_by_url(moto, karematch,
 def test_package_writes_deletion_protection_off_for_the_create_it_prints(moto, karematch, tmp_path):
     moto.client("s3").create_bucket(Bucket="my-artifacts")
 
-    r = karematch("package", "--env", "dev", "--template-dir", FIXTURES / "tree-protect", "--parameters",
-                  FIXTURES / "params" / "protect-dev.json", "--artifact-bucket", "my-artifacts",
-                  "--out", tmp_path)  # fmt: skip
+    r = karematch(
+        "package",
+        "--env",
+        "dev",
+        "--template-dir",
+        FIXTURES / "tree-protect",
+        "--parameters",
+        FIXTURES / "params" / "protect-dev.json",
+        "--artifact-bucket",
+        "my-artifacts",
+        "--out",
+        tmp_path,
+    )
 
     assert r.code == 0, r.text
     assert json.loads((tmp_path / "parameters.json").read_text()) == [
         {"ParameterKey": "EnableDeletionProtection", "ParameterValue": "false"},
-        {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"}]  # fmt: skip
+        {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
+    ]
     assert "deletion protection is turned on by the next deploy" in r.out
 
 
@@ -222,11 +268,21 @@ def test_a_root_over_the_inline_limit_is_uploaded_too(moto, karematch, tmp_path)
     shutil.copytree(FIXTURES / "tree-v1", big)
     root = (big / "karematch.yaml").read_text()
     padding = "".join(f"  Note{i:04d}: {'x' * 90}\n" for i in range(600))
-    (big / "karematch.yaml").write_text(root.replace("Parameters:\n", "Metadata:\n" + padding + "Parameters:\n", 1))
+    (big / "karematch.yaml").write_text(
+        root.replace("Parameters:\n", "Metadata:\n" + padding + "Parameters:\n", 1)
+    )
     assert (big / "karematch.yaml").stat().st_size > tree.MAX_BODY_INLINE
 
-    r = karematch("deploy", "--env", "dev", "--template-dir", big, "--parameters",
-                  FIXTURES / "params" / "dev.json", "--yes")  # fmt: skip
+    r = karematch(
+        "deploy",
+        "--env",
+        "dev",
+        "--template-dir",
+        big,
+        "--parameters",
+        FIXTURES / "params" / "dev.json",
+        "--yes",
+    )
 
     assert r.code == 0, r.text
     assert "over the 51,200-byte inline limit; uploading it too" in r.out
@@ -358,8 +414,13 @@ def test_bad_parameter_file_and_options(moto, karematch, tmp_path):
         r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--poll-interval", interval)
         assert r.code == 2 and "--poll-interval" in r.err, interval
 
-    r = karematch("deploy", *tree_args("tree-v1", env="staging"), "--parameters",
-                  FIXTURES / "params" / "dev.json", "--yes")  # fmt: skip
+    r = karematch(
+        "deploy",
+        *tree_args("tree-v1", env="staging"),
+        "--parameters",
+        FIXTURES / "params" / "dev.json",
+        "--yes",
+    )
     assert r.code == 2 and "--env is 'staging'" in r.err
 
     r = karematch("deploy", "--env", "dev", "--template-dir", tmp_path / "nowhere", "--yes")
@@ -390,8 +451,9 @@ def test_missing_credentials_exit_5_without_leaving_the_machine(moto, karematch,
     r = karematch("deploy", *tree_args("tree-v1"), "--yes")
 
     assert r.code == 5
-    assert r.err.splitlines()[0] == ("error: checking AWS credentials (sts:GetCallerIdentity): no AWS "
-                                     "credentials found")  # fmt: skip
+    assert r.err.splitlines()[0] == (
+        "error: checking AWS credentials (sts:GetCallerIdentity): no AWS credentials found"
+    )
     _nothing_deployed(moto)
 
 
@@ -408,17 +470,40 @@ def test_aws_profile_naming_a_missing_profile_is_one_line_and_exit_5(moto, tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     empty = tmp_path / "empty-aws-file"
     empty.write_text("")
-    env.update(AWS_PROFILE="nosuch", AWS_CONFIG_FILE=str(empty), AWS_SHARED_CREDENTIALS_FILE=str(empty),
-               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL=moto.url, AWS_DEFAULT_REGION=REGION)  # fmt: skip
+    env.update(
+        AWS_PROFILE="nosuch",
+        AWS_CONFIG_FILE=str(empty),
+        AWS_SHARED_CREDENTIALS_FILE=str(empty),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL=moto.url,
+        AWS_DEFAULT_REGION=REGION,
+    )
 
-    protect = ["--env", "dev", "--template-dir", FIXTURES / "tree-protect", "--parameters",
-               FIXTURES / "params" / "protect-dev.json"]  # one small template: a quick lint
-    out = subprocess.run([sys.executable, "-m", "karematch_cfn", "deploy", *map(str, protect), "--yes"],
-                         capture_output=True, text=True, env=env, cwd=tree.REPO, timeout=120, check=False)  # fmt: skip
+    protect = [
+        "--env",
+        "dev",
+        "--template-dir",
+        FIXTURES / "tree-protect",
+        "--parameters",
+        FIXTURES / "params" / "protect-dev.json",
+    ]  # one small template: a quick lint
+    out = subprocess.run(
+        [sys.executable, "-m", "karematch_cfn", "deploy", *map(str, protect), "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree.REPO,
+        timeout=120,
+        check=False,
+    )
 
     assert out.returncode == 5, out.stderr
-    assert out.stderr.splitlines() == [("error: AWS_PROFILE: The config profile (nosuch) could not be found "
-                                        "(aws configure list-profiles lists them)")]  # fmt: skip
+    assert out.stderr.splitlines() == [
+        (
+            "error: AWS_PROFILE: The config profile (nosuch) could not be found "
+            "(aws configure list-profiles lists them)"
+        )
+    ]
     assert "Traceback" not in out.stderr
     _nothing_deployed(moto)
 
@@ -435,11 +520,22 @@ def test_missing_region_is_bad_input(moto, karematch, monkeypatch):
 def test_an_artifacts_bucket_without_permission_exits_5(moto, karematch):
     s3 = moto.client("s3")
     s3.create_bucket(Bucket="locked-artifacts")
-    s3.put_bucket_policy(Bucket="locked-artifacts", Policy=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                       "Resource": ["arn:aws:s3:::locked-artifacts", "arn:aws:s3:::locked-artifacts/*"]}],
-    }))  # fmt: skip
+    s3.put_bucket_policy(
+        Bucket="locked-artifacts",
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": ["arn:aws:s3:::locked-artifacts", "arn:aws:s3:::locked-artifacts/*"],
+                    }
+                ],
+            }
+        ),
+    )
 
     r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--artifact-bucket", "locked-artifacts")
 
@@ -485,8 +581,10 @@ def test_a_live_stack_of_another_environment_is_refused(moto, karematch):
     r = karematch("deploy", *tree_args("tree-v1", env="staging"), "--yes", "--stack-name", "karematch-prod")
 
     assert r.code == 2, r.text
-    assert r.err.splitlines()[0] == ("error: stack karematch-prod is environment 'dev' (its EnvironmentName "
-                                     "parameter) but --env is 'staging'; nothing was changed")  # fmt: skip
+    assert r.err.splitlines()[0] == (
+        "error: stack karematch-prod is environment 'dev' (its EnvironmentName "
+        "parameter) but --env is 'staging'; nothing was changed"
+    )
     assert moto.pending_change_sets("karematch-prod") == []
     assert moto.stacks()["karematch-prod"] == "CREATE_COMPLETE"
 
@@ -494,11 +592,11 @@ def test_a_live_stack_of_another_environment_is_refused(moto, karematch):
 def test_a_busy_stack_is_not_touched(moto, karematch):
     cfn = moto.client("cloudformation")
     # moto leaves a stack CREATE_IN_PROGRESS when its create fails inside moto.
-    broken = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": {"Ref": "Nowhere"}}}}}
-    try:
+    broken = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": {"Ref": "Nowhere"}}}}
+    }
+    with contextlib.suppress(Exception):
         cfn.create_stack(StackName="karematch-dev", TemplateBody=json.dumps(broken))
-    except Exception:  # noqa: BLE001 - ClientError or ResponseParserError (HTML 500)
-        pass
     assert moto.stacks() == {"karematch-dev": "CREATE_IN_PROGRESS"}
 
     r = karematch("deploy", *tree_args("tree-v1"), "--yes")
@@ -515,8 +613,16 @@ def test_lint_findings_stop_the_deploy_before_aws(moto, karematch, tmp_path):
     data = (bad / "data.yaml").read_text()
     (bad / "data.yaml").write_text(data.replace("    DeletionPolicy: Retain\n", "", 1))
 
-    r = karematch("deploy", "--env", "dev", "--template-dir", bad, "--parameters",
-                  FIXTURES / "params" / "dev.json", "--yes")  # fmt: skip
+    r = karematch(
+        "deploy",
+        "--env",
+        "dev",
+        "--template-dir",
+        bad,
+        "--parameters",
+        FIXTURES / "params" / "dev.json",
+        "--yes",
+    )
 
     assert r.code == 1
     assert "E9101" in r.err and "cfn-lint finding" in r.err
@@ -530,13 +636,25 @@ def test_a_template_that_is_not_utf8_is_one_line_and_exit_1(moto, karematch, tmp
     text = (bad / "notify.yaml").read_text()
     (bad / "notify.yaml").write_bytes(text.replace("alarms", "alarmes \u00e9").encode("latin-1"))
 
-    r = karematch("deploy", "--env", "dev", "--template-dir", bad, "--parameters",
-                  FIXTURES / "params" / "dev.json", "--yes")  # fmt: skip
+    r = karematch(
+        "deploy",
+        "--env",
+        "dev",
+        "--template-dir",
+        bad,
+        "--parameters",
+        FIXTURES / "params" / "dev.json",
+        "--yes",
+    )
 
     assert r.code == 1, r.text
     at = text.index("alarms") + len("alarmes ")
-    assert r.err.splitlines() == [(f"error: {(bad / 'notify.yaml').resolve()}: not UTF-8 text (byte {at}: "
-                                   "invalid continuation byte); CloudFormation templates are UTF-8")]  # fmt: skip
+    assert r.err.splitlines() == [
+        (
+            f"error: {(bad / 'notify.yaml').resolve()}: not UTF-8 text (byte {at}: "
+            "invalid continuation byte); CloudFormation templates are UTF-8"
+        )
+    ]
     _nothing_deployed(moto)
 
 
