@@ -1,7 +1,6 @@
 """The architecture document as test data: spec numbers are read from it, not typed again.
 
-``docs/ARCHITECTURE.md`` is the spec (a copy of ../shared/design/ARCHITECTURE.md, checked equal in
-test_spec_copy.py when that file is present). Tests find a value with a regular expression
+``docs/ARCHITECTURE.md`` is the spec. Tests find a value with a regular expression
 over one section, so a test fails if the template disagrees with the document.
 """
 
@@ -13,7 +12,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "docs" / "ARCHITECTURE.md"
-SHARED_SPEC = REPO.parent / "shared" / "design" / "ARCHITECTURE.md"
 
 
 @lru_cache(maxsize=1)

@@ -340,7 +340,7 @@ def _getatt_targets(node) -> list[str]:
 
 
 def test_nothing_uses_getatt_on_a_target_group_anywhere():
-    # GetAtt on a target group breaks moto's stack outputs (pitfalls.md): ARN + Select/Split.
+    # GetAtt on a target group breaks moto's stack outputs: ARN + Select/Split works on both.
     for filename in helpers.rendered_text():
         t = helpers.template(filename)
         tgs = set(helpers.resources_of_type(t, TG))

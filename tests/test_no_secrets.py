@@ -3,7 +3,7 @@
 Two checks over every rendered template and parameters/*.json:
 
 * ``{{resolve:`` appears only under Resources. cfn-lint's E1051 misses a dynamic reference
-  inside Fn::Sub in Outputs (pitfalls.md), and an Output shows its value to anyone who can
+  inside Fn::Sub in Outputs, and an Output shows its value to anyone who can
   describe the stack.
 * No literal under a secret-sounding name. Any key matching ``SENSITIVE`` (password, secret,
   key, token, credential) must hold a reference, not a literal string. That covers property

@@ -95,7 +95,7 @@ def test_container_health_check_hits_health_every_30s_without_curl():
     assert hc["Command"][0] in ("CMD", "CMD-SHELL")
     command = " ".join(hc["Command"][1:])
     assert f"{_container_port()}{path}" in command
-    # Slim Node images ship no curl (pitfalls.md); Node's global fetch needs Node 18+.
+    # Slim Node images ship no curl; Node's global fetch needs Node 18+.
     assert "curl" not in command and "wget" not in command
     assert hc["Command"][1:3] == ["node", "-e"] or command.startswith("node -e")
     assert int(spec.find(r"Container: Node\.js (\d+)", SECTION)) >= 18

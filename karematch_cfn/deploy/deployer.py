@@ -36,8 +36,8 @@ from karematch_cfn.deploy.errors import (
 ECS_SERVICE = "AWS::ECS::Service"
 ECS_CLUSTER = "AWS::ECS::Cluster"
 NESTED_STACK = "AWS::CloudFormation::Stack"
-# Service-linked roles a brand-new account may lack (pitfalls.md: "Unable to assume the service
-# linked role"); created best-effort right before a CREATE change set is executed.
+# Service-linked roles a brand-new account may lack (the first ECS create then fails with "Unable to
+# assume the service linked role"); created best-effort right before a CREATE change set is executed.
 SERVICE_LINKED_ROLES = {
     ECS_SERVICE: "ecs.amazonaws.com",
     "AWS::ApplicationAutoScaling::ScalableTarget": "ecs.application-autoscaling.amazonaws.com",

@@ -2,7 +2,8 @@
 
 The master credentials come from the generated ``DatabaseSecretArn`` secret through dynamic
 references (self-managed secret, not ManageMasterUserPassword: an RDS-managed password rotates
-and would silently stale the DATABASE_URL in the app secret, pitfalls.md).
+and would silently stale the DATABASE_URL in the app secret: CloudFormation never re-reads an
+unchanged dynamic reference).
 
 Properties that force a replacement of the instance (which fails anyway, the identifier being
 custom, and would otherwise snapshot and recreate an empty database): DBInstanceIdentifier,
@@ -128,7 +129,7 @@ def add_parameter_group(t: Template) -> DBParameterGroup:
 
 def add_log_group(t: Template, p: Inputs) -> LogGroup:
     # Created before the instance: RDS would otherwise create a never-expiring group on the
-    # first export (pitfalls.md).
+    # first export, with no retention.
     return t.add_resource(logs.log_group(LOG_GROUP, LOG_GROUP_NAME, p.log_retention))
 
 

@@ -95,7 +95,7 @@ NO_CACHE_MAX_AGE = 0  # spec: HTML, JSON "no caching (max-age=0)"
 # and compression needs them: MaxTTL 1 s keeps caching nominally on. DefaultTTL 0 means an
 # object without Cache-Control is never cached at the edge; one with it, at most 1 s.
 NO_CACHE_EDGE_MAX_TTL = 1
-ERROR_CACHING_TTL = 0  # pitfalls.md: never cache the 403/404 rewrites
+ERROR_CACHING_TTL = 0  # never cache the 403/404 rewrites: a cached rewrite outlives the fix
 # MinTTL 0 on the asset policy: an object's own shorter Cache-Control (e.g. an unhashed file the
 # uploader marks no-cache) wins; a MinTTL > 0 would cache it even against no-store.
 ASSET_MIN_TTL = 0

@@ -1,7 +1,8 @@
 """IAM roles of the backend tasks (spec section 8).
 
 Deployed before the registry and the service: the registry's pull policy names the execution
-role, the service needs both roles (pitfalls.md, "Registry vs execution role cycle").
+role, the service needs both roles, and the service also needs the repository URI: the roles
+first breaks that cycle.
 
 Parameters:
     EnvironmentName: dev | staging | prod.

@@ -317,7 +317,7 @@ def add_listeners(t: Template, p: Inputs, lb: LoadBalancer, tg: TargetGroup) -> 
 
 def target_group_full_name(tg: TargetGroup) -> Select:
     """``targetgroup/<name>/<id>``: the ARN's sixth ``:`` field. Not GetAtt
-    TargetGroupFullName, which breaks moto's stack outputs (pitfalls.md)."""
+    TargetGroupFullName, which breaks moto's stack outputs; Select/Split works on AWS and moto."""
     return Select(5, Split(":", Ref(tg)))
 
 

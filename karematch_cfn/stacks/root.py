@@ -154,7 +154,7 @@ def build(child_templates: dict[str, Template] | None = None) -> Template:
         if child.condition:
             stack.Condition = child.condition
         # Delete/Delete: the data inside each child carries its own Retain/Snapshot policy;
-        # Retain here would orphan a whole child on a rename (pitfalls.md).
+        # Retain here would orphan a whole child (and its named resources) on a rename.
         t.add_resource(policies.delete(stack))
         for oname in ct.outputs:
             if oname in producers or oname in root_params:

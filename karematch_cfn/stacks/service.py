@@ -242,7 +242,8 @@ def add_service(t: Template, p: Inputs, cluster: Cluster, task: TaskDefinition) 
         TaskDefinition=Ref(task),
         LaunchType=LAUNCH_TYPE,
         PlatformVersion=PLATFORM_VERSION,
-        # No image yet: run nothing (pitfalls.md, "No image on the first deploy").
+        # No image yet: run nothing (tasks without an image trip the circuit breaker and roll back
+        # the whole root, database included).
         DesiredCount=If(HAS_IMAGE, Ref(p.desired_count), 0),
         NetworkConfiguration=NetworkConfiguration(
             AwsvpcConfiguration=AwsvpcConfiguration(
