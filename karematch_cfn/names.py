@@ -153,6 +153,9 @@ ANYWHERE_IPV4 = "0.0.0.0/0"
 # --------------------------------------------------------------------------------------------
 # Wiring names: a child's Output and its consumer's Parameter share the name.
 # --------------------------------------------------------------------------------------------
+# foundation
+DATA_KEY_ARN = "DataKeyArn"  # the environment's customer-managed KMS key
+ACCESS_LOG_BUCKET_NAME = "AccessLogBucketName"  # S3 server access logs of every bucket
 # network
 VPC_ID = "VpcId"
 PUBLIC_SUBNET_IDS = "PublicSubnetIds"
@@ -228,6 +231,8 @@ ALARM_TOPIC = f"karematch-{ENV}-alarms"
 TRAIL = f"karematch-{ENV}-trail"
 TRAIL_BUCKET = f"karematch-cloudtrail-{SUFFIX}"
 TRAIL_LOG_GROUP = f"/aws/cloudtrail/karematch-{ENV}"
+ACCESS_LOG_BUCKET = f"karematch-access-logs-{SUFFIX}"
+DATA_KEY_ALIAS = f"alias/karematch-{ENV}-data"
 
 # Deployment plumbing (bootstrap.yaml creates it; the deployer defaults to it).
 ARTIFACTS_BUCKET = "karematch-cfn-artifacts-${AWS::AccountId}-${AWS::Region}"

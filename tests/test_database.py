@@ -74,8 +74,8 @@ def test_storage_is_encrypted_at_rest(t):
     assert spec.find(r"Encryption: (AES-256) encryption at rest", DB)
     p = helpers.props(instance(t))
     assert p["StorageEncrypted"] is True
-    # The AWS-managed aws/rds key (AES-256); a KmsKeyId added later would force a replacement.
-    assert "KmsKeyId" not in p
+    # AES-256 under the environment's customer-managed key (foundation.yaml).
+    assert p["KmsKeyId"] == {"Ref": "DataKeyArn"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,13 +137,22 @@ def test_master_credentials_come_from_the_generated_secret_not_rds_managed(t):
 # ---------------------------------------------------------------------------------------------
 # Parameter group
 # ---------------------------------------------------------------------------------------------
-def test_custom_parameter_group_has_exactly_the_spec_parameters(t):
+def test_custom_parameter_group_has_the_spec_parameters_plus_pgaudit(t):
     expected = dict(spec.find_all(r"`([\w.]+) = (\d+)`", DB))
     assert len(expected) == 4 and expected["rds.force_ssl"] == "1"
     group_id = helpers.props(instance(t))["DBParameterGroupName"]["Ref"]
     group = t["Resources"][group_id]
     assert group["Type"] == "AWS::RDS::DBParameterGroup"
-    assert {k: str(v) for k, v in helpers.props(group)["Parameters"].items()} == expected
+    given = {k: str(v) for k, v in helpers.props(group)["Parameters"].items()}
+    assert {k: given[k] for k in expected} == expected
+    extra = {k: v for k, v in given.items() if k not in expected}
+    # pgaudit loaded at start; object auditing through rds_pgaudit; never reads/writes of every
+    # statement (PHI literals) and never bound parameters.
+    assert "pgaudit" in extra.pop("shared_preload_libraries").split(",")
+    assert extra.pop("pgaudit.role") == "rds_pgaudit"
+    assert not {"read", "write", "all"} & set(extra.pop("pgaudit.log").split(","))
+    assert extra.pop("pgaudit.log_parameter") == "0"
+    assert set(extra) <= {"pgaudit.log_catalog"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,22 +220,25 @@ def test_deletion_protection_only_in_production():
 def test_postgresql_log_is_exported_to_a_log_group_with_the_environment_retention(env):
     deployed = helpers.for_env(FILE, env)
     db = instance(deployed)
-    assert helpers.props(db)["EnableCloudwatchLogsExports"] == ["postgresql"]
+    exports = helpers.props(db)["EnableCloudwatchLogsExports"]
+    assert exports == ["postgresql", "upgrade"]
     logs = helpers.resources_of_type(deployed, "AWS::Logs::LogGroup")
-    assert len(logs) == 1
-    ((log_id, log),) = logs.items()
+    assert len(logs) == len(exports)
     ident = helpers.sub_text(helpers.props(db)["DBInstanceIdentifier"])
-    # The exact name RDS writes to, or RDS creates its own never-expiring group.
-    assert helpers.sub_text(helpers.props(log)["LogGroupName"]) == f"/aws/rds/instance/{ident}/postgresql"
-    assert str(helpers.props(log)["RetentionInDays"]) == helpers.env_values(env)["LogRetentionDays"]
-    # Created before the instance starts exporting.
-    assert log_id in db.get("DependsOn", [])
-    assert log["DeletionPolicy"] in ("Retain", "RetainExceptOnCreate")
+    # The exact names RDS writes to, or RDS creates its own never-expiring, unencrypted group.
+    by_name = {helpers.sub_text(helpers.props(log)["LogGroupName"]): (i, log) for i, log in logs.items()}
+    assert set(by_name) == {f"/aws/rds/instance/{ident}/{e}" for e in exports}
+    for log_id, log in by_name.values():
+        assert str(helpers.props(log)["RetentionInDays"]) == helpers.env_values(env)["LogRetentionDays"]
+        assert helpers.props(log)["KmsKeyId"] == helpers.wired_value("DataKeyArn")
+        # Created before the instance starts exporting.
+        assert log_id in db.get("DependsOn", [])
+        assert log["DeletionPolicy"] in ("Retain", "RetainExceptOnCreate")
 
 
 def test_log_retention_is_the_root_knob_not_a_constant(t):
-    log = helpers.one_of_type(t, "AWS::Logs::LogGroup")
-    assert helpers.props(log)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for log in helpers.resources_of_type(t, "AWS::Logs::LogGroup").values():
+        assert helpers.props(log)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
 # ---------------------------------------------------------------------------------------------

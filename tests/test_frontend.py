@@ -107,8 +107,13 @@ def spec_no_cache_max_age() -> int:
 # ---------------------------------------------------------------------------------------------
 def test_bucket_is_encrypted_with_the_spec_algorithm(t):
     algorithm = spec.find(r"Encryption: (AES-\d+) server-side encryption", CDN).replace("-", "")
+    assert algorithm == "AES256"  # SSE-KMS encrypts with AES-256 too, under the environment's key
     (rule,) = bucket(t)["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == algorithm
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": {"Ref": "DataKeyArn"},
+    }
+    assert rule["BucketKeyEnabled"] is True
 
 
 def test_bucket_is_versioned_and_old_versions_expire_after_the_spec_days(t):

@@ -149,7 +149,11 @@ def test_task_role_writes_only_to_the_app_log_group(deployed):
 def test_task_role_has_no_database_access_by_default(deployed):
     for st in statements(task_role(deployed)):
         assert not any(a.startswith("rds") for a in actions(st))
-    assert not any(a.startswith("kms:") for s in statements(task_role(deployed)) for a in actions(s))
+    # kms only to read its secret (under the environment's key), only through Secrets Manager.
+    for st in statements(task_role(deployed)):
+        if any(a.startswith("kms:") for a in actions(st)):
+            assert actions(st) == {"kms:Decrypt"}
+            assert st["Condition"]["StringEquals"]["kms:ViaService"]
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

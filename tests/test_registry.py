@@ -31,7 +31,8 @@ def test_tag_mutability_encryption_and_scan_on_push(repo):
     mutability = spec.find(r"Image tag mutability: (\w+)", SECTION)
     assert repo["ImageTagMutability"] == mutability.upper()
     assert spec.find(r"Encryption: (AES-256)", SECTION) == "AES-256"
-    assert repo["EncryptionConfiguration"] == {"EncryptionType": "AES256"}
+    # AES-256 under the environment's customer-managed key (SSE-KMS; docs/decisions.md).
+    assert repo["EncryptionConfiguration"] == {"EncryptionType": "KMS", "KmsKey": {"Ref": "DataKeyArn"}}
     assert "scanning: Enabled on push" in spec.section(SECTION)
     assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
 

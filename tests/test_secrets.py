@@ -139,11 +139,13 @@ def test_encryption_key_and_session_secret_are_long_random_and_json_safe():
     assert entropy_bits(key) >= AES_KEY_BITS
 
 
-def test_secrets_use_the_default_kms_key():
+def test_secrets_use_the_environments_customer_managed_key():
+    # The spec's "AWS KMS (default key)", hardened: the environment's own key (docs/decisions.md).
     assert spec.find(r"Encryption: AWS KMS \((default key)\)", SECRETS)
+    assert "customer-managed KMS key" in (helpers.REPO / "docs" / "decisions.md").read_text()
     for filename in ("secrets.yaml", "appsecret.yaml"):
         for logical_id, s in secrets_of(filename).items():
-            assert "KmsKeyId" not in helpers.props(s), f"{filename}/{logical_id}"
+            assert helpers.props(s)["KmsKeyId"] == {"Ref": "DataKeyArn"}, f"{filename}/{logical_id}"
 
 
 def test_no_automatic_rotation_and_a_runbook_exists():
@@ -224,4 +226,5 @@ def test_app_secret_inputs_are_wired_from_the_stacks_that_own_them():
         names.SESSION_SECRET_ARN: "./secrets.yaml",
         names.DATABASE_ENDPOINT_ADDRESS: "./database.yaml",
         names.DATABASE_ENDPOINT_PORT: "./database.yaml",
+        names.DATA_KEY_ARN: "./foundation.yaml",
     }

@@ -17,6 +17,7 @@ from troposphere.s3 import (
     BucketPolicy,
     LifecycleConfiguration,
     LifecycleRule,
+    LoggingConfiguration,
     OwnershipControls,
     OwnershipControlsRule,
     PublicAccessBlockConfiguration,
@@ -37,12 +38,14 @@ def private_bucket(
     tags: Tags,
     sse_algorithm: str = SSE_S3,
     bucket_key: bool = False,
+    kms_key: Any = None,
 ) -> Bucket:
     """A private, versioned bucket named by a ``names`` Fn::Sub pattern (policies are the
     caller's: ``lib.policies``)."""
-    rule = ServerSideEncryptionRule(
-        ServerSideEncryptionByDefault=ServerSideEncryptionByDefault(SSEAlgorithm=sse_algorithm)
-    )
+    default = ServerSideEncryptionByDefault(SSEAlgorithm=sse_algorithm)
+    if kms_key is not None:
+        default.KMSMasterKeyID = kms_key
+    rule = ServerSideEncryptionRule(ServerSideEncryptionByDefault=default)
     if bucket_key:
         rule.BucketKeyEnabled = True
     return Bucket(
@@ -62,6 +65,15 @@ def private_bucket(
         ),
         Tags=tags,
     )
+
+
+def log_access(bucket: Bucket, access_log_bucket: Any, prefix: str) -> Bucket:
+    """S3 server access logging of ``bucket`` into the environment's access-log bucket, under
+    ``prefix`` (the target bucket is SSE-S3: server access logs cannot be written under SSE-KMS)."""
+    bucket.LoggingConfiguration = LoggingConfiguration(
+        DestinationBucketName=access_log_bucket, LogFilePrefix=prefix
+    )
+    return bucket
 
 
 def tls_only_policy(

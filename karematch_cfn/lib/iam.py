@@ -82,6 +82,19 @@ def decrypt_via(service_host: Any, key_arns: Any) -> Statement:
     )
 
 
+def use_key_via(service_host: Any, key_arns: Any) -> Statement:
+    """kms:Decrypt and kms:GenerateDataKey, only through one service: what creating, updating
+    and resolving a secret under a customer-managed key needs (Secrets Manager encrypts with
+    the caller's permissions)."""
+    return Statement(
+        Sid="UseKeyViaSecretsManager",
+        Effect=Allow,
+        Action=[kms.Decrypt, kms.GenerateDataKey],
+        Resource=[key_arns],
+        Condition=Condition(StringEquals({"kms:ViaService": service_host})),
+    )
+
+
 def pull_images(principal_arn: Any) -> Statement:
     """Repository-policy statement: one role may pull images."""
     return Statement(
@@ -230,6 +243,57 @@ def key_use_by_log_group(logs_service: Any, log_group_arn: Any) -> Statement:
         ],
         Resource=[KEY_POLICY_RESOURCE],
         Condition=Condition(ArnEquals({"kms:EncryptionContext:aws:logs:arn": log_group_arn})),
+    )
+
+
+def key_use_by_log_groups(logs_service: Any, log_group_arns_like: list[Any]) -> Statement:
+    """Key-policy statement: CloudWatch Logs may use the key for the named log groups only."""
+    return Statement(
+        Sid="AllowCloudWatchLogsForTheEnvironmentsGroups",
+        Effect=Allow,
+        Principal=Principal("Service", [logs_service]),
+        Action=[
+            kms.Action("Encrypt*"),
+            kms.Action("Decrypt*"),
+            kms.Action("ReEncrypt*"),
+            kms.Action("GenerateDataKey*"),
+            kms.Action("Describe*"),
+        ],
+        Resource=[KEY_POLICY_RESOURCE],
+        Condition=Condition(ArnLike({"kms:EncryptionContext:aws:logs:arn": list(log_group_arns_like)})),
+    )
+
+
+def key_decrypt_by_cloudfront(account: Any, distributions_like: Any) -> Statement:
+    """Key-policy statement: CloudFront (OAC) may decrypt SSE-KMS objects for this account's
+    distributions. ArnLike on every distribution of the account, not the one distribution: the
+    key exists before the distribution (key -> bucket -> distribution would be a cycle); the
+    bucket policy still admits only the one distribution (aws-cdk issue 31227)."""
+    return Statement(
+        Sid="AllowCloudFrontOacDecrypt",
+        Effect=Allow,
+        Principal=Principal("Service", ["cloudfront.amazonaws.com"]),
+        Action=[kms.Decrypt],
+        Resource=[KEY_POLICY_RESOURCE],
+        Condition=Condition(
+            [StringEquals({"aws:SourceAccount": account}), ArnLike({"aws:SourceArn": distributions_like})]
+        ),
+    )
+
+
+def write_server_access_logs(objects_arn: Any, source_buckets_like: Any, account: Any) -> Statement:
+    """Bucket-policy statement: S3 server access logging may write log objects, for the given
+    source buckets of this account only (S3 user guide, "Enabling Amazon S3 server access
+    logging", bucket policy for the logging service principal)."""
+    return Statement(
+        Sid="AllowS3ServerAccessLogs",
+        Effect=Allow,
+        Principal=Principal("Service", ["logging.s3.amazonaws.com"]),
+        Action=[s3.PutObject],
+        Resource=[objects_arn],
+        Condition=Condition(
+            [ArnLike({"aws:SourceArn": source_buckets_like}), StringEquals({"aws:SourceAccount": account})]
+        ),
     )
 
 

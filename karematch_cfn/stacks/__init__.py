@@ -12,6 +12,7 @@ from karematch_cfn.stacks import (
     audit,
     bootstrap,
     database,
+    foundation,
     frontend,
     iam,
     loadbalancer,
@@ -24,6 +25,7 @@ from karematch_cfn.stacks import (
 )
 
 CHILD_MODULES = [
+    ("FoundationStack", foundation, "foundation.yaml", None),
     ("NetworkStack", network, "network.yaml", None),
     ("SecurityGroupsStack", security, "security.yaml", None),
     ("SecretsStack", secrets, "secrets.yaml", None),

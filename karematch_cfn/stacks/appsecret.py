@@ -69,11 +69,13 @@ def build() -> Template:
         (names.SESSION_SECRET_ARN, "ARN of the generated SESSION_SECRET secret"),
         (names.DATABASE_ENDPOINT_ADDRESS, "Host name of the RDS endpoint"),
         (names.DATABASE_ENDPOINT_PORT, "Port of the RDS endpoint"),
+        (names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"),
     ):
         names.declare(t, pname, description)
     secret = Secret(
         APP_SECRET,
         Name=Sub(names.APP_SECRET),
+        KmsKeyId=Ref(names.DATA_KEY_ARN),
         Description="KareMatch backend configuration: DATABASE_URL, ENCRYPTION_KEY, SESSION_SECRET, "
         "AWS_REGION",
         SecretString=Sub(secret_document()),

@@ -115,13 +115,21 @@ SECURITY_CHECKS = (
 class Inputs(NamedTuple):
     retention_days: Ref
     alarm_topic: Ref
+    access_log_bucket: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
     names.declare(t, names.ENVIRONMENT_NAME)
     retention = Ref(names.declare(t, names.LOG_RETENTION_DAYS))
     topic = Ref(names.declare(t, names.ALARM_TOPIC_ARN, "SNS topic notified by the security alarms"))
-    return Inputs(retention, topic)
+    access_logs = Ref(
+        names.declare(
+            t,
+            names.ACCESS_LOG_BUCKET_NAME,
+            "Bucket of the environment's S3 server access logs (foundation.yaml)",
+        )
+    )
+    return Inputs(retention, topic, access_logs)
 
 
 def add_key(t: Template) -> Key:
@@ -163,6 +171,7 @@ def add_bucket(t: Template, p: Inputs) -> Bucket:
         tags.standard(),
         sse_algorithm=BUCKET_DEFAULT_ENCRYPTION,
     )
+    buckets.log_access(bucket, p.access_log_bucket, "cloudtrail/")
     return t.add_resource(policies.retain_except_on_create(bucket))
 
 

@@ -30,17 +30,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from troposphere import Equals, GetAtt, If, Ref, Sub, Template
+from troposphere.iam import Role
 from troposphere.logs import LogGroup
 from troposphere.rds import DBInstance, DBParameterGroup, DBSubnetGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import conditions, logs, policies, tags
+from karematch_cfn.lib import arns, conditions, iam, logs, policies, suppress, tags
 from karematch_cfn.stacks import secrets  # the JSON keys of the generated credentials
 
 INSTANCE = "DatabaseInstance"
 SUBNET_GROUP = "DatabaseSubnetGroup"
 PARAMETER_GROUP = "DatabaseParameterGroup"
 LOG_GROUP = "DatabaseLogGroup"
+UPGRADE_LOG_GROUP = "DatabaseUpgradeLogGroup"
+MONITORING_ROLE = "DatabaseMonitoringRole"
 
 ENGINE = "postgres"
 # Spec: PostgreSQL 15.4, which RDS has deprecated (cfn-lint W3691 flags 15.2-15.12 and a bare
@@ -56,19 +59,40 @@ BACKUP_WINDOW = "03:00-04:00"  # spec: 03:00-04:00 UTC
 MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"  # spec: Sunday 04:00-05:00 UTC
 PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7  # spec: production only, 7-day retention
 LOG_EXPORT = "postgresql"
+UPGRADE_LOG_EXPORT = "upgrade"  # engine upgrade logs (HIPAA hardening: both exports)
+LOG_EXPORTS = (LOG_EXPORT, UPGRADE_LOG_EXPORT)
 LOG_GROUP_NAME = f"/aws/rds/instance/{names.DATABASE_INSTANCE}/{LOG_EXPORT}"
+UPGRADE_LOG_GROUP_NAME = f"/aws/rds/instance/{names.DATABASE_INSTANCE}/{UPGRADE_LOG_EXPORT}"
+# Enhanced Monitoring: OS metrics every 60 s (RDS's RDSOSMetrics log group, account-wide).
+MONITORING_INTERVAL_SECONDS = 60
+MONITORING_SERVICE = "monitoring.rds.amazonaws.com"
+MONITORING_POLICY = "service-role/AmazonRDSEnhancedMonitoringRole"  # AWS managed
+MONITORING_ROLE_NAME = f"karematch-{names.ENV}-rds-monitoring-role"
 
 # Spec "Parameter Group (custom)": exactly these.
 FORCE_SSL = "1"  # rds.force_ssl: reject unencrypted connections
 LOG_CONNECTIONS = "1"  # audit
 LOG_DISCONNECTIONS = "1"  # audit
 SLOW_QUERY_MS = "10000"  # log_min_duration_statement: statements of 10 s and more
-DB_PARAMETERS = {
+SPEC_DB_PARAMETERS = {
     "rds.force_ssl": FORCE_SSL,
     "log_connections": LOG_CONNECTIONS,
     "log_disconnections": LOG_DISCONNECTIONS,
     "log_min_duration_statement": SLOW_QUERY_MS,
 }
+# pgaudit (HIPAA audit controls; docs/runbooks/pgaudit.md does the in-database half). The
+# library is loaded at start (static: a later change needs a reboot CloudFormation does not do).
+# Object auditing through the rds_pgaudit role audits reads and writes of the PHI tables granted
+# to it; session auditing logs only DDL and role changes: "read,write" globally would write PHI
+# literals of every statement into the logs. Bound parameters are never logged.
+PGAUDIT_PARAMETERS = {
+    "shared_preload_libraries": "pg_stat_statements,pgaudit",
+    "pgaudit.role": "rds_pgaudit",
+    "pgaudit.log": "ddl,role",
+    "pgaudit.log_parameter": "0",
+    "pgaudit.log_catalog": "0",
+}
+DB_PARAMETERS = {**SPEC_DB_PARAMETERS, **PGAUDIT_PARAMETERS}
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,7 @@ class Inputs:
     subnets: Ref
     security_group: Ref
     secret_arn: Ref
+    data_key: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
@@ -97,6 +122,11 @@ def declare_inputs(t: Template) -> Inputs:
                 t,
                 names.DATABASE_SECRET_ARN,
                 "ARN of the generated master-credentials secret (JSON keys username, password)",
+            )
+        ),
+        data_key=Ref(
+            names.declare(
+                t, names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"
             )
         ),
     )
@@ -120,17 +150,37 @@ def add_parameter_group(t: Template) -> DBParameterGroup:
         DBParameterGroup(
             PARAMETER_GROUP,
             Family=PARAMETER_GROUP_FAMILY,
-            Description="KareMatch PostgreSQL 15: SSL forced, connection audit, slow queries",
+            Description="KareMatch PostgreSQL 15: SSL forced, connection audit, slow queries, pgaudit",
             Parameters=DB_PARAMETERS,
             Tags=tags.standard(),
         )
     )
 
 
-def add_log_group(t: Template, p: Inputs) -> LogGroup:
-    # Created before the instance: RDS would otherwise create a never-expiring group on the
-    # first export, with no retention.
-    return t.add_resource(logs.log_group(LOG_GROUP, LOG_GROUP_NAME, p.log_retention))
+def add_log_groups(t: Template, p: Inputs) -> list[LogGroup]:
+    # Created before the instance: RDS would otherwise create a never-expiring, unencrypted
+    # group on the first export.
+    return [
+        t.add_resource(logs.log_group(logical_id, name, p.log_retention, KmsKeyId=p.data_key))
+        for logical_id, name in ((LOG_GROUP, LOG_GROUP_NAME), (UPGRADE_LOG_GROUP, UPGRADE_LOG_GROUP_NAME))
+    ]
+
+
+def add_monitoring_role(t: Template) -> Role:
+    """The role Enhanced Monitoring assumes to publish OS metrics (AWS managed policy)."""
+    return t.add_resource(
+        Role(
+            MONITORING_ROLE,
+            RoleName=Sub(MONITORING_ROLE_NAME),
+            Description="RDS Enhanced Monitoring publishes the database's OS metrics to CloudWatch Logs",
+            # Confused deputy: only RDS monitoring acting for this account may assume it.
+            AssumeRolePolicyDocument=iam.assume_role(
+                MONITORING_SERVICE, {"aws:SourceAccount": Ref("AWS::AccountId")}
+            ),
+            ManagedPolicyArns=[arns.managed_policy(MONITORING_POLICY)],
+            Tags=tags.standard(),
+        )
+    )
 
 
 def _credential(secret_key: str) -> Sub:
@@ -142,7 +192,8 @@ def add_instance(
     p: Inputs,
     subnet_group: DBSubnetGroup,
     parameter_group: DBParameterGroup,
-    log_group: LogGroup,
+    log_groups: list[LogGroup],
+    monitoring_role: Role,
 ) -> DBInstance:
     prod = names.IS_PRODUCTION
     db = DBInstance(
@@ -162,9 +213,10 @@ def add_instance(
         StorageType=STORAGE_TYPE,
         AllocatedStorage=str(ALLOCATED_STORAGE_GB),
         MaxAllocatedStorage=MAX_ALLOCATED_STORAGE_GB,
-        # AES-256 with the AWS-managed aws/rds key (no KmsKeyId, which would force replacement
-        # if added later).
+        # AES-256 under the environment's customer-managed key. KmsKeyId is create-only: changing
+        # it on a live stack replaces the database (the deployer's guard refuses that).
         StorageEncrypted=True,
+        KmsKeyId=p.data_key,
         MultiAZ=If(prod, True, False),
         DBSubnetGroupName=Ref(subnet_group),
         VPCSecurityGroups=[p.security_group],
@@ -183,9 +235,22 @@ def add_instance(
         DeletionProtection=If(names.PROTECT_FROM_DELETION, True, False),
         EnablePerformanceInsights=If(prod, True, False),
         PerformanceInsightsRetentionPeriod=If(prod, PERFORMANCE_INSIGHTS_RETENTION_DAYS, Ref("AWS::NoValue")),
-        EnableCloudwatchLogsExports=[LOG_EXPORT],
+        PerformanceInsightsKMSKeyId=If(prod, p.data_key, Ref("AWS::NoValue")),
+        MonitoringInterval=MONITORING_INTERVAL_SECONDS,
+        MonitoringRoleArn=GetAtt(monitoring_role, "Arn"),
+        EnableCloudwatchLogsExports=list(LOG_EXPORTS),
         Tags=tags.standard(names.DATABASE_INSTANCE),
-        DependsOn=[log_group],
+        DependsOn=[g.title for g in log_groups],
+    )
+    suppress.skip(
+        db,
+        outside=(
+            (
+                "CKV_AWS_157",
+                "Spec section 3: Multi-AZ in production only; dev and staging are single-AZ by design",
+            ),
+        ),
+        production_condition=prod,
     )
     # Snapshot in every environment (the spec asks for a final snapshot in prod; a dev
     # database costs little to snapshot, and Delete is never allowed on a data store).
@@ -199,8 +264,9 @@ def build() -> Template:
     conditions.protect_from_deletion(t)
     subnet_group = add_subnet_group(t, p)
     parameter_group = add_parameter_group(t)
-    log_group = add_log_group(t, p)
-    db = add_instance(t, p, subnet_group, parameter_group, log_group)
+    log_groups = add_log_groups(t, p)
+    monitoring_role = add_monitoring_role(t)
+    db = add_instance(t, p, subnet_group, parameter_group, log_groups, monitoring_role)
     render.add_outputs(
         t,
         {

@@ -57,7 +57,7 @@ from troposphere.s3 import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, buckets, iam, policies, tags
+from karematch_cfn.lib import arns, buckets, iam, policies, suppress, tags
 
 # Logical IDs (the bucket's is pinned: renaming it would replace the bucket).
 BUCKET = "FrontendBucket"
@@ -80,7 +80,7 @@ OAC_NAME = f"karematch-{names.ENV}-frontend-oac"
 ORIGIN_ID = "FrontendBucketOrigin"
 
 # Spec section 5 numbers.
-ENCRYPTION = "AES256"  # spec: AES-256 server-side encryption
+ENCRYPTION = "aws:kms"  # spec: AES-256 server-side encryption; SSE-KMS under the environment's key
 NONCURRENT_VERSION_DAYS = 90  # spec: delete old versions after 90 days
 PRICE_CLASS = "PriceClass_100"  # spec: US, Canada, Europe
 DEFAULT_ROOT_OBJECT = "index.html"  # spec
@@ -132,6 +132,8 @@ SSL_SUPPORT_METHOD = "sni-only"
 class Inputs(NamedTuple):
     domain: Ref
     certificate: Ref
+    data_key: Ref
+    access_log_bucket: Ref
 
 
 class CachePolicies(NamedTuple):
@@ -163,10 +165,22 @@ def declare_inputs(t: Template) -> Inputs:
             ]
         },
     )
-    return Inputs(domain, certificate)
+    key = Ref(
+        names.declare(
+            t, names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"
+        )
+    )
+    access_logs = Ref(
+        names.declare(
+            t,
+            names.ACCESS_LOG_BUCKET_NAME,
+            "Bucket of the environment's S3 server access logs (foundation.yaml)",
+        )
+    )
+    return Inputs(domain, certificate, key, access_logs)
 
 
-def add_bucket(t: Template) -> Bucket:
+def add_bucket(t: Template, p: Inputs) -> Bucket:
     bucket = buckets.private_bucket(
         BUCKET,
         names.FRONTEND_BUCKET,
@@ -185,7 +199,10 @@ def add_bucket(t: Template) -> Bucket:
         ],
         tags.standard(),
         sse_algorithm=ENCRYPTION,
+        bucket_key=True,  # one data key per bucket and period: far fewer KMS requests
+        kms_key=p.data_key,
     )
+    buckets.log_access(bucket, p.access_log_bucket, "frontend/")
     # The deployed frontend and its 90 days of history survive a stack deletion; a rolled-back
     # first create (bucket still empty) leaves no named bucket behind to block the retry.
     return t.add_resource(policies.retain_except_on_create(bucket))
@@ -380,6 +397,17 @@ def add_distribution(
         ),
         Tags=tags.standard(),
     )
+    suppress.skip(
+        distribution,
+        outside=(
+            (
+                "CKV_AWS_174",
+                "No custom domain (dev, staging): the *.cloudfront.net certificate cannot enforce TLS 1.2; "
+                "prod always has its domain and TLSv1.2_2021",
+            ),
+        ),
+        production_condition=HAS_CUSTOM_DOMAIN,
+    )
     return t.add_resource(distribution)
 
 
@@ -388,7 +416,7 @@ def build() -> Template:
         "KareMatch content delivery: private frontend bucket and its CloudFront distribution"
     )
     p = declare_inputs(t)
-    bucket = add_bucket(t)
+    bucket = add_bucket(t, p)
     oac = add_origin_access_control(t)
     cp = add_policies(t)
     distribution = add_distribution(t, p, bucket, oac, cp)

@@ -50,7 +50,7 @@ def trust_ecs_tasks():
 def add_task_execution_role(t: Template, app_secret: Ref) -> Role:
     read_app_secret = iam.document(
         iam.read_secrets(app_secret),
-        # Needed only if the secret moves to a customer-managed key; scoped to Secrets Manager.
+        # The secret is under the environment's customer-managed key; only via Secrets Manager.
         iam.decrypt_via(Sub(SECRETS_MANAGER_HOST), arns.kms_keys()),
     )
     return t.add_resource(
@@ -69,6 +69,8 @@ def add_task_execution_role(t: Template, app_secret: Ref) -> Role:
 def add_task_role(t: Template, app_secret: Ref) -> Role:
     runtime = iam.document(
         iam.read_secrets(app_secret),  # spec: "for secret refresh"
+        # The secret is under the environment's customer-managed key; only via Secrets Manager.
+        iam.decrypt_via(Sub(SECRETS_MANAGER_HOST), arns.kms_keys()),
         iam.write_logs(arns.log_group(names.APP_LOG_GROUP), arns.log_streams(names.APP_LOG_GROUP)),
     )
     connect = Policy(

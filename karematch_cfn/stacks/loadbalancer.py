@@ -58,7 +58,7 @@ from troposphere.s3 import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, buckets, conditions, iam, policies, tags
+from karematch_cfn.lib import arns, buckets, conditions, iam, policies, suppress, tags
 
 # Logical IDs.
 LOAD_BALANCER = "LoadBalancer"
@@ -152,6 +152,7 @@ class Inputs:
     vpc: Ref
     public_subnets: Ref
     alb_security_group: Ref
+    access_log_bucket: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
@@ -165,6 +166,11 @@ def declare_inputs(t: Template) -> Inputs:
         ),
         alb_security_group=names.declare(
             t, names.ALB_SECURITY_GROUP_ID, "Security group of the load balancer"
+        ),
+        access_log_bucket=names.declare(
+            t,
+            names.ACCESS_LOG_BUCKET_NAME,
+            "Bucket of the environment's S3 server access logs (foundation.yaml)",
         ),
     )
 
@@ -212,6 +218,7 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
         tags.standard(names.ALB_LOG_BUCKET),
         sse_algorithm=LOG_ENCRYPTION,
     )
+    buckets.log_access(bucket, Ref(p.access_log_bucket), "alb-logs/")
     # Audit logs outlive the stack (removed only if the create that made it rolls back).
     policies.retain_except_on_create(bucket)
     t.add_resource(bucket)
@@ -304,15 +311,24 @@ def add_listeners(t: Template, p: Inputs, lb: LoadBalancer, tg: TargetGroup) -> 
             Protocol="HTTPS", Port=str(names.HTTPS_PORT), StatusCode=REDIRECT_STATUS
         ),
     )
-    t.add_resource(
+    listener = suppress.skip(
         Listener(
             HTTP_LISTENER,
             LoadBalancerArn=Ref(lb),
             Port=names.HTTP_PORT,
             Protocol="HTTP",
             DefaultActions=If(HAS_CERTIFICATE, [redirect], [forward]),
-        )
+        ),
+        outside=(
+            (
+                "CKV_AWS_2",
+                "dev only (no certificate): plain HTTP forward, the spec's development mode; dev holds no PHI",
+            ),
+            ("CKV_AWS_103", "dev only (no certificate): no TLS listener at all; dev holds no PHI"),
+        ),
+        production_condition=HAS_CERTIFICATE,
     )
+    t.add_resource(listener)
 
 
 def target_group_full_name(tg: TargetGroup) -> Select:

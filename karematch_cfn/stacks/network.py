@@ -226,9 +226,10 @@ def add_s3_endpoint(t: Template, vpc: VPC, private_tables: list[RouteTable]) -> 
     )
 
 
-def add_flow_log(t: Template, vpc: VPC, retention: Ref) -> LogGroup:
-    """Flow log of all VPC traffic into its own log group, via a flow-logs-only role."""
-    group = t.add_resource(logs.log_group(FLOW_LOG_GROUP, names.FLOW_LOG_GROUP, retention))
+def add_flow_log(t: Template, vpc: VPC, retention: Ref, key: Ref) -> LogGroup:
+    """Flow log of all VPC traffic into its own log group (under the environment's key), via a
+    flow-logs-only role."""
+    group = t.add_resource(logs.log_group(FLOW_LOG_GROUP, names.FLOW_LOG_GROUP, retention, KmsKeyId=key))
     role = t.add_resource(
         logs.delivery_role(
             FLOW_LOG_ROLE,
@@ -268,13 +269,18 @@ def build() -> Template:
     )
     names.declare(t, names.ENVIRONMENT_NAME)
     retention = names.declare(t, names.LOG_RETENTION_DAYS)
+    key = Ref(
+        names.declare(
+            t, names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"
+        )
+    )
     vpc = add_vpc(t)
     public, private, database = (add_subnets(t, vpc, tier) for tier in TIERS)
     attachment = add_public_routing(t, vpc, public)
     private_tables = add_private_routing(t, vpc, public, private, attachment)
     add_database_routing(t, vpc, database)
     add_s3_endpoint(t, vpc, private_tables)
-    group = add_flow_log(t, vpc, Ref(retention))
+    group = add_flow_log(t, vpc, Ref(retention), key)
     render.add_outputs(
         t,
         {

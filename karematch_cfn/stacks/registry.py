@@ -23,13 +23,13 @@ from troposphere.ecr import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import iam, policies, tags
+from karematch_cfn.lib import iam, policies, suppress, tags
 
 REPOSITORY = "BackendRepository"
 HAS_PULL_ROLE = "HasPullRole"
 
 IMAGE_TAG_MUTABILITY = "MUTABLE"  # spec: mutable tags
-ENCRYPTION = "AES256"
+ENCRYPTION = "KMS"  # the environment's customer-managed key (docs/decisions.md)
 KEEP_TAGGED_IMAGES = 10  # spec: keep last 10 tagged images
 UNTAGGED_EXPIRY_DAYS = 7  # spec: delete untagged images after 7 days
 
@@ -63,16 +63,23 @@ def lifecycle_policy_text() -> str:
     return json.dumps({"rules": rules}, indent=2, sort_keys=True)
 
 
-def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
+def add_repository(t: Template, pull_role: AWSHelperFn, key: Ref) -> Repository:
     repo = Repository(
         REPOSITORY,
         RepositoryName=Sub(names.REPOSITORY),
         ImageTagMutability=IMAGE_TAG_MUTABILITY,
-        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION),
+        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION, KmsKey=key),
         ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
         LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text()),
         RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)), Ref("AWS::NoValue")),
         Tags=tags.standard(),
+    )
+    suppress.skip(
+        repo,
+        (
+            "CKV_AWS_51",
+            "Spec section 6: mutable tags; deploys pass an immutable per-build ImageTag, never latest",
+        ),
     )
     # Images are the deployable history: keep the repository if the stack lets go of it.
     return t.add_resource(policies.retain_except_on_create(repo))
@@ -88,7 +95,12 @@ def build() -> Template:
         Default="",
     )
     t.add_condition(HAS_PULL_ROLE, Not(Equals(Ref(role), "")))
-    repo = add_repository(t, Ref(role))
+    key = Ref(
+        names.declare(
+            t, names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"
+        )
+    )
+    repo = add_repository(t, Ref(role), key)
     render.add_outputs(
         t,
         {

@@ -28,7 +28,7 @@ from troposphere import GetAtt, Ref, Template
 from troposphere.ec2 import SecurityGroup, SecurityGroupEgress, SecurityGroupIngress, SecurityGroupRule
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import tags
+from karematch_cfn.lib import suppress, tags
 
 # Logical IDs.
 ALB_SECURITY_GROUP = "AlbSecurityGroup"
@@ -84,6 +84,14 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
         ],
         SecurityGroupEgress=[NO_TRAFFIC_EGRESS],  # real egress: ALB_EGRESS_TO_APP
         Tags=tags.standard(f"karematch-{names.ENV}-alb-sg"),
+    )
+    suppress.skip(
+        alb,
+        (
+            "CKV_AWS_260",
+            "Spec section 1: the ALB accepts port 80 from the internet; outside dev its listener only "
+            "redirects to HTTPS (301)",
+        ),
     )
     app = SecurityGroup(
         APP_SECURITY_GROUP,

@@ -127,6 +127,7 @@ class Inputs:
     task_role: Ref
     app_secret_arn: Ref
     app_secret_name: Ref
+    data_key: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
@@ -155,6 +156,9 @@ def declare_inputs(t: Template) -> Inputs:
         app_secret_name=names.declare(
             t, names.APP_SECRET_NAME, "Name of the app secret, for the application's refresh"
         ),
+        data_key=names.declare(
+            t, names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"
+        ),
     )
 
 
@@ -170,7 +174,9 @@ def add_cluster(t: Template) -> Cluster:
 
 
 def add_log_group(t: Template, p: Inputs) -> LogGroup:
-    return t.add_resource(logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, Ref(p.retention_days)))
+    return t.add_resource(
+        logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, Ref(p.retention_days), KmsKeyId=Ref(p.data_key))
+    )
 
 
 def health_check_command() -> list[str]:
