@@ -29,6 +29,7 @@ ENABLE_CLOUDTRAIL = "EnableCloudTrail"
 FRONTEND_DOMAIN_NAME = "FrontendDomainName"
 FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
 ENABLE_DELETION_PROTECTION = "EnableDeletionProtection"
+CLOUDFRONT_WEB_ACL_ARN = "CloudFrontWebAclArn"
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 PRODUCTION = "prod"
@@ -47,6 +48,10 @@ CLOUDFRONT_ACM_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certif
 IMAGE_TAG_PATTERN = r"^$|^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DOMAIN_PATTERN = r"^$|^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+# A CloudFront web ACL lives in us-east-1 (scope CLOUDFRONT, "global" in its ARN).
+CLOUDFRONT_WEB_ACL_PATTERN = (
+    r"^$|^arn:aws[a-z-]*:wafv2:us-east-1:[0-9]{12}:global/webacl/[A-Za-z0-9_-]{1,128}/[a-f0-9-]{36}$"
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,16 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
             "Default": "",
             "AllowedPattern": DOMAIN_PATTERN,
             "ConstraintDescription": "empty, or a lower-case DNS name",
+        },
+    ),
+    CLOUDFRONT_WEB_ACL_ARN: ParameterSpec(
+        "String",
+        "ARN of an existing us-east-1 AWS WAF web ACL (scope CLOUDFRONT) for the distribution; "
+        "empty = the frontend stack creates one when deployed in us-east-1",
+        {
+            "Default": "",
+            "AllowedPattern": CLOUDFRONT_WEB_ACL_PATTERN,
+            "ConstraintDescription": "empty, or the ARN of a CLOUDFRONT-scope web ACL in us-east-1",
         },
     ),
     FRONTEND_CERTIFICATE_ARN: ParameterSpec(

@@ -74,6 +74,15 @@ NOT_GRANTED = {
     "rds:Restore*": "restores (a runbook step with administrator credentials)",
     "rds:*DBInstanceAutomatedBackupsReplication": "cross-region backup replication",
     "secretsmanager:ReplicateSecretToRegions": "copying secrets to other regions",
+    "amplify:*": "web ACLs on Amplify apps (the association handler lists every target type)",
+    "apigateway:SetWebACL": "web ACLs on API Gateway stages",
+    "apprunner:*": "web ACLs on App Runner services",
+    "appsync:*": "web ACLs on AppSync APIs",
+    "bedrock-agentcore:*": "web ACLs on Bedrock AgentCore gateways",
+    "ec2:*VerifiedAccessInstanceWebAcl*": "web ACLs on Verified Access instances",
+    "wafv2:*PermissionPolicy": "sharing WAF rule groups with other accounts",
+    "codewhisperer:AllowVendedLogDeliveryForResource": "log delivery from CodeWhisperer",
+    "workmail:AllowVendedLogDeliveryForResource": "log delivery from WorkMail",
 }
 
 

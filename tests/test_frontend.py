@@ -298,11 +298,11 @@ def test_with_domain_and_certificate_the_alias_uses_tls_1_2_and_sni():
 def test_a_domain_without_certificate_or_the_reverse_is_refused(t, given):
     cfg = config(helpers.for_env(FILE, "prod", **given))
     assert "Aliases" not in cfg  # never an alias the default certificate cannot serve
-    values = {"EnvironmentName": "prod", **given}
+    values = {"EnvironmentName": "prod", "AWS::Region": "us-east-1", **given}
     assert evaluate.broken_rules(t, values), "the template Rule should refuse half a custom domain"
     both = {**values, "FrontendDomainName": DOMAIN, "FrontendCertificateArn": CERT}
     assert not evaluate.broken_rules(t, both)
-    assert not evaluate.broken_rules(t, {"EnvironmentName": "prod"})
+    assert not evaluate.broken_rules(t, {"EnvironmentName": "prod", "AWS::Region": "us-east-1"})
 
 
 def test_outputs_name_the_bucket_and_the_distribution(t):

@@ -35,6 +35,7 @@ SETTING_KEYS = {
     "KeyUsage",  # KMS key usage (ENCRYPT_DECRYPT)
     "Key",  # the name half of a {Key, Value} pair (tags): its Value is checked under that name
     "ParameterKey",  # the same in parameter files
+    "AggregateKeyType",  # WAF rate-based rule: what requests are counted by (IP)
 }
 # Name/Value pairs: ECS environment ({Name, Value}), tags ({Key, Value}), parameter files.
 PAIRS = (("Name", "Value"), ("Key", "Value"), ("ParameterKey", "ParameterValue"))

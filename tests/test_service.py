@@ -273,3 +273,20 @@ def test_outputs_name_the_cluster_service_and_log_group():
         names.SERVICE_NAME: {"Fn::GetAtt": [_logical_id(t, SERVICE), "Name"]},
         names.APP_LOG_GROUP_NAME: {"Ref": _logical_id(t, LOG_GROUP)},
     }
+
+
+def test_the_container_is_hardened_and_only_tmp_is_writable():
+    t = _t()
+    task = helpers.props(helpers.one_of_type(t, "AWS::ECS::TaskDefinition"))
+    c = _container(t)
+    assert c["ReadonlyRootFilesystem"] is True
+    (mount,) = c["MountPoints"]
+    assert mount["ContainerPath"] == "/tmp" and mount["ReadOnly"] is False
+    (volume,) = task["Volumes"]
+    # A bind mount on Fargate's task storage: no host path, no EFS, no Docker volume.
+    assert volume == {"Name": mount["SourceVolume"]}
+    user = c["User"].split(":")
+    assert all(part.isdigit() and int(part) != 0 for part in user), "numeric and never root"
+    assert c["LinuxParameters"]["Capabilities"]["Drop"] == ["ALL"]
+    assert "Add" not in c["LinuxParameters"]["Capabilities"]
+    assert int(c["Memory"]) == int(task["Memory"])  # the hard limit is the task's memory

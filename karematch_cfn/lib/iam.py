@@ -297,6 +297,25 @@ def write_server_access_logs(objects_arn: Any, source_buckets_like: Any, account
     )
 
 
+def deliver_vended_logs(objects_arn: Any, account: Any, delivery_sources_like: Any) -> Statement:
+    """Bucket-policy statement: CloudWatch Logs' log delivery (vended logs v2, e.g. CloudFront
+    standard logging) may write log objects for this account's delivery sources (CloudWatch Logs
+    user guide, "Logs sent to Amazon S3")."""
+    return Statement(
+        Sid="AllowLogDeliveryWrite",
+        Effect=Allow,
+        Principal=Principal("Service", ["delivery.logs.amazonaws.com"]),
+        Action=[s3.PutObject],
+        Resource=[objects_arn],
+        Condition=Condition(
+            [
+                StringEquals({"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": account}),
+                ArnLike({"aws:SourceArn": delivery_sources_like}),
+            ]
+        ),
+    )
+
+
 def deliver_alb_logs(objects_arn: Any, principal: Any) -> Statement:
     """Bucket-policy statement: Elastic Load Balancing may write access-log objects.
 
@@ -365,6 +384,7 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "ecs:DeregisterTaskDefinition",
         "ecs:DescribeTaskDefinition",
         "elasticloadbalancing:DescribeCapacityReservation",
+        "elasticloadbalancing:SetWebACL",
         "elasticloadbalancing:DescribeListenerAttributes",
         "elasticloadbalancing:DescribeListeners",
         "elasticloadbalancing:DescribeLoadBalancerAttributes",
@@ -378,6 +398,7 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "kms:ListAliases",
         "logs:CreateLogDelivery",
         "logs:DeleteLogDelivery",
+        "logs:DescribeDeliveries",
         "logs:DescribeIndexPolicies",
         "logs:DescribeLogGroups",
         "logs:DescribeResourcePolicies",

@@ -53,7 +53,7 @@ PLAN_ARTIFACTS_BUCKET = "PlanArtifactsBucket"
 PLAN_ARTIFACTS_BUCKET_POLICY = "PlanArtifactsBucketPolicy"
 EXECUTION_ROLE = "CloudFormationExecutionRole"
 EXECUTION_POLICIES = {  # logical id -> what it lets CloudFormation provision
-    "ExecutionNetworkComputePolicy": "network, containers and load balancing",
+    "ExecutionNetworkComputePolicy": "network, containers, load balancing, web ACLs, log delivery",
     "ExecutionDataEdgePolicy": "database, secrets, keys, logs, buckets, CDN, alarms, audit",
     "ExecutionIdentityPolicy": "reads, roles and nested stacks",
 }
@@ -198,6 +198,9 @@ LOAD_BALANCING_ACTIONS = (
     "ModifyTargetGroupAttributes",
     "RegisterTargets",
     "RemoveTags",
+    "CreateWebACLAssociation",
+    "DeleteWebACLAssociation",
+    "GetLoadBalancerWebACL",
     "SetIpAddressType",
     "SetSecurityGroups",
     "SetSubnets",
@@ -286,6 +289,35 @@ LOGS_ACTIONS = (
     "TagResource",
     "UntagResource",
 )
+# CloudFront standard logging v2 (AWS::Logs::Delivery, DeliverySource, DeliveryDestination).
+LOG_DELIVERY_ACTIONS = (
+    "CreateDelivery",
+    "DeleteDelivery",
+    "DeleteDeliveryDestination",
+    "DeleteDeliveryDestinationPolicy",
+    "DeleteDeliverySource",
+    "GetDelivery",
+    "GetDeliveryDestination",
+    "GetDeliveryDestinationPolicy",
+    "GetDeliverySource",
+    "PutDeliveryDestination",
+    "PutDeliveryDestinationPolicy",
+    "PutDeliverySource",
+    "UpdateDeliveryConfiguration",
+)
+# AWS WAF web ACLs (ALB and CloudFront) and the ALB association.
+WAF_ACTIONS = (
+    "AssociateWebACL",
+    "CreateWebACL",
+    "DeleteWebACL",
+    "DisassociateWebACL",
+    "GetWebACL",
+    "GetWebACLForResource",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
+    "UpdateWebACL",
+)
 # Bucket-level only (the patterns match no object action): configuration, tags, listing.
 S3_CONFIGURATIONS = (
     "Accelerate",
@@ -336,6 +368,7 @@ CLOUDWATCH_ACTIONS = (
     "UntagResource",
 )
 CLOUDFRONT_ACTIONS = (
+    "AllowVendedLogDeliveryForResource",
     "DeleteCachePolicy",
     "DeleteDistribution",
     "DeleteOriginAccessControl",
@@ -562,6 +595,22 @@ def execution_statements() -> dict[str, list]:
                 "application-autoscaling",
                 AUTOSCALING_ACTIONS,
                 [regional("application-autoscaling", "scalable-target/*")],
+            ),
+            iam.provision(
+                "ProvisionLogDelivery",
+                "logs",
+                LOG_DELIVERY_ACTIONS,
+                [
+                    regional("logs", "delivery:*"),
+                    regional("logs", "delivery-source:karematch-*"),
+                    regional("logs", "delivery-destination:karematch-*"),
+                ],
+            ),
+            iam.provision(
+                "ProvisionWebAcls",
+                "wafv2",
+                WAF_ACTIONS,
+                [regional("wafv2", "*"), regional("elasticloadbalancing", "loadbalancer/app/karematch-*")],
             ),
         ],
         "ExecutionDataEdgePolicy": [

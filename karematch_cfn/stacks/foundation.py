@@ -96,6 +96,11 @@ def add_access_log_bucket(t: Template, retention: Ref) -> Bucket:
                 arns.bucket(ENVIRONMENT_BUCKETS),
                 Ref("AWS::AccountId"),
             ),
+            iam.deliver_vended_logs(
+                arns.bucket_objects(names.ACCESS_LOG_BUCKET, "cloudfront/"),
+                Ref("AWS::AccountId"),
+                arns.regional("logs", "delivery-source:*"),
+            ),
         )
     )
     return bucket

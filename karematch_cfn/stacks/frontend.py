@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from troposphere import And, Equals, GetAtt, If, Not, Or, Ref, Sub, Template
+from troposphere import And, Condition, Equals, GetAtt, If, Not, Or, Ref, Sub, Template
 from troposphere.cloudfront import (
     CacheBehavior,
     CacheCookiesConfig,
@@ -48,6 +48,7 @@ from troposphere.cloudfront import (
     StrictTransportSecurity,
     ViewerCertificate,
 )
+from troposphere.logs import Delivery, DeliveryDestination, DeliverySource
 from troposphere.s3 import (
     AbortIncompleteMultipartUpload,
     Bucket,
@@ -57,7 +58,7 @@ from troposphere.s3 import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, buckets, iam, policies, suppress, tags
+from karematch_cfn.lib import arns, buckets, iam, policies, suppress, tags, waf
 
 # Logical IDs (the bucket's is pinned: renaming it would replace the bucket).
 BUCKET = "FrontendBucket"
@@ -69,6 +70,16 @@ NO_CACHE_HEADERS_POLICY = "NoCacheResponseHeadersPolicy"
 STATIC_HEADERS_POLICY = "StaticAssetsResponseHeadersPolicy"
 DISTRIBUTION = "FrontendDistribution"
 HAS_CUSTOM_DOMAIN = "HasCustomDomain"
+# CloudFront's web ACL and its logging v2 exist only in us-east-1 (docs/decisions.md).
+IN_US_EAST_1 = "InUsEast1"
+HAS_EDGE_WEB_ACL_ARN = "HasEdgeWebAclArn"
+CREATES_EDGE_WEB_ACL = "CreatesEdgeWebAcl"
+EDGE_WEB_ACL = "EdgeWebAcl"
+EDGE_WEB_ACL_NAME = f"karematch-{names.ENV}-cloudfront"
+LOG_SOURCE = "DistributionLogSource"
+LOG_DESTINATION = "DistributionLogDestination"
+LOG_DELIVERY = "DistributionLogDelivery"
+LOG_DELIVERY_NAME = f"karematch-{names.ENV}-cloudfront-access-logs"
 CUSTOM_DOMAIN_RULE = "CustomDomainNeedsCertificate"
 
 # Physical names (cache/response-headers policies and OACs are unique per account).
@@ -134,6 +145,7 @@ class Inputs(NamedTuple):
     certificate: Ref
     data_key: Ref
     access_log_bucket: Ref
+    edge_web_acl: Ref
 
 
 class CachePolicies(NamedTuple):
@@ -177,7 +189,11 @@ def declare_inputs(t: Template) -> Inputs:
             "Bucket of the environment's S3 server access logs (foundation.yaml)",
         )
     )
-    return Inputs(domain, certificate, key, access_logs)
+    edge_acl = Ref(names.declare(t, names.CLOUDFRONT_WEB_ACL_ARN))
+    t.add_condition(IN_US_EAST_1, Equals(Ref("AWS::Region"), "us-east-1"))
+    t.add_condition(HAS_EDGE_WEB_ACL_ARN, Not(Equals(edge_acl, "")))
+    t.add_condition(CREATES_EDGE_WEB_ACL, And(Condition(IN_US_EAST_1), Not(Condition(HAS_EDGE_WEB_ACL_ARN))))
+    return Inputs(domain, certificate, key, access_logs, edge_acl)
 
 
 def add_bucket(t: Template, p: Inputs) -> Bucket:
@@ -368,6 +384,11 @@ def add_distribution(
             DefaultRootObject=DEFAULT_ROOT_OBJECT,
             HttpVersion=HTTP_VERSION,
             IPV6Enabled=True,
+            WebACLId=If(
+                HAS_EDGE_WEB_ACL_ARN,
+                p.edge_web_acl,
+                If(CREATES_EDGE_WEB_ACL, GetAtt(EDGE_WEB_ACL, "Arn"), Ref("AWS::NoValue")),
+            ),
             Aliases=If(HAS_CUSTOM_DOMAIN, [p.domain], Ref("AWS::NoValue")),
             ViewerCertificate=certificate,
             Origins=[
@@ -399,6 +420,11 @@ def add_distribution(
     )
     suppress.skip(
         distribution,
+        (
+            "CKV_AWS_86",
+            "Access logs go through CloudFront standard logging v2 (AWS::Logs::Delivery*, this stack) into "
+            "the access-log bucket; the check reads only the legacy Logging property, which needs ACLs",
+        ),
         outside=(
             (
                 "CKV_AWS_174",
@@ -411,6 +437,54 @@ def add_distribution(
     return t.add_resource(distribution)
 
 
+def add_edge_web_acl(t: Template) -> None:
+    """The distribution's AWS WAF web ACL, created here only in us-east-1 and only when no
+    existing ACL's ARN is given (CloudFrontWebAclArn)."""
+    t.add_resource(
+        waf.web_acl(
+            EDGE_WEB_ACL,
+            scope=waf.CLOUDFRONT,
+            name_pattern=EDGE_WEB_ACL_NAME,
+            description="KareMatch CloudFront: AWS managed rule groups and a per-IP rate limit",
+            Condition=CREATES_EDGE_WEB_ACL,
+        )
+    )
+
+
+def add_access_logs(t: Template, p: Inputs, distribution: Distribution) -> None:
+    """CloudFront standard logging v2 into the access-log bucket (under cloudfront/); CloudWatch
+    Logs delivery for CloudFront works only in us-east-1."""
+    source = t.add_resource(
+        DeliverySource(
+            LOG_SOURCE,
+            Condition=IN_US_EAST_1,
+            Name=Sub(LOG_DELIVERY_NAME),
+            LogType="ACCESS_LOGS",
+            ResourceArn=arns.cloudfront_distribution(distribution.title),
+        )
+    )
+    destination = t.add_resource(
+        DeliveryDestination(
+            LOG_DESTINATION,
+            Condition=IN_US_EAST_1,
+            Name=Sub(LOG_DELIVERY_NAME),
+            DestinationResourceArn=Sub(
+                f"arn:${{AWS::Partition}}:s3:::${{{names.ACCESS_LOG_BUCKET_NAME}}}/cloudfront"
+            ),
+            Tags=tags.standard(),
+        )
+    )
+    t.add_resource(
+        Delivery(
+            LOG_DELIVERY,
+            Condition=IN_US_EAST_1,
+            DeliverySourceName=Ref(source),
+            DeliveryDestinationArn=GetAtt(destination, "Arn"),
+            Tags=tags.standard(),
+        )
+    )
+
+
 def build() -> Template:
     t = render.new_template(
         "KareMatch content delivery: private frontend bucket and its CloudFront distribution"
@@ -419,7 +493,9 @@ def build() -> Template:
     bucket = add_bucket(t, p)
     oac = add_origin_access_control(t)
     cp = add_policies(t)
+    add_edge_web_acl(t)
     distribution = add_distribution(t, p, bucket, oac, cp)
+    add_access_logs(t, p, distribution)
     add_bucket_policy(t, bucket)
     render.add_outputs(
         t,

@@ -56,9 +56,10 @@ from troposphere.s3 import (
     LifecycleRule,
     NoncurrentVersionExpiration,
 )
+from troposphere.wafv2 import WebACL, WebACLAssociation
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import arns, buckets, conditions, iam, policies, suppress, tags
+from karematch_cfn.lib import arns, buckets, conditions, iam, policies, suppress, tags, waf
 
 # Logical IDs.
 LOAD_BALANCER = "LoadBalancer"
@@ -67,6 +68,9 @@ HTTPS_LISTENER = "HttpsListener"
 HTTP_LISTENER = "HttpListener"
 LOG_BUCKET = "AccessLogBucket"
 LOG_BUCKET_POLICY = "AccessLogBucketPolicy"
+WEB_ACL = "LoadBalancerWebAcl"
+WEB_ACL_ASSOCIATION = "LoadBalancerWebAclAssociation"
+WEB_ACL_NAME = f"karematch-{names.ENV}-alb"
 
 # Conditions and mappings.
 HAS_CERTIFICATE = "HasCertificate"
@@ -263,6 +267,20 @@ def add_load_balancer(t: Template, p: Inputs, bucket: Bucket, policy: BucketPoli
     return t.add_resource(lb)
 
 
+def add_web_acl(t: Template, lb: LoadBalancer) -> WebACL:
+    """AWS WAF in front of the ALB (lib/waf.py: managed rule groups and a per-IP rate limit)."""
+    acl = t.add_resource(
+        waf.web_acl(
+            WEB_ACL,
+            scope=waf.REGIONAL,
+            name_pattern=WEB_ACL_NAME,
+            description="KareMatch ALB: AWS managed rule groups and a per-IP rate limit",
+        )
+    )
+    t.add_resource(WebACLAssociation(WEB_ACL_ASSOCIATION, ResourceArn=Ref(lb), WebACLArn=GetAtt(acl, "Arn")))
+    return acl
+
+
 def add_target_group(t: Template, p: Inputs) -> TargetGroup:
     attributes = {
         "stickiness.enabled": "true",
@@ -347,6 +365,7 @@ def build() -> Template:
     lb = add_load_balancer(t, p, bucket, policy)
     tg = add_target_group(t, p)
     add_listeners(t, p, lb, tg)
+    add_web_acl(t, lb)
     render.add_outputs(
         t,
         {

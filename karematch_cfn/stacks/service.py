@@ -47,14 +47,18 @@ from troposphere.ecs import (
     DeploymentController,
     Environment,
     HealthCheck,
+    KernelCapabilities,
+    LinuxParameters,
     LoadBalancer,
     LogConfiguration,
+    MountPoint,
     NetworkConfiguration,
     PortMapping,
     RuntimePlatform,
     Secret,
     Service,
     TaskDefinition,
+    Volume,
 )
 from troposphere.logs import LogGroup
 
@@ -102,7 +106,15 @@ HEALTH_CHECK_START_PERIOD_SECONDS = 60
 # ALB health checks are ignored this long after a task starts: the container's start period
 # (60 s) plus the target group's two healthy checks 30 s apart (60 s).
 HEALTH_CHECK_GRACE_PERIOD_SECONDS = 120
-READONLY_ROOT_FILESYSTEM = False
+# HIPAA hardening (docs/deploying.md, "What the backend image must do"): the root filesystem is
+# read-only; /tmp is a task bind mount (Fargate has no tmpfs), the only writable path; the
+# process runs as a non-root numeric user with every Linux capability dropped; the container's
+# hard memory limit is the task's memory.
+READONLY_ROOT_FILESYSTEM = True
+SCRATCH_VOLUME = "scratch"
+SCRATCH_PATH = "/tmp"
+CONTAINER_USER = "1000:1000"  # the node user of the official Node images, by number
+DROPPED_CAPABILITIES = ["ALL"]
 SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
 SCALABLE_DIMENSION = "ecs:service:DesiredCount"
@@ -221,6 +233,10 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
             },
         ),
         ReadonlyRootFilesystem=READONLY_ROOT_FILESYSTEM,
+        MountPoints=[MountPoint(SourceVolume=SCRATCH_VOLUME, ContainerPath=SCRATCH_PATH, ReadOnly=False)],
+        User=CONTAINER_USER,
+        LinuxParameters=LinuxParameters(Capabilities=KernelCapabilities(Drop=DROPPED_CAPABILITIES)),
+        Memory=int(TASK_MEMORY),
     )
     task = TaskDefinition(
         TASK_DEFINITION,
@@ -235,6 +251,8 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
         ExecutionRoleArn=Ref(p.execution_role),
         TaskRoleArn=Ref(p.task_role),
         ContainerDefinitions=[container],
+        # A bind mount without a host path: Fargate's ephemeral task storage, writable.
+        Volumes=[Volume(Name=SCRATCH_VOLUME)],
         Tags=tags.standard(TASK_FAMILY),
     )
     return t.add_resource(task)
