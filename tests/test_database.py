@@ -256,3 +256,23 @@ def test_outputs_are_the_endpoint_and_ids_never_a_credential(t):
 def test_the_database_logical_id_is_pinned(t):
     # Renaming the logical id would replace (and snapshot away) the database.
     assert set(helpers.resources_of_type(t, DB_TYPE)) == {"DatabaseInstance"}
+
+
+def test_aws_backup_keeps_daily_recovery_points_in_its_own_encrypted_retained_vault(t):
+    ((vault_id, vault),) = helpers.resources_of_type(t, "AWS::Backup::BackupVault").items()
+    assert helpers.props(vault)["EncryptionKeyArn"] == {"Ref": "DataKeyArn"}
+    assert vault["DeletionPolicy"] != "Delete" and vault["UpdateReplacePolicy"] != "Delete"
+    plan = helpers.props(helpers.one_of_type(t, "AWS::Backup::BackupPlan"))["BackupPlan"]
+    (rule,) = plan["BackupPlanRule"]
+    assert rule["TargetBackupVault"] == {"Ref": vault_id}
+    # Starts (and, within its start window, begins) outside the spec's backup and maintenance
+    # windows (03:00-05:00 UTC).
+    hour = int(rule["ScheduleExpression"].split()[1])
+    assert not 3 <= hour < 5 and not 3 <= hour + rule["StartWindowMinutes"] / 60 < 5
+    assert rule["Lifecycle"]["DeleteAfterDays"] >= int(
+        spec.number(r"Automated backups: (\d+)-day retention", DB)
+    )
+    selection = helpers.props(helpers.one_of_type(t, "AWS::Backup::BackupSelection"))["BackupSelection"]
+    (resource,) = selection["Resources"]
+    ident = helpers.sub_text(helpers.props(instance(t))["DBInstanceIdentifier"])
+    assert helpers.sub_text(resource).endswith(f":db:{ident}")

@@ -18,6 +18,7 @@ PINNED = {
     ("audit.yaml", "TrailLogGroup", "AWS::Logs::LogGroup"),
     ("bootstrap.yaml", "ArtifactsBucket", "AWS::S3::Bucket"),
     ("bootstrap.yaml", "PlanArtifactsBucket", "AWS::S3::Bucket"),
+    ("database.yaml", "DatabaseBackupVault", "AWS::Backup::BackupVault"),
     ("database.yaml", "DatabaseInstance", "AWS::RDS::DBInstance"),
     ("database.yaml", "DatabaseLogGroup", "AWS::Logs::LogGroup"),
     ("database.yaml", "DatabaseUpgradeLogGroup", "AWS::Logs::LogGroup"),

@@ -398,6 +398,7 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "kms:ListAliases",
         "logs:CreateLogDelivery",
         "logs:DeleteLogDelivery",
+        "backup-storage:MountCapsule",
         "logs:DescribeDeliveries",
         "logs:DescribeIndexPolicies",
         "logs:DescribeLogGroups",

@@ -18,6 +18,7 @@ STATEFUL_TYPES = frozenset(
         "AWS::Logs::LogGroup",
         "AWS::ECR::Repository",
         "AWS::KMS::Key",
+        "AWS::Backup::BackupVault",
     }
 )
 

@@ -19,6 +19,7 @@ STATEFUL_TYPES = frozenset(
         "AWS::Logs::LogGroup",
         "AWS::ECR::Repository",
         "AWS::KMS::Key",
+        "AWS::Backup::BackupVault",
     }
 )
 NESTED_STACK = "AWS::CloudFormation::Stack"
@@ -28,7 +29,7 @@ class StatefulPolicies(CloudFormationLintRule):
     id = "E9101"
     shortdesc = "Stateful resources keep their data"
     description = (
-        "Databases, buckets, secrets, log groups, repositories and KMS keys need explicit "
+        "Databases, buckets, secrets, log groups, repositories, KMS keys and backup vaults need explicit "
         "DeletionPolicy and UpdateReplacePolicy other than Delete; nested stacks need both set"
     )
     source_url = (

@@ -53,9 +53,10 @@ PLAN_ARTIFACTS_BUCKET = "PlanArtifactsBucket"
 PLAN_ARTIFACTS_BUCKET_POLICY = "PlanArtifactsBucketPolicy"
 EXECUTION_ROLE = "CloudFormationExecutionRole"
 EXECUTION_POLICIES = {  # logical id -> what it lets CloudFormation provision
-    "ExecutionNetworkComputePolicy": "network, containers, load balancing, web ACLs, log delivery",
+    "ExecutionNetworkComputePolicy": "network, containers and load balancing",
     "ExecutionDataEdgePolicy": "database, secrets, keys, logs, buckets, CDN, alarms, audit",
     "ExecutionIdentityPolicy": "reads, roles and nested stacks",
+    "ExecutionHardeningPolicy": "database backups, web ACLs and CloudFront log delivery",
 }
 DEPLOY_ROLE = "DeployRole"
 PLAN_ROLE = "PlanRole"
@@ -305,6 +306,30 @@ LOG_DELIVERY_ACTIONS = (
     "PutDeliverySource",
     "UpdateDeliveryConfiguration",
 )
+# AWS Backup: the database's vault, plan and selection.
+BACKUP_ACTIONS = (
+    "CreateBackupPlan",
+    "CreateBackupSelection",
+    "CreateBackupVault",
+    "DeleteBackupPlan",
+    "DeleteBackupSelection",
+    "DeleteBackupVault",
+    "DeleteBackupVaultAccessPolicy",
+    "DeleteBackupVaultLockConfiguration",
+    "DeleteBackupVaultNotifications",
+    "DescribeBackupVault",
+    "GetBackupPlan",
+    "GetBackupSelection",
+    "GetBackupVaultAccessPolicy",
+    "GetBackupVaultNotifications",
+    "ListTags",
+    "PutBackupVaultAccessPolicy",
+    "PutBackupVaultLockConfiguration",
+    "PutBackupVaultNotifications",
+    "TagResource",
+    "UntagResource",
+    "UpdateBackupPlan",
+)
 # AWS WAF web ACLs (ALB and CloudFront) and the ALB association.
 WAF_ACTIONS = (
     "AssociateWebACL",
@@ -421,6 +446,7 @@ NESTED_STACK_ACTIONS = (
 # Services the stacks' roles are passed to (their trust principals); tests check the set.
 ROLE_SERVICES = (
     "cloudtrail.amazonaws.com",
+    "backup.amazonaws.com",
     "ecs-tasks.amazonaws.com",
     "monitoring.rds.amazonaws.com",
     "vpc-flow-logs.amazonaws.com",
@@ -596,22 +622,6 @@ def execution_statements() -> dict[str, list]:
                 AUTOSCALING_ACTIONS,
                 [regional("application-autoscaling", "scalable-target/*")],
             ),
-            iam.provision(
-                "ProvisionLogDelivery",
-                "logs",
-                LOG_DELIVERY_ACTIONS,
-                [
-                    regional("logs", "delivery:*"),
-                    regional("logs", "delivery-source:karematch-*"),
-                    regional("logs", "delivery-destination:karematch-*"),
-                ],
-            ),
-            iam.provision(
-                "ProvisionWebAcls",
-                "wafv2",
-                WAF_ACTIONS,
-                [regional("wafv2", "*"), regional("elasticloadbalancing", "loadbalancer/app/karematch-*")],
-            ),
         ],
         "ExecutionDataEdgePolicy": [
             iam.provision("ProvisionDatabase", "rds", RDS_ACTIONS, [regional("rds", "*")]),
@@ -647,6 +657,31 @@ def execution_statements() -> dict[str, list]:
                 "cloudtrail",
                 CLOUDTRAIL_ACTIONS,
                 [regional("cloudtrail", "trail/karematch-*")],
+            ),
+        ],
+        "ExecutionHardeningPolicy": [
+            iam.provision(
+                "ProvisionBackups",
+                "backup",
+                BACKUP_ACTIONS,
+                # Plans are named by id (a UUID), vaults by name.
+                [regional("backup", "backup-vault:karematch-*"), regional("backup", "backup-plan:*")],
+            ),
+            iam.provision(
+                "ProvisionLogDelivery",
+                "logs",
+                LOG_DELIVERY_ACTIONS,
+                [
+                    regional("logs", "delivery:*"),
+                    regional("logs", "delivery-source:karematch-*"),
+                    regional("logs", "delivery-destination:karematch-*"),
+                ],
+            ),
+            iam.provision(
+                "ProvisionWebAcls",
+                "wafv2",
+                WAF_ACTIONS,
+                [regional("wafv2", "*"), regional("elasticloadbalancing", "loadbalancer/app/karematch-*")],
             ),
         ],
         "ExecutionIdentityPolicy": [
