@@ -281,3 +281,12 @@ def test_dashboard_placeholders_all_resolve(t):
 
 def test_outputs(t):
     assert t["Outputs"]["AlarmTopicArn"]["Value"] == TOPIC_REF
+
+
+@pytest.mark.parametrize("filename", ["monitoring.yaml", "audit.yaml"])
+def test_every_alarm_also_notifies_when_its_data_stops(filename):
+    found = helpers.resources_of_type(helpers.template(filename), "AWS::CloudWatch::Alarm")
+    assert found
+    for logical_id, alarm in found.items():
+        p = helpers.props(alarm)
+        assert p["InsufficientDataActions"] == p["AlarmActions"], logical_id

@@ -87,3 +87,14 @@ def metric_alarm(
             **kwargs,
         )
     )
+
+
+def notify_insufficient_data(t: Template) -> None:
+    """Every alarm of ``t`` also notifies its alarm actions when it enters INSUFFICIENT_DATA: a
+    metric that stops arriving (a stopped database, a deleted dimension) is news, and AWS
+    Config's cloudwatch-alarm-action-check (HIPAA conformance pack) expects the action. Alarms
+    that treat missing data as breaching or not breaching enter that state only before their
+    first evaluation, so the action costs no noise there."""
+    for resource in t.resources.values():
+        if isinstance(resource, Alarm) and "InsufficientDataActions" not in resource.properties:
+            resource.InsufficientDataActions = resource.AlarmActions

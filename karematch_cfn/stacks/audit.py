@@ -274,4 +274,5 @@ def build() -> Template:
     group, role = add_log_delivery(t, p, key)
     add_trail(t, bucket, bucket_policy, key, group, role)
     add_security_alarms(t, p, group)
+    alarms.notify_insufficient_data(t)
     return t

@@ -466,4 +466,5 @@ def build() -> Template:
     add_metric_filters(t)
     dashboard = add_dashboard(t)
     render.add_outputs(t, {names.ALARM_TOPIC_ARN: Ref(n.topic), names.DASHBOARD_NAME: Ref(dashboard)})
+    alarms.notify_insufficient_data(t)
     return t
