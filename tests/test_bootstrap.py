@@ -83,6 +83,16 @@ NOT_GRANTED = {
     "wafv2:*PermissionPolicy": "sharing WAF rule groups with other accounts",
     "codewhisperer:AllowVendedLogDeliveryForResource": "log delivery from CodeWhisperer",
     "workmail:AllowVendedLogDeliveryForResource": "log delivery from WorkMail",
+    "elasticfilesystem:*": "Lambda file systems",
+    "s3files:*": "Lambda file systems",
+    "kms:Encrypt": "Lambda environment variables under a customer key (the function has none)",
+    "lambda:PutFunctionCodeSigningConfig": "Lambda code signing",
+    "lambda:DeleteFunctionCodeSigningConfig": "Lambda code signing",
+    "lambda:GetCodeSigningConfig": "Lambda code signing",
+    "lambda:GetLayerVersion": "Lambda layers",
+    "lambda:PassCapacityProvider": "Lambda managed instances",
+    "lambda:PutFunctionScalingConfig": "Lambda managed instances",
+    "s3:GetObjectVersion": "Lambda code from S3 (the function's code is inline)",
 }
 
 

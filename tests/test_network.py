@@ -11,6 +11,7 @@ import pytest
 
 from karematch_cfn import names
 from karematch_cfn.lib import iam
+from karematch_cfn.stacks import network
 from tests import helpers, spec
 
 FILE = "network.yaml"
@@ -347,3 +348,26 @@ def test_subnet_id_outputs_list_exactly_their_tier(t, output, tier):
 
 def test_vpc_id_output(t):
     assert t["Outputs"][names.VPC_ID]["Value"] == {"Ref": vpc_id(t)}
+
+
+def test_the_default_security_group_is_closed_by_a_custom_resource(t):
+    closer = helpers.one_of_type(t, "AWS::Lambda::Function")
+    p = helpers.props(closer)
+    custom = helpers.props(helpers.one_of_type(t, "AWS::CloudFormation::CustomResource"))
+    assert custom["SecurityGroupId"] == {"Fn::GetAtt": [network.VPC_RESOURCE, "DefaultSecurityGroup"]}
+    assert custom["ServiceToken"] == {"Fn::GetAtt": [network.DEFAULT_GROUP_CLOSER, "Arn"]}
+    code = p["Code"]["ZipFile"]
+    compile(code, "index.py", "exec")  # the inline handler is valid Python
+    assert "revoke_security_group_ingress" in code and "revoke_security_group_egress" in code
+    assert "cfnresponse.FAILED" in code  # an error answers CloudFormation instead of hanging it
+    # Its role may revoke rules of the default group only.
+    role = t["Resources"][p["Role"]["Fn::GetAtt"][0]]
+    statements = [s for pol in helpers.props(role)["Policies"] for s in pol["PolicyDocument"]["Statement"]]
+    (revoke,) = [s for s in statements if any("Revoke" in a for a in s["Action"])]
+    (arn,) = revoke["Resource"]
+    assert arn["Fn::Sub"][1] == {"GroupId": {"Fn::GetAtt": [network.VPC_RESOURCE, "DefaultSecurityGroup"]}}
+    # Its log group exists first, with retention and the environment's key.
+    (log_id,) = closer["DependsOn"]
+    log = helpers.props(t["Resources"][log_id])
+    assert log["KmsKeyId"] == {"Ref": "DataKeyArn"} and log["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert helpers.sub_text(log["LogGroupName"]) == "/aws/lambda/" + helpers.sub_text(p["FunctionName"])

@@ -41,6 +41,7 @@ PINNED = {
     ("loadbalancer.yaml", "AccessLogBucket", "AWS::S3::Bucket"),
     ("monitoring.yaml", "AlarmTopicKey", "AWS::KMS::Key"),
     ("network.yaml", "FlowLogGroup", "AWS::Logs::LogGroup"),
+    ("network.yaml", "RestrictDefaultSecurityGroupLogGroup", "AWS::Logs::LogGroup"),
     ("registry.yaml", "BackendRepository", "AWS::ECR::Repository"),
     ("secrets.yaml", "DatabaseSecret", "AWS::SecretsManager::Secret"),
     ("secrets.yaml", "EncryptionKeySecret", "AWS::SecretsManager::Secret"),

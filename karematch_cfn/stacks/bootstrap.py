@@ -56,7 +56,7 @@ EXECUTION_POLICIES = {  # logical id -> what it lets CloudFormation provision
     "ExecutionNetworkComputePolicy": "network, containers and load balancing",
     "ExecutionDataEdgePolicy": "database, secrets, keys, logs, buckets, CDN, alarms, audit",
     "ExecutionIdentityPolicy": "reads, roles and nested stacks",
-    "ExecutionHardeningPolicy": "database backups, web ACLs and CloudFront log delivery",
+    "ExecutionHardeningPolicy": "backups, web ACLs, CloudFront log delivery, custom-resource functions",
 }
 DEPLOY_ROLE = "DeployRole"
 PLAN_ROLE = "PlanRole"
@@ -330,6 +330,28 @@ BACKUP_ACTIONS = (
     "UntagResource",
     "UpdateBackupPlan",
 )
+# The network stack's custom-resource function (closes the VPC's default security group);
+# InvokeFunction: CloudFormation calls the custom resource's ServiceToken with this role.
+LAMBDA_ACTIONS = (
+    "CreateFunction",
+    "DeleteFunction",
+    "DeleteFunctionConcurrency",
+    "GetFunction",
+    "GetFunctionCodeSigningConfig",
+    "GetFunctionRecursionConfig",
+    "GetFunctionScalingConfig",
+    "GetRuntimeManagementConfig",
+    "InvokeFunction",
+    "ListTags",
+    "PublishVersion",
+    "PutFunctionConcurrency",
+    "PutFunctionRecursionConfig",
+    "PutRuntimeManagementConfig",
+    "TagResource",
+    "UntagResource",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
+)
 # AWS WAF web ACLs (ALB and CloudFront) and the ALB association.
 WAF_ACTIONS = (
     "AssociateWebACL",
@@ -448,6 +470,7 @@ ROLE_SERVICES = (
     "cloudtrail.amazonaws.com",
     "backup.amazonaws.com",
     "ecs-tasks.amazonaws.com",
+    "lambda.amazonaws.com",
     "monitoring.rds.amazonaws.com",
     "vpc-flow-logs.amazonaws.com",
 )
@@ -660,6 +683,9 @@ def execution_statements() -> dict[str, list]:
             ),
         ],
         "ExecutionHardeningPolicy": [
+            iam.provision(
+                "ProvisionFunctions", "lambda", LAMBDA_ACTIONS, [regional("lambda", "function:karematch-*")]
+            ),
             iam.provision(
                 "ProvisionBackups",
                 "backup",

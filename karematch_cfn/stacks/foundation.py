@@ -40,6 +40,7 @@ ENCRYPTED_LOG_GROUPS = (
     names.APP_LOG_GROUP,
     names.FLOW_LOG_GROUP,
     f"/aws/rds/instance/{names.DATABASE_INSTANCE}/*",  # every exported RDS log
+    f"/aws/lambda/karematch-{names.ENV}-*",  # the stacks' own functions (network.yaml)
 )
 # Every bucket of the environment: karematch-<purpose>-<env>-<account>.
 ENVIRONMENT_BUCKETS = f"karematch-*-{names.SUFFIX}"

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from awacs import ec2 as ec2_actions
+from awacs.aws import Allow, Statement
 from troposphere import GetAtt, GetAZs, Join, Ref, Select, Sub, Template
+from troposphere.awslambda import Code, Function
+from troposphere.cloudformation import CustomResource
 from troposphere.ec2 import (
     EIP,
     VPC,
@@ -38,10 +42,11 @@ from troposphere.ec2 import (
     VPCEndpoint,
     VPCGatewayAttachment,
 )
+from troposphere.iam import Policy, Role
 from troposphere.logs import LogGroup
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import logs, tags
+from karematch_cfn.lib import arns, iam, logs, suppress, tags
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,39 @@ S3_GATEWAY_ENDPOINT = "S3GatewayEndpoint"
 FLOW_LOG_GROUP = "FlowLogGroup"
 FLOW_LOG_ROLE = "FlowLogRole"
 FLOW_LOG = "VpcFlowLog"
+DEFAULT_GROUP_CLOSER = "RestrictDefaultSecurityGroupFunction"
+DEFAULT_GROUP_CLOSER_ROLE = "RestrictDefaultSecurityGroupRole"
+DEFAULT_GROUP_CLOSER_LOG_GROUP = "RestrictDefaultSecurityGroupLogGroup"
+DEFAULT_GROUP_CLOSED = "RestrictDefaultSecurityGroup"
+
+# The VPC's default security group, closed by a custom resource (CDK's
+# RestrictDefaultSecurityGroup pattern): CloudFormation cannot revoke its rules otherwise.
+DEFAULT_GROUP_CLOSER_NAME = f"karematch-{names.ENV}-restrict-default-sg"
+DEFAULT_GROUP_CLOSER_ROLE_NAME = f"karematch-{names.ENV}-restrict-default-sg-role"
+DEFAULT_GROUP_CLOSER_LOG_GROUP_NAME = f"/aws/lambda/{DEFAULT_GROUP_CLOSER_NAME}"
+LAMBDA_RUNTIME = "python3.13"
+LAMBDA_TIMEOUT_SECONDS = 60
+# Revokes every rule of the group on Create and Update; on Delete it leaves the group closed
+# (the VPC goes with the stack). cfnresponse is provided for inline Python code.
+DEFAULT_GROUP_CLOSER_CODE = """\
+import boto3
+import cfnresponse
+
+
+def handler(event, context):
+    group_id = event["ResourceProperties"]["SecurityGroupId"]
+    try:
+        if event["RequestType"] in ("Create", "Update"):
+            ec2 = boto3.client("ec2")
+            group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+            if group["IpPermissions"]:
+                ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=group["IpPermissions"])
+            if group["IpPermissionsEgress"]:
+                ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=group["IpPermissionsEgress"])
+        cfnresponse.send(event, context, cfnresponse.SUCCESS, {}, group_id)
+    except Exception as exc:  # report, never hang the stack for an hour
+        cfnresponse.send(event, context, cfnresponse.FAILED, {}, group_id, reason=str(exc)[:200])
+"""
 
 
 def _name(*parts: object) -> str:
@@ -258,6 +296,88 @@ def add_flow_log(t: Template, vpc: VPC, retention: Ref, key: Ref) -> LogGroup:
     return group
 
 
+def close_default_security_group(t: Template, vpc: VPC, retention: Ref, key: Ref) -> CustomResource:
+    """Revoke every rule of the VPC's default security group (nothing uses it; AWS Config's
+    vpc-default-security-group-closed, CIS EC2.2)."""
+    group_arn = Sub(
+        "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/${GroupId}",
+        GroupId=GetAtt(vpc, "DefaultSecurityGroup"),
+    )
+    log_group = t.add_resource(
+        logs.log_group(
+            DEFAULT_GROUP_CLOSER_LOG_GROUP, DEFAULT_GROUP_CLOSER_LOG_GROUP_NAME, retention, KmsKeyId=key
+        )
+    )
+    role = t.add_resource(
+        Role(
+            DEFAULT_GROUP_CLOSER_ROLE,
+            RoleName=Sub(DEFAULT_GROUP_CLOSER_ROLE_NAME),
+            Description="Revokes the rules of the VPC's default security group (custom resource)",
+            AssumeRolePolicyDocument=iam.assume_role(
+                "lambda.amazonaws.com", {"aws:SourceAccount": Ref("AWS::AccountId")}
+            ),
+            Policies=[
+                Policy(
+                    PolicyName="close-default-security-group",
+                    PolicyDocument=iam.document(
+                        Statement(
+                            Sid="RevokeDefaultGroupRules",
+                            Effect=Allow,
+                            Action=[
+                                ec2_actions.RevokeSecurityGroupIngress,
+                                ec2_actions.RevokeSecurityGroupEgress,
+                            ],
+                            Resource=[group_arn],
+                        ),
+                        Statement(
+                            Sid="DescribeGroups",  # authorised on "*" only
+                            Effect=Allow,
+                            Action=[ec2_actions.DescribeSecurityGroups],
+                            Resource=["*"],
+                        ),
+                        iam.write_logs(
+                            arns.log_group(DEFAULT_GROUP_CLOSER_LOG_GROUP_NAME),
+                            arns.log_streams(DEFAULT_GROUP_CLOSER_LOG_GROUP_NAME),
+                        ),
+                    ),
+                )
+            ],
+            Tags=tags.standard(),
+        )
+    )
+    function = Function(
+        DEFAULT_GROUP_CLOSER,
+        FunctionName=Sub(DEFAULT_GROUP_CLOSER_NAME),
+        Description="KareMatch: revoke every rule of the VPC's default security group",
+        Runtime=LAMBDA_RUNTIME,
+        Handler="index.handler",
+        Code=Code(ZipFile=DEFAULT_GROUP_CLOSER_CODE),
+        Role=GetAtt(role, "Arn"),
+        Timeout=LAMBDA_TIMEOUT_SECONDS,
+        Tags=tags.standard(),
+        # Its log group exists first, with retention and the environment's key.
+        DependsOn=[log_group.title],
+    )
+    suppress.skip(
+        function,
+        (
+            "CKV_AWS_115",
+            "Runs only when CloudFormation creates or updates the stack; reserving concurrency would "
+            "fail in an account whose limit is 10 (unreserved may not drop below 10)",
+        ),
+        ("CKV_AWS_116", "Invoked by CloudFormation, which waits for its answer: a failure is a stack event"),
+        ("CKV_AWS_117", "Calls only the EC2 API; in the VPC it would need the NAT path for nothing"),
+    )
+    t.add_resource(function)
+    return t.add_resource(
+        CustomResource(
+            DEFAULT_GROUP_CLOSED,
+            ServiceToken=GetAtt(function, "Arn"),
+            SecurityGroupId=GetAtt(vpc, "DefaultSecurityGroup"),
+        )
+    )
+
+
 def _ids(subnets: list[Subnet]) -> Join:
     return Join(",", [Ref(s) for s in subnets])
 
@@ -281,6 +401,7 @@ def build() -> Template:
     add_database_routing(t, vpc, database)
     add_s3_endpoint(t, vpc, private_tables)
     group = add_flow_log(t, vpc, Ref(retention), key)
+    close_default_security_group(t, vpc, Ref(retention), key)
     render.add_outputs(
         t,
         {
