@@ -140,6 +140,7 @@ def _credential(secret_key: str) -> Sub:
 def add_instance(
     t: Template,
     p: Inputs,
+    *,
     subnet_group: DBSubnetGroup,
     parameter_group: DBParameterGroup,
     log_group: LogGroup,
@@ -200,7 +201,7 @@ def build() -> Template:
     subnet_group = add_subnet_group(t, p)
     parameter_group = add_parameter_group(t)
     log_group = add_log_group(t, p)
-    db = add_instance(t, p, subnet_group, parameter_group, log_group)
+    db = add_instance(t, p, subnet_group=subnet_group, parameter_group=parameter_group, log_group=log_group)
     render.add_outputs(
         t,
         {

@@ -78,7 +78,6 @@ ELB_PRINCIPAL_KEY = "AccountPrincipal"
 SCHEME = "internet-facing"
 TARGET_PROTOCOL = "HTTP"
 TARGET_TYPE = "ip"  # Fargate tasks register by ENI address
-HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 3
 STICKINESS_SECONDS = 24 * 60 * 60  # "24-hour cookie"
 DEREGISTRATION_DELAY_SECONDS = 30
@@ -92,7 +91,6 @@ STICKINESS_TYPE = "lb_cookie"
 REDIRECT_STATUS = "HTTP_301"
 LOG_PREFIX = "alb"
 LOG_KEY_PREFIX = f"{LOG_PREFIX}/AWSLogs/${{AWS::AccountId}}/"
-LOG_ENCRYPTION = "AES256"  # SSE-S3: the only encryption ALB access-log delivery supports
 ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 # ELB user guide, "Enable access logs for your Application Load Balancer", step 2: regions
@@ -199,8 +197,8 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
     # noncurrent versions expire on the same retention as current ones.
     bucket = buckets.private_bucket(
         LOG_BUCKET,
-        names.ALB_LOG_BUCKET,
-        [
+        name_pattern=names.ALB_LOG_BUCKET,
+        lifecycle=[
             LifecycleRule(
                 Id="ExpireAccessLogs",
                 Status="Enabled",
@@ -209,8 +207,8 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
                 NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=Ref(p.retention_days)),
             )
         ],
-        tags.standard(names.ALB_LOG_BUCKET),
-        sse_algorithm=LOG_ENCRYPTION,
+        tags=tags.standard(names.ALB_LOG_BUCKET),
+        sse_algorithm=buckets.SSE_S3,  # the only encryption ALB access-log delivery supports
     )
     # Audit logs outlive the stack (removed only if the create that made it rolls back).
     policies.retain_except_on_create(bucket)
@@ -232,7 +230,7 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
     return bucket, policy
 
 
-def add_load_balancer(t: Template, p: Inputs, bucket: Bucket, policy: BucketPolicy) -> LoadBalancer:
+def add_load_balancer(t: Template, p: Inputs, *, bucket: Bucket, policy: BucketPolicy) -> LoadBalancer:
     attributes = {
         "access_logs.s3.enabled": "true",
         "access_logs.s3.bucket": Ref(bucket),
@@ -275,7 +273,7 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
         HealthCheckPath=names.HEALTH_CHECK_PATH,
         HealthCheckIntervalSeconds=names.HEALTH_CHECK_INTERVAL_SECONDS,
         HealthCheckTimeoutSeconds=HEALTH_CHECK_TIMEOUT_SECONDS,
-        HealthyThresholdCount=HEALTHY_THRESHOLD,
+        HealthyThresholdCount=names.HEALTHY_THRESHOLD,
         UnhealthyThresholdCount=UNHEALTHY_THRESHOLD,
         Matcher=Matcher(HttpCode=HEALTHY_HTTP_CODES),
         TargetGroupAttributes=[TargetGroupAttribute(Key=k, Value=v) for k, v in attributes.items()],
@@ -284,7 +282,7 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
     return t.add_resource(tg)
 
 
-def add_listeners(t: Template, p: Inputs, lb: LoadBalancer, tg: TargetGroup) -> None:
+def add_listeners(t: Template, p: Inputs, *, lb: LoadBalancer, tg: TargetGroup) -> None:
     forward = Action(Type="forward", TargetGroupArn=Ref(tg))
     t.add_resource(
         Listener(
@@ -328,9 +326,9 @@ def build() -> Template:
     p = declare_inputs(t)
     add_conditions(t, p)
     bucket, policy = add_log_bucket(t, p)
-    lb = add_load_balancer(t, p, bucket, policy)
+    lb = add_load_balancer(t, p, bucket=bucket, policy=policy)
     tg = add_target_group(t, p)
-    add_listeners(t, p, lb, tg)
+    add_listeners(t, p, lb=lb, tg=tg)
     render.add_outputs(
         t,
         {

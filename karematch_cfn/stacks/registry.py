@@ -23,13 +23,12 @@ from troposphere.ecr import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import iam, policies, tags
+from karematch_cfn.lib import buckets, iam, policies, tags
 
 REPOSITORY = "BackendRepository"
 HAS_PULL_ROLE = "HasPullRole"
 
 IMAGE_TAG_MUTABILITY = "MUTABLE"  # spec: mutable tags
-ENCRYPTION = "AES256"
 KEEP_TAGGED_IMAGES = 10  # spec: keep last 10 tagged images
 UNTAGGED_EXPIRY_DAYS = 7  # spec: delete untagged images after 7 days
 
@@ -68,7 +67,7 @@ def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
         REPOSITORY,
         RepositoryName=Sub(names.REPOSITORY),
         ImageTagMutability=IMAGE_TAG_MUTABILITY,
-        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION),
+        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=buckets.SSE_S3),
         ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
         LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text()),
         RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)), Ref("AWS::NoValue")),

@@ -110,6 +110,7 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
 
 def add_flow(
     t: Template,
+    *,
     source: SecurityGroup,
     dest: SecurityGroup,
     port: int,
@@ -145,23 +146,23 @@ def add_group_rules(t: Template, g: Groups) -> None:
     """The two flows between tiers: ALB -> tasks (container port), tasks -> RDS (PostgreSQL)."""
     add_flow(
         t,
-        g.alb,
-        g.app,
-        names.CONTAINER_PORT,
-        ALB_EGRESS_TO_APP,
-        APP_INGRESS_FROM_ALB,
-        "ALB to the ECS tasks on the container port",
-        "ALB to the container port",
+        source=g.alb,
+        dest=g.app,
+        port=names.CONTAINER_PORT,
+        egress_id=ALB_EGRESS_TO_APP,
+        ingress_id=APP_INGRESS_FROM_ALB,
+        egress_text="ALB to the ECS tasks on the container port",
+        ingress_text="ALB to the container port",
     )
     add_flow(
         t,
-        g.app,
-        g.database,
-        names.DATABASE_PORT,
-        APP_EGRESS_TO_DATABASE,
-        DATABASE_INGRESS_FROM_APP,
-        "ECS tasks to PostgreSQL on RDS",
-        "ECS tasks to PostgreSQL",
+        source=g.app,
+        dest=g.database,
+        port=names.DATABASE_PORT,
+        egress_id=APP_EGRESS_TO_DATABASE,
+        ingress_id=DATABASE_INGRESS_FROM_APP,
+        egress_text="ECS tasks to PostgreSQL on RDS",
+        ingress_text="ECS tasks to PostgreSQL",
     )
 
 

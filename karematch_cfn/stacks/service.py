@@ -76,7 +76,6 @@ HAS_IMAGE = names.HAS_IMAGE
 TASK_CPU = "512"  # 0.5 vCPU
 TASK_MEMORY = "1024"  # MiB (1 GB)
 LAUNCH_TYPE = "FARGATE"
-NETWORK_MODE = "awsvpc"
 MINIMUM_HEALTHY_PERCENT = 100
 MAXIMUM_PERCENT = 200
 CPU_TARGET_PERCENT = 70.0
@@ -90,9 +89,6 @@ NODE_ENV = "production"
 CONTAINER_NAME = "backend"
 TASK_FAMILY = f"karematch-{names.ENV}-backend"
 LOG_STREAM_PREFIX = "backend"
-PLATFORM_VERSION = "LATEST"
-OPERATING_SYSTEM = "LINUX"
-CPU_ARCHITECTURE = "X86_64"
 # Tag of the task definition registered before CI has pushed anything; never pulled, because
 # without an image the service runs 0 tasks and has no scaling.
 BOOTSTRAP_IMAGE_TAG = "bootstrap"
@@ -100,12 +96,12 @@ HEALTH_CHECK_TIMEOUT_SECONDS = 5
 HEALTH_CHECK_RETRIES = 3
 HEALTH_CHECK_START_PERIOD_SECONDS = 60
 # ALB health checks are ignored this long after a task starts: the container's start period
-# (60 s) plus the target group's two healthy checks 30 s apart (60 s).
-HEALTH_CHECK_GRACE_PERIOD_SECONDS = 120
-READONLY_ROOT_FILESYSTEM = False
+# plus the target group's healthy checks, one interval apart (60 s + 2 x 30 s = 120 s).
+HEALTH_CHECK_GRACE_PERIOD_SECONDS = (
+    HEALTH_CHECK_START_PERIOD_SECONDS + names.HEALTHY_THRESHOLD * names.HEALTH_CHECK_INTERVAL_SECONDS
+)
 SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
-SCALABLE_DIMENSION = "ecs:service:DesiredCount"
 # Application Auto Scaling's service-linked role for ECS (created on first use).
 AUTOSCALING_ROLE = (
     "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
@@ -214,18 +210,16 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
                 "awslogs-stream-prefix": LOG_STREAM_PREFIX,
             },
         ),
-        ReadonlyRootFilesystem=READONLY_ROOT_FILESYSTEM,
+        ReadonlyRootFilesystem=False,
     )
     task = TaskDefinition(
         TASK_DEFINITION,
         Family=Sub(TASK_FAMILY),
         RequiresCompatibilities=[LAUNCH_TYPE],
-        NetworkMode=NETWORK_MODE,
+        NetworkMode="awsvpc",
         Cpu=TASK_CPU,
         Memory=TASK_MEMORY,
-        RuntimePlatform=RuntimePlatform(
-            OperatingSystemFamily=OPERATING_SYSTEM, CpuArchitecture=CPU_ARCHITECTURE
-        ),
+        RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
         ExecutionRoleArn=Ref(p.execution_role),
         TaskRoleArn=Ref(p.task_role),
         ContainerDefinitions=[container],
@@ -234,14 +228,14 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
     return t.add_resource(task)
 
 
-def add_service(t: Template, p: Inputs, cluster: Cluster, task: TaskDefinition) -> Service:
+def add_service(t: Template, p: Inputs, *, cluster: Cluster, task: TaskDefinition) -> Service:
     service = Service(
         SERVICE,
         ServiceName=Sub(names.SERVICE),
         Cluster=Ref(cluster),
         TaskDefinition=Ref(task),
         LaunchType=LAUNCH_TYPE,
-        PlatformVersion=PLATFORM_VERSION,
+        PlatformVersion="LATEST",
         # No image yet: run nothing (tasks without an image trip the circuit breaker and roll back
         # the whole root, database included).
         DesiredCount=If(HAS_IMAGE, Ref(p.desired_count), 0),
@@ -280,32 +274,62 @@ def add_autoscaling(t: Template, cluster: Cluster, service: Service) -> None:
             SCALABLE_TARGET,
             Condition=HAS_IMAGE,
             ServiceNamespace="ecs",
-            ScalableDimension=SCALABLE_DIMENSION,
+            ScalableDimension="ecs:service:DesiredCount",
             ResourceId=Join("/", ["service", Ref(cluster), GetAtt(service, "Name")]),
             MinCapacity=MIN_TASKS,
             MaxCapacity=MAX_TASKS,
             RoleARN=Sub(AUTOSCALING_ROLE),
         )
     )
-    for logical_id, short, metric, target_value in (
-        (CPU_SCALING_POLICY, "cpu", "ECSServiceAverageCPUUtilization", CPU_TARGET_PERCENT),
-        (MEMORY_SCALING_POLICY, "memory", "ECSServiceAverageMemoryUtilization", MEMORY_TARGET_PERCENT),
-    ):
-        t.add_resource(
-            ScalingPolicy(
-                logical_id,
-                Condition=HAS_IMAGE,
-                PolicyName=Sub(f"karematch-{names.ENV}-backend-{short}"),
-                PolicyType="TargetTrackingScaling",
-                ScalingTargetId=Ref(target),
-                TargetTrackingScalingPolicyConfiguration=TargetTrackingScalingPolicyConfiguration(
-                    PredefinedMetricSpecification=PredefinedMetricSpecification(PredefinedMetricType=metric),
-                    TargetValue=target_value,
-                    ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
-                    ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,
-                ),
-            )
+    _target_tracking(
+        t,
+        CPU_SCALING_POLICY,
+        target=target,
+        name="cpu",
+        tracking=TargetTrackingScalingPolicyConfiguration(
+            PredefinedMetricSpecification=PredefinedMetricSpecification(
+                PredefinedMetricType="ECSServiceAverageCPUUtilization"
+            ),
+            TargetValue=CPU_TARGET_PERCENT,
+            ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
+            ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,
+        ),
+    )
+    _target_tracking(
+        t,
+        MEMORY_SCALING_POLICY,
+        target=target,
+        name="memory",
+        tracking=TargetTrackingScalingPolicyConfiguration(
+            PredefinedMetricSpecification=PredefinedMetricSpecification(
+                PredefinedMetricType="ECSServiceAverageMemoryUtilization"
+            ),
+            TargetValue=MEMORY_TARGET_PERCENT,
+            ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
+            ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,
+        ),
+    )
+
+
+def _target_tracking(
+    t: Template,
+    logical_id: str,
+    *,
+    target: ScalableTarget,
+    name: str,
+    tracking: TargetTrackingScalingPolicyConfiguration,
+) -> ScalingPolicy:
+    """A target-tracking policy on the service's task count (only once an image exists)."""
+    return t.add_resource(
+        ScalingPolicy(
+            logical_id,
+            Condition=HAS_IMAGE,
+            PolicyName=Sub(f"karematch-{names.ENV}-backend-{name}"),
+            PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(target),
+            TargetTrackingScalingPolicyConfiguration=tracking,
         )
+    )
 
 
 def build() -> Template:
@@ -317,7 +341,7 @@ def build() -> Template:
     cluster = add_cluster(t)
     log_group = add_log_group(t, p)
     task = add_task_definition(t, p, log_group)
-    service = add_service(t, p, cluster, task)
+    service = add_service(t, p, cluster=cluster, task=task)
     add_autoscaling(t, cluster, service)
     render.add_outputs(
         t,
