@@ -20,6 +20,7 @@ Outputs:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from troposphere import GetAtt, Ref, Sub, Template
@@ -117,7 +118,8 @@ SECURITY_CHECKS = (
 )
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     retention_days: Ref
     alarm_topic: Ref
 
@@ -126,7 +128,7 @@ def declare_inputs(t: Template) -> Inputs:
     names.declare(t, names.ENVIRONMENT_NAME)
     retention = Ref(names.declare(t, names.LOG_RETENTION_DAYS))
     topic = Ref(names.declare(t, names.ALARM_TOPIC_ARN, "SNS topic notified by the security alarms"))
-    return Inputs(retention, topic)
+    return Inputs(retention_days=retention, alarm_topic=topic)
 
 
 def add_key(t: Template) -> Key:

@@ -417,13 +417,11 @@ def stack_names() -> list[str]:
 
 @dataclass(frozen=True)
 class Inputs:
-    repository: Ref
-    create_provider: Ref
     existing_provider: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
-    repo = t.add_parameter(
+    t.add_parameter(  # read through Fn::Sub (the OIDC subjects)
         Parameter(
             GITHUB_REPOSITORY,
             Type="String",
@@ -465,7 +463,7 @@ def declare_inputs(t: Template) -> Inputs:
             ],
         },
     )
-    return Inputs(Ref(repo), Ref(create), Ref(existing))
+    return Inputs(existing_provider=Ref(existing))
 
 
 def add_oidc_provider(t: Template, p: Inputs) -> If:

@@ -18,7 +18,7 @@ Outputs:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from troposphere import And, Equals, GetAtt, If, Not, Or, Ref, Sub, Template
 from troposphere.cloudfront import (
@@ -128,12 +128,14 @@ MIN_TLS_POLICY = "TLSv1.2_2021"  # only possible with a custom domain and certif
 SSL_SUPPORT_METHOD = "sni-only"
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     domain: Ref
     certificate: Ref
 
 
-class CachePolicies(NamedTuple):
+@dataclass(frozen=True)
+class CachePolicies:
     no_cache: CachePolicy
     static: CachePolicy
     no_cache_headers: ResponseHeadersPolicy
@@ -162,7 +164,7 @@ def declare_inputs(t: Template) -> Inputs:
             ]
         },
     )
-    return Inputs(domain, certificate)
+    return Inputs(domain=domain, certificate=certificate)
 
 
 def add_bucket(t: Template) -> Bucket:
@@ -309,7 +311,9 @@ def add_policies(t: Template) -> CachePolicies:
             override=False,
         )
     )
-    return CachePolicies(no_cache, static, no_cache_headers, static_headers)
+    return CachePolicies(
+        no_cache=no_cache, static=static, no_cache_headers=no_cache_headers, static_headers=static_headers
+    )
 
 
 def add_distribution(

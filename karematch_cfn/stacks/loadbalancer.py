@@ -144,7 +144,6 @@ SERVICE_PRINCIPAL_REGIONS = (
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
     retention_days: Ref
     certificate: Ref
     vpc: Ref
@@ -153,23 +152,25 @@ class Inputs:
 
 
 def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
     return Inputs(
-        environment=names.declare(t, names.ENVIRONMENT_NAME),
-        retention_days=names.declare(t, names.LOG_RETENTION_DAYS, "Days the ALB access-log objects are kept"),
-        certificate=names.declare(t, names.CERTIFICATE_ARN),
-        vpc=names.declare(t, names.VPC_ID, "VPC of the target group"),
-        public_subnets=names.declare(
-            t, names.PUBLIC_SUBNET_IDS, "Public subnets (one per AZ) for the load balancer"
+        retention_days=Ref(
+            names.declare(t, names.LOG_RETENTION_DAYS, "Days the ALB access-log objects are kept")
         ),
-        alb_security_group=names.declare(
-            t, names.ALB_SECURITY_GROUP_ID, "Security group of the load balancer"
+        certificate=Ref(names.declare(t, names.CERTIFICATE_ARN)),
+        vpc=Ref(names.declare(t, names.VPC_ID, "VPC of the target group")),
+        public_subnets=Ref(
+            names.declare(t, names.PUBLIC_SUBNET_IDS, "Public subnets (one per AZ) for the load balancer")
+        ),
+        alb_security_group=Ref(
+            names.declare(t, names.ALB_SECURITY_GROUP_ID, "Security group of the load balancer")
         ),
     )
 
 
 def add_conditions(t: Template, p: Inputs) -> None:
     conditions.protect_from_deletion(t)
-    t.add_condition(HAS_CERTIFICATE, Not(Equals(Ref(p.certificate), "")))
+    t.add_condition(HAS_CERTIFICATE, Not(Equals(p.certificate, "")))
     t.add_mapping(ELB_LOG_DELIVERY, elb_log_delivery_mapping())
     t.add_condition(HAS_ELB_ACCOUNT, Not(Equals(elb_account_principal(), NO_ELB_ACCOUNT)))
 
@@ -203,8 +204,8 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
                 Id="ExpireAccessLogs",
                 Status="Enabled",
                 Prefix=f"{LOG_PREFIX}/",
-                ExpirationInDays=Ref(p.retention_days),
-                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=Ref(p.retention_days)),
+                ExpirationInDays=p.retention_days,
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=p.retention_days),
             )
         ],
         tags=tags.standard(names.ALB_LOG_BUCKET),
@@ -244,8 +245,8 @@ def add_load_balancer(t: Template, p: Inputs, *, bucket: Bucket, policy: BucketP
         Type="application",
         Scheme=SCHEME,
         IpAddressType="ipv4",
-        Subnets=Ref(p.public_subnets),
-        SecurityGroups=[Ref(p.alb_security_group)],
+        Subnets=p.public_subnets,
+        SecurityGroups=[p.alb_security_group],
         LoadBalancerAttributes=[LoadBalancerAttributes(Key=k, Value=v) for k, v in attributes.items()],
         Tags=tags.standard(names.LOAD_BALANCER),
         # ELB test-writes to the bucket when access logs are enabled: the grant must exist first.
@@ -267,7 +268,7 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
         Protocol=TARGET_PROTOCOL,
         Port=names.CONTAINER_PORT,
         TargetType=TARGET_TYPE,
-        VpcId=Ref(p.vpc),
+        VpcId=p.vpc,
         HealthCheckEnabled=True,
         HealthCheckProtocol=TARGET_PROTOCOL,
         HealthCheckPath=names.HEALTH_CHECK_PATH,
@@ -292,7 +293,7 @@ def add_listeners(t: Template, p: Inputs, *, lb: LoadBalancer, tg: TargetGroup) 
             Port=names.HTTPS_PORT,
             Protocol="HTTPS",
             SslPolicy=SSL_POLICY,
-            Certificates=[Certificate(CertificateArn=Ref(p.certificate))],
+            Certificates=[Certificate(CertificateArn=p.certificate)],
             DefaultActions=[forward],
         )
     )

@@ -19,7 +19,8 @@ Outputs:
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, Template
 from troposphere.cloudwatch import Alarm, Dashboard, Metric, MetricDataQuery, MetricStat
@@ -127,11 +128,13 @@ WIDGET_HEIGHT = 6
 DASHBOARD_COLUMNS = 3
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     alarm_email: Ref
 
 
-class Notify(NamedTuple):
+@dataclass(frozen=True)
+class Notify:
     topic: Topic
 
     @property
@@ -155,7 +158,7 @@ def declare_inputs(t: Template) -> Inputs:
     # Before CI has pushed an image the service runs 0 tasks on purpose: the two availability
     # alarms show ALARM but do not page until ImageTag is set.
     conditions.has_image(t)
-    return Inputs(email)
+    return Inputs(alarm_email=email)
 
 
 def add_topic(t: Template, p: Inputs) -> Notify:
@@ -201,7 +204,7 @@ def add_topic(t: Template, p: Inputs) -> Notify:
             Endpoint=p.alarm_email,
         )
     )
-    return Notify(topic)
+    return Notify(topic=topic)
 
 
 def add_database_alarms(t: Template, n: Notify) -> None:

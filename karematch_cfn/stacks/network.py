@@ -261,20 +261,29 @@ def _ids(subnets: list[Subnet]) -> Join:
     return Join(",", [Ref(s) for s in subnets])
 
 
+@dataclass(frozen=True)
+class Inputs:
+    retention_days: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    return Inputs(retention_days=Ref(names.declare(t, names.LOG_RETENTION_DAYS)))
+
+
 def build() -> Template:
     t = render.new_template(
         "KareMatch network: VPC with public, private and isolated database subnets in 2 AZs, "
         "NAT gateway per AZ, VPC flow logs"
     )
-    names.declare(t, names.ENVIRONMENT_NAME)
-    retention = names.declare(t, names.LOG_RETENTION_DAYS)
+    p = declare_inputs(t)
     vpc = add_vpc(t)
     public, private, database = (add_subnets(t, vpc, tier) for tier in TIERS)
     attachment = add_public_routing(t, vpc, public)
     private_tables = add_private_routing(t, vpc, public=public, private=private, attachment=attachment)
     add_database_routing(t, vpc, database)
     add_s3_endpoint(t, vpc, private_tables)
-    group = add_flow_log(t, vpc, Ref(retention))
+    group = add_flow_log(t, vpc, p.retention_days)
     render.add_outputs(
         t,
         {

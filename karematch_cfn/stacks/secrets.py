@@ -94,11 +94,16 @@ def add_secret(
     return t.add_resource(policies.retain_except_on_create(secret))
 
 
+def declare_inputs(t: Template) -> None:
+    """The Parameters, read only through Fn::Sub placeholders (the secret names)."""
+    names.declare(t, names.ENVIRONMENT_NAME)
+
+
 def build() -> Template:
     t = render.new_template(
         "KareMatch secrets: generated database credentials, encryption key and session secret"
     )
-    names.declare(t, names.ENVIRONMENT_NAME)
+    declare_inputs(t)
     db = add_secret(
         t,
         DATABASE_SECRET,

@@ -166,13 +166,22 @@ def add_group_rules(t: Template, g: Groups) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Inputs:
+    vpc: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    return Inputs(vpc=Ref(names.declare(t, names.VPC_ID, "VPC the security groups belong to")))
+
+
 def build() -> Template:
     t = render.new_template(
         "KareMatch security groups: ALB, ECS tasks and RDS, each reachable only from the tier in front of it"
     )
-    names.declare(t, names.ENVIRONMENT_NAME)
-    vpc = names.declare(t, names.VPC_ID, "VPC the security groups belong to")
-    groups = add_groups(t, Ref(vpc))
+    p = declare_inputs(t)
+    groups = add_groups(t, p.vpc)
     add_group_rules(t, groups)
     render.add_outputs(
         t,

@@ -111,45 +111,46 @@ AUTOSCALING_ROLE = (
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
     retention_days: Ref
-    image_tag: Ref
     desired_count: Ref
     private_subnets: Ref
     app_security_group: Ref
     target_group: Ref
-    repository_uri: Ref
     execution_role: Ref
     task_role: Ref
-    app_secret_arn: Ref
     app_secret_name: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    # Read only through Fn::Sub placeholders (the image and the secret's keys).
+    names.declare(t, names.IMAGE_TAG)
+    names.declare(t, names.REPOSITORY_URI, "ECR repository URI of the backend")
+    names.declare(t, names.APP_SECRET_ARN, "ARN of the app secret (JSON with the injected keys)")
     return Inputs(
-        environment=names.declare(t, names.ENVIRONMENT_NAME),
-        retention_days=names.declare(
-            t, names.LOG_RETENTION_DAYS, "Retention of the backend container log group, in days"
+        retention_days=Ref(
+            names.declare(
+                t, names.LOG_RETENTION_DAYS, "Retention of the backend container log group, in days"
+            )
         ),
-        image_tag=names.declare(t, names.IMAGE_TAG),
-        desired_count=names.declare(t, names.DESIRED_COUNT),
-        private_subnets=names.declare(
-            t, names.PRIVATE_SUBNET_IDS, "Private subnets (one per AZ) for the tasks"
+        desired_count=Ref(names.declare(t, names.DESIRED_COUNT)),
+        private_subnets=Ref(
+            names.declare(t, names.PRIVATE_SUBNET_IDS, "Private subnets (one per AZ) for the tasks")
         ),
-        app_security_group=names.declare(
-            t, names.APP_SECURITY_GROUP_ID, "Security group of the backend tasks"
+        app_security_group=Ref(
+            names.declare(t, names.APP_SECURITY_GROUP_ID, "Security group of the backend tasks")
         ),
-        target_group=names.declare(t, names.TARGET_GROUP_ARN, "ALB target group the tasks register with"),
-        repository_uri=names.declare(t, names.REPOSITORY_URI, "ECR repository URI of the backend"),
-        execution_role=names.declare(
-            t, names.TASK_EXECUTION_ROLE_ARN, "Role ECS uses to pull the image, read secrets, log"
+        target_group=Ref(
+            names.declare(t, names.TARGET_GROUP_ARN, "ALB target group the tasks register with")
         ),
-        task_role=names.declare(t, names.TASK_ROLE_ARN, "Role the application runs as"),
-        app_secret_arn=names.declare(
-            t, names.APP_SECRET_ARN, "ARN of the app secret (JSON with the injected keys)"
+        execution_role=Ref(
+            names.declare(
+                t, names.TASK_EXECUTION_ROLE_ARN, "Role ECS uses to pull the image, read secrets, log"
+            )
         ),
-        app_secret_name=names.declare(
-            t, names.APP_SECRET_NAME, "Name of the app secret, for the application's refresh"
+        task_role=Ref(names.declare(t, names.TASK_ROLE_ARN, "Role the application runs as")),
+        app_secret_name=Ref(
+            names.declare(t, names.APP_SECRET_NAME, "Name of the app secret, for the application's refresh")
         ),
     )
 
@@ -166,7 +167,7 @@ def add_cluster(t: Template) -> Cluster:
 
 
 def add_log_group(t: Template, p: Inputs) -> LogGroup:
-    return t.add_resource(logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, Ref(p.retention_days)))
+    return t.add_resource(logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, p.retention_days))
 
 
 def health_check_command() -> list[str]:
@@ -200,7 +201,7 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
             Environment(Name="NODE_ENV", Value=NODE_ENV),
             Environment(Name="PORT", Value=str(names.CONTAINER_PORT)),
             Environment(Name="AWS_REGION", Value=Ref("AWS::Region")),
-            Environment(Name="AWS_SECRET_NAME", Value=Ref(p.app_secret_name)),
+            Environment(Name="AWS_SECRET_NAME", Value=p.app_secret_name),
         ],
         LogConfiguration=LogConfiguration(
             LogDriver="awslogs",
@@ -220,8 +221,8 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
         Cpu=TASK_CPU,
         Memory=TASK_MEMORY,
         RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
-        ExecutionRoleArn=Ref(p.execution_role),
-        TaskRoleArn=Ref(p.task_role),
+        ExecutionRoleArn=p.execution_role,
+        TaskRoleArn=p.task_role,
         ContainerDefinitions=[container],
         Tags=tags.standard(TASK_FAMILY),
     )
@@ -238,11 +239,11 @@ def add_service(t: Template, p: Inputs, *, cluster: Cluster, task: TaskDefinitio
         PlatformVersion="LATEST",
         # No image yet: run nothing (tasks without an image trip the circuit breaker and roll back
         # the whole root, database included).
-        DesiredCount=If(HAS_IMAGE, Ref(p.desired_count), 0),
+        DesiredCount=If(HAS_IMAGE, p.desired_count, 0),
         NetworkConfiguration=NetworkConfiguration(
             AwsvpcConfiguration=AwsvpcConfiguration(
-                Subnets=Ref(p.private_subnets),
-                SecurityGroups=[Ref(p.app_security_group)],
+                Subnets=p.private_subnets,
+                SecurityGroups=[p.app_security_group],
                 AssignPublicIp="DISABLED",
             )
         ),
@@ -256,7 +257,7 @@ def add_service(t: Template, p: Inputs, *, cluster: Cluster, task: TaskDefinitio
             LoadBalancer(
                 ContainerName=CONTAINER_NAME,
                 ContainerPort=names.CONTAINER_PORT,
-                TargetGroupArn=Ref(p.target_group),
+                TargetGroupArn=p.target_group,
             )
         ],
         HealthCheckGracePeriodSeconds=HEALTH_CHECK_GRACE_PERIOD_SECONDS,
