@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from karematch_cfn import names
 from karematch_cfn.deploy.errors import (
@@ -218,7 +218,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory to write the packaged root karematch.yaml and parameters.json into",
     )
     p.set_defaults(handler="package")
+    _add_cost_parser(sub)
     return parser
+
+
+# --- cost: the monthly estimate (karematch_cfn/cost.py) -------------------------------------
+COST_DESCRIPTION = """\
+Estimate the monthly cost of one environment from the templates as that environment creates
+them: NAT gateways and their public IPv4 addresses, the load balancer (hours, a baseline of
+capacity units, its public IPv4 addresses), database hours and gp3 storage (twice for
+Multi-AZ), Fargate vCPU and memory at the desired count, KMS keys, secrets, alarms, dashboard,
+trail, WAF when present, Container Insights, backups; usage-based items (data transfer, NAT
+data, logs, CloudFront) rest on karematch_cfn/pricing/usage.yaml. Prices: karematch_cfn/
+pricing/prices.yaml (region and the date they were read). No AWS access.
+"""
+
+
+def _add_cost_parser(sub: Any) -> None:
+    c = sub.add_parser(
+        "cost",
+        help="estimate the monthly cost of an environment (no AWS access)",
+        description=COST_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument(
+        "--env", required=True, metavar="ENV", help=f"environment: {', '.join(names.ENVIRONMENTS)}"
+    )
+    c.add_argument(
+        "--json", action="store_true", help='print {"monthly_usd": ..., "items": [...]} instead of a table'
+    )
+    c.set_defaults(handler="cost")
+
+
+def _run_cost(args: argparse.Namespace) -> int:
+    from karematch_cfn import cost
+
+    return cost.command(args.env, json_output=args.json)
+
+
+# --- end of cost ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or an option error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-
+    if args.handler == "cost":  # no AWS access: the templates and the price files only
+        return _run_cost(args)
     return run(args)
 
 
