@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from karematch_cfn import names
 from karematch_cfn.deploy.errors import (
@@ -18,6 +18,7 @@ from karematch_cfn.deploy.errors import (
     DeployError,
     exit_code_text,
 )
+from karematch_cfn.deploy.options import DeployOptions, PackageOptions, Sources, Target
 
 if TYPE_CHECKING:
     from karematch_cfn.deploy import deployer
@@ -132,8 +133,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _target(args: argparse.Namespace) -> Target:
+    return Target(
+        env=args.env,
+        stack_name=args.stack_name or names.DEFAULT_STACK_NAME.format(env=args.env),
+        profile=args.profile,
+        region=args.region,
+    )
+
+
+def _sources(args: argparse.Namespace) -> Sources:
+    return Sources(
+        template_dir=args.template_dir,
+        parameter_file=args.parameters,
+        assignments=tuple(args.parameter or ()),
+        artifact_bucket=args.artifact_bucket,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser: ``deploy`` and ``package`` with every option."""
+    """The full parser: every subcommand with every option (one ``_add_*`` block each)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=DESCRIPTION,
@@ -141,7 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_deploy(sub)
+    _add_package(sub)
+    _add_cost(sub)
+    return parser
 
+
+# ------------------------------------------------------------------------------------------
+# deploy
+# ------------------------------------------------------------------------------------------
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "deploy",
         help="package, review, guard, execute and watch a change set",
@@ -202,6 +230,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(handler="deploy")
 
+
+def _deploy_options(args: argparse.Namespace) -> DeployOptions:
+    return DeployOptions(
+        target=_target(args),
+        sources=_sources(args),
+        image_tag=args.image_tag,
+        desired_count=args.desired_count,
+        allow_replacement=tuple(args.allow_replacement or ()),
+        cfn_role_arn=args.cfn_role_arn,
+        yes=args.yes,
+        dry_run=args.dry_run,
+        poll_interval=args.poll_interval,
+    )
+
+
+def _run_deploy(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import deployer
+
+    return deployer.deploy(_deploy_options(args), hooks)
+
+
+# ------------------------------------------------------------------------------------------
+# package
+# ------------------------------------------------------------------------------------------
+def _add_package(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "package",
         help="upload the templates and write the packaged root",
@@ -218,11 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory to write the packaged root karematch.yaml and parameters.json into",
     )
     p.set_defaults(handler="package")
-    _add_cost_parser(sub)
-    return parser
 
 
-# --- cost: the monthly estimate (karematch_cfn/cost.py) -------------------------------------
+def _run_package(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import deployer
+
+    return deployer.package_command(
+        PackageOptions(target=_target(args), sources=_sources(args), out=args.out), hooks
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# cost: the monthly estimate (karematch_cfn/cost.py); no AWS access
+# ------------------------------------------------------------------------------------------
 COST_DESCRIPTION = """\
 Estimate the monthly cost of one environment from the templates as that environment creates
 them: NAT gateways and their public IPv4 addresses, the load balancer (hours, a baseline of
@@ -234,7 +295,7 @@ pricing/prices.yaml (region and the date they were read). No AWS access.
 """
 
 
-def _add_cost_parser(sub: Any) -> None:
+def _add_cost(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "cost",
         help="estimate the monthly cost of an environment (no AWS access)",
@@ -250,13 +311,20 @@ def _add_cost_parser(sub: Any) -> None:
     c.set_defaults(handler="cost")
 
 
-def _run_cost(args: argparse.Namespace) -> int:
+def _run_cost(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
     from karematch_cfn import cost
 
     return cost.command(args.env, json_output=args.json)
 
 
-# --- end of cost ------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------
+# running a command
+# ------------------------------------------------------------------------------------------
+HANDLERS = {
+    "deploy": _run_deploy,
+    "package": _run_package,
+    "cost": _run_cost,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or an option error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-    if args.handler == "cost":  # no AWS access: the templates and the price files only
-        return _run_cost(args)
+
     return run(args)
 
 
@@ -276,9 +343,8 @@ def run(args: argparse.Namespace, hooks: deployer.Hooks | None = None) -> int:
 
     hooks = hooks or deployer.Hooks()
     console = hooks.console
-    handlers = {"deploy": deployer.deploy, "package": deployer.package_command}
     try:
-        return handlers[args.handler](args, hooks)
+        return HANDLERS[args.handler](args, hooks)
     except DeployError as exc:
         console.error(exc.message)
         for hint in exc.hints:
