@@ -244,21 +244,25 @@ def _db_text(props: Mapping[str, Any]) -> str:
 
 
 def _origin_paths(config: Mapping[str, Any], origin_id: str | None) -> str:
-    """The path patterns a distribution sends to an origin (``*``: the default behaviour)."""
-    behaviours = [*config.get("CacheBehaviors", []), config.get("DefaultCacheBehavior", {})]
-    mine = [b for b in behaviours if b.get("TargetOriginId") == origin_id]
-    if mine and len(mine) == len(behaviours):
-        return "all paths"
-    return ", ".join(b.get("PathPattern", "*") for b in mine) or "no path"
+    """The paths a distribution sends to an origin: the default origin gets every path the
+    other origins' behaviours do not claim."""
+    if config.get("DefaultCacheBehavior", {}).get("TargetOriginId") == origin_id:
+        others = [
+            b["PathPattern"] for b in config.get("CacheBehaviors", []) if b.get("TargetOriginId") != origin_id
+        ]
+        return f"all paths but {', '.join(others)}" if others else "all paths"
+    mine = [
+        b["PathPattern"] for b in config.get("CacheBehaviors", []) if b.get("TargetOriginId") == origin_id
+    ]
+    return ", ".join(mine) or "no path"
 
 
 def _rule_text(props: Mapping[str, Any]) -> str:
-    ports = (
-        str(props["FromPort"])
-        if props["FromPort"] == props["ToPort"]
-        else f"{props['FromPort']}-{props['ToPort']}"
-    )
-    return f"{str(props['IpProtocol']).upper()} {ports}"
+    protocol = str(props["IpProtocol"])
+    if protocol == "-1":
+        return "all traffic"
+    low, high = props.get("FromPort"), props.get("ToPort")
+    return f"{protocol.upper()} {low}" if low == high else f"{protocol.upper()} {low}-{high}"
 
 
 def _task_dependencies(tree: Tree, wiring: Wiring, filename: str) -> list[tuple[str, str, str]]:

@@ -206,3 +206,28 @@ def test_the_table_shows_where_the_environments_differ(parsed):
     for cell, tree in zip(only_some, trees.values(), strict=True):
         for filename in set().union(*trees.values()) - set.intersection(*(set(t) for t in trees.values())):
             assert (filename in cell) == (filename in tree), (filename, cell)
+
+
+def test_a_second_origin_gets_its_paths_and_the_default_origin_the_rest(parsed, prod):
+    """CloudFront sending /api/* to the load balancer (a custom origin named by a domain)."""
+    changed = copy.deepcopy(dict(prod))
+    (dist_id,) = helpers.resources_of_type(changed["frontend.yaml"], diagram.DISTRIBUTION)
+    config = changed["frontend.yaml"]["Resources"][dist_id]["Properties"]["DistributionConfig"]
+    config["Origins"].append(
+        {
+            "Id": "ApiOrigin",
+            "DomainName": "api.example.com",
+            "CustomOriginConfig": {"OriginProtocolPolicy": "https-only"},
+        }
+    )
+    config["CacheBehaviors"] = [
+        *config.get("CacheBehaviors", []),
+        {"PathPattern": "/api/*", "TargetOriginId": "ApiOrigin"},
+    ]
+    edges = _edges(diagram.traffic_chart(changed))
+    dist = diagram.node_id("frontend.yaml", dist_id)
+    lb = _node(prod, "loadbalancer.yaml", diagram.LOAD_BALANCER)
+    bucket = _node(prod, "frontend.yaml", "AWS::S3::Bucket")
+    assert (dist, lb, "/api/*: custom origin ApiOrigin") in edges
+    (to_bucket,) = [label for a, b, label in edges if (a, b) == (dist, bucket)]
+    assert to_bucket.startswith("all paths but ") and "/api/*" in to_bucket
