@@ -74,7 +74,8 @@ def uncovered(tree: Tree, prices: Mapping[str, Any]) -> list[str]:
 
 
 def _all(tree: Tree, rtype: str) -> list[tuple[str, str, dict[str, Any]]]:
-    return diagram._find(tree, rtype)
+    """(file, logical id, resource) of every resource of ``rtype`` in the tree."""
+    return diagram.find(tree, rtype)
 
 
 class _Builder:
@@ -144,7 +145,7 @@ def _network(b: _Builder, tree: Tree) -> None:
     b.add(
         "NAT gateway hours", quantity=len(nats) * b.hours, unit="NAT gateway-hour", price="nat_gateway_hour"
     )
-    nat_eips = {ref for _, _, nat in nats for ref in diagram._refs(nat["Properties"].get("AllocationId"))}
+    nat_eips = {ref for _, _, nat in nats for ref in diagram.refs(nat["Properties"].get("AllocationId"))}
     eips = _all(tree, "AWS::EC2::EIP")
     b.add(
         "Public IPv4 addresses of the NAT gateways",
@@ -244,23 +245,18 @@ def _databases(b: _Builder, tree: Tree) -> None:
                 note=why,
             )
         else:
-            b.items.append(
-                Item(
-                    item="Database automated backups (within the allocated storage: no charge)",
-                    kind=FIXED,
-                    quantity=gb,
-                    unit="GB-month",
-                    price="rds_backup_within_allowance_gb_month",
-                    unit_usd=b.unit_price("rds_backup_within_allowance_gb_month"),
-                    monthly_usd=0.0,
-                )
+            b.add(
+                "Database automated backups (within the allocated storage: no charge)",
+                quantity=gb,
+                unit="GB-month",
+                price="rds_backup_within_allowance_gb_month",
             )
 
 
 def _compute(b: _Builder, tree: Tree) -> None:
     for filename, _, svc in _all(tree, diagram.SERVICE):
         props = svc["Properties"]
-        task_id = next(diagram._refs(props["TaskDefinition"]))
+        task_id = next(diagram.refs(props["TaskDefinition"]))
         task = tree[filename]["Resources"][task_id]["Properties"]
         desired = int(props.get("DesiredCount", 1))
         vcpu = float(task["Cpu"]) / 1024
@@ -349,19 +345,13 @@ def _observability(b: _Builder, tree: Tree) -> None:
         price="dashboard_month",
     )
     trails = _all(tree, "AWS::CloudTrail::Trail")
-    if trails:
-        b.items.append(
-            Item(
-                item="CloudTrail trail (first copy of management events: no charge)",
-                kind=FIXED,
-                quantity=len(trails),
-                unit="trail-month",
-                price="cloudtrail_management_first_copy",
-                unit_usd=b.unit_price("cloudtrail_management_first_copy"),
-                monthly_usd=0.0,
-                note="its logs are in the log ingestion and storage items",
-            )
-        )
+    b.add(
+        "CloudTrail trail (first copy of management events: no charge)",
+        quantity=len(trails),
+        unit="trail-month",
+        price="cloudtrail_management_first_copy",
+        note="its logs are in the log ingestion and storage items",
+    )
     b.add_usage("CloudWatch Logs ingestion", key="log_ingest_gb", price="logs_ingest_gb", unit="GB")
     b.add_usage("CloudWatch Logs storage", key="log_storage_gb", price="logs_store_gb_month", unit="GB-month")
 

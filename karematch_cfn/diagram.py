@@ -74,7 +74,7 @@ def _resources(t: Mapping[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
     return {k: r for k, r in sorted(t.get("Resources", {}).items()) if r["Type"] == rtype}
 
 
-def _refs(node: Any) -> Iterator[str]:
+def refs(node: Any) -> Iterator[str]:
     """Logical ids a value points at (Ref and Fn::GetAtt), in order."""
     if isinstance(node, dict):
         if set(node) == {"Ref"}:
@@ -83,10 +83,10 @@ def _refs(node: Any) -> Iterator[str]:
             yield node["Fn::GetAtt"][0]
         else:
             for value in node.values():
-                yield from _refs(value)
+                yield from refs(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _refs(value)
+            yield from refs(value)
 
 
 def _wired_names(node: Any) -> Iterator[str]:
@@ -127,7 +127,7 @@ class Wiring:
             if producer is None:
                 continue
             output = self.tree[producer].get("Outputs", {}).get(name, {}).get("Value")
-            found.extend((producer, logical_id) for logical_id in _refs(output))
+            found.extend((producer, logical_id) for logical_id in refs(output))
         return found
 
 
@@ -136,7 +136,7 @@ def _file_of(tree: Tree, stack_logical_id: str) -> str:
     return url.removeprefix("./")
 
 
-def _find(tree: Tree, rtype: str) -> list[tuple[str, str, dict[str, Any]]]:
+def find(tree: Tree, rtype: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(file, logical id, resource) of every resource of ``rtype`` in the tree, sorted."""
     return [
         (filename, logical_id, resource)
@@ -167,7 +167,7 @@ class Subnet:
 def subnets(tree: Tree) -> list[Subnet]:
     """Every subnet with its tier, from its route table's default route."""
     found = []
-    for filename, logical_id, subnet in _find(tree, SUBNET):
+    for filename, logical_id, subnet in find(tree, SUBNET):
         t = tree[filename]
         tables = [
             a["Properties"]["RouteTableId"]["Ref"]
@@ -269,7 +269,7 @@ def _task_dependencies(tree: Tree, wiring: Wiring, filename: str) -> list[tuple[
     """(node, label, what the tasks do with it) for the image, secrets and log group of the
     task definitions in ``filename``."""
     found = []
-    for _, _, task in _find({filename: tree[filename]}, TASK_DEFINITION):
+    for _, _, task in find({filename: tree[filename]}, TASK_DEFINITION):
         for container in task["Properties"]["ContainerDefinitions"]:
             for target_file, target in wiring.targets(filename, container.get("Image")):
                 found.append((node_id(target_file, target), f"ECR repository {target}", "pull the image"))
@@ -278,7 +278,7 @@ def _task_dependencies(tree: Tree, wiring: Wiring, filename: str) -> list[tuple[
                     (node_id(target_file, target), f"Secrets Manager {target}", "read their secrets")
                 )
             options = container.get("LogConfiguration", {}).get("Options", {})
-            for group in _refs(options.get("awslogs-group")):
+            for group in refs(options.get("awslogs-group")):
                 found.append((node_id(filename, group), f"CloudWatch Logs {group}", "write their logs"))
     return found
 
@@ -323,7 +323,7 @@ def traffic_chart(tree: Tree) -> list[str]:
         edges[f"  {a} {arrow}|{_q(label)}| {b}" if label else f"  {a} {arrow} {b}"] = None
 
     # Edge: CloudFront and its origins.
-    for filename, logical_id, dist in _find(tree, DISTRIBUTION):
+    for filename, logical_id, dist in find(tree, DISTRIBUTION):
         config = dist["Properties"]["DistributionConfig"]
         aliases = config.get("Aliases") or ["*.cloudfront.net"]
         dist_node = node_id(filename, logical_id)
@@ -332,7 +332,7 @@ def traffic_chart(tree: Tree) -> list[str]:
         for origin in config.get("Origins", []):
             domain = origin.get("DomainName")
             paths = _origin_paths(config, origin.get("Id"))
-            targets = [ref for ref in _refs(domain) if ref in tree[filename]["Resources"]]
+            targets = [ref for ref in refs(domain) if ref in tree[filename]["Resources"]]
             for target in targets:
                 target_type = tree[filename]["Resources"][target]["Type"]
                 target_node = node_id(filename, target)
@@ -345,30 +345,30 @@ def traffic_chart(tree: Tree) -> list[str]:
                 edge(dist_node, node_id(lb_file, lb_id), f"{paths}: origin {origin.get('Id', '')}")
             if not targets and not wired and "CustomOriginConfig" in origin:
                 # A custom origin named by a domain outside the stacks: the load balancer's name.
-                for lb_file, lb_id, _ in _find(tree, LOAD_BALANCER):
+                for lb_file, lb_id, _ in find(tree, LOAD_BALANCER):
                     edge(dist_node, node_id(lb_file, lb_id), f"{paths}: custom origin {origin.get('Id', '')}")
 
     # The VPC: tiers, subnets, gateways and what runs in each tier.
     all_subnets = subnets(tree)
     placed: dict[str, list[str]] = {tier: [] for tier in TIER_TITLES}
-    for filename, logical_id, lb in _find(tree, LOAD_BALANCER):
+    for filename, logical_id, lb in find(tree, LOAD_BALANCER):
         tier = _tier_of(tree, wiring, filename, lb["Properties"].get("Subnets"))
         text = "Application Load Balancer<br/>" + ", ".join(_listeners(tree, filename, logical_id))
         placed.setdefault(tier or PUBLIC_TIER, []).append(f"{node_id(filename, logical_id)}[{_q(text)}]")
         edge(INTERNET, node_id(filename, logical_id), ", ".join(_listeners(tree, filename, logical_id)))
-    for filename, logical_id, svc in _find(tree, SERVICE):
+    for filename, logical_id, svc in find(tree, SERVICE):
         network = svc["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
         tier = _tier_of(tree, wiring, filename, network.get("Subnets"))
         count = svc["Properties"].get("DesiredCount")
         text = f"ECS {svc['Properties'].get('LaunchType', '')} service<br/>{count} backend tasks"
         placed.setdefault(tier or PRIVATE_TIER, []).append(f"{node_id(filename, logical_id)}[{_q(text)}]")
-    for filename, logical_id, db in _find(tree, DB_INSTANCE):
-        group = tree[filename]["Resources"][next(_refs(db["Properties"]["DBSubnetGroupName"]))]
+    for filename, logical_id, db in find(tree, DB_INSTANCE):
+        group = tree[filename]["Resources"][next(refs(db["Properties"]["DBSubnetGroupName"]))]
         tier = _tier_of(tree, wiring, filename, group["Properties"]["SubnetIds"])
         text = _db_text(db["Properties"])
         placed.setdefault(tier or ISOLATED_TIER, []).append(f"{node_id(filename, logical_id)}[({_q(text)})]")
 
-    for filename, logical_id, vpc in _find(tree, VPC):
+    for filename, logical_id, vpc in find(tree, VPC):
         lines.append(
             f"  subgraph {node_id(filename, logical_id)}[{_q('VPC ' + vpc['Properties']['CidrBlock'])}]"
         )
@@ -381,45 +381,45 @@ def traffic_chart(tree: Tree) -> list[str]:
                 name = s.logical_id
                 lines.append(f"      {s.node}[{_q(f'{name}<br/>{s.cidr}<br/>AZ {s.az_index + 1}')}]")
             if tier == PUBLIC_TIER:
-                for nat_file, nat_id, nat in _find(tree, NAT_GATEWAY):
-                    subnet_id = next(_refs(nat["Properties"]["SubnetId"]))
+                for nat_file, nat_id, nat in find(tree, NAT_GATEWAY):
+                    subnet_id = next(refs(nat["Properties"]["SubnetId"]))
                     lines.append(
                         f"      {node_id(nat_file, nat_id)}[{_q(f'NAT gateway {nat_id}<br/>in {subnet_id}')}]"
                     )
             lines.extend(f"      {node}" for node in placed.get(tier, []))
             lines.append("    end")
         lines.append("  end")
-    for filename, logical_id, _ in _find(tree, INTERNET_GATEWAY):
+    for filename, logical_id, _ in find(tree, INTERNET_GATEWAY):
         lines.append(f"  {node_id(filename, logical_id)}[{_q('Internet gateway')}]")
 
     # Private subnets route to their AZ's NAT gateway; each NAT leaves through the gateway.
-    igws = [node_id(f, i) for f, i, _ in _find(tree, INTERNET_GATEWAY)]
+    igws = [node_id(f, i) for f, i, _ in find(tree, INTERNET_GATEWAY)]
     for s in all_subnets:
         if s.nat:
             edge(s.node, node_id(s.filename, s.nat), "default route", dotted=True)
-    for nat_file, nat_id, _ in _find(tree, NAT_GATEWAY):
+    for nat_file, nat_id, _ in find(tree, NAT_GATEWAY):
         for igw in igws:
             edge(node_id(nat_file, nat_id), igw)
 
     # Security-group flows between tiers: group -> group, drawn between the resources they guard.
     guarded: dict[tuple[str, str], list[str]] = {}
     for rtype in (LOAD_BALANCER, SERVICE, DB_INSTANCE):
-        for filename, logical_id, resource in _find(tree, rtype):
+        for filename, logical_id, resource in find(tree, rtype):
             for target in wiring.targets(filename, resource["Properties"]):
                 guarded.setdefault(target, []).append(node_id(filename, logical_id))
-    for filename, _, rule in _find(tree, SG_INGRESS):
+    for filename, _, rule in find(tree, SG_INGRESS):
         props = rule["Properties"]
         if "SourceSecurityGroupId" not in props:
             continue
-        sources = guarded.get((filename, next(_refs(props["SourceSecurityGroupId"]))), [])
-        dests = guarded.get((filename, next(_refs(props["GroupId"]))), [])
+        sources = guarded.get((filename, next(refs(props["SourceSecurityGroupId"]))), [])
+        dests = guarded.get((filename, next(refs(props["GroupId"]))), [])
         for a in sources:
             for b in dests:
                 edge(a, b, _rule_text(props))
 
     # What the tasks reach outside the VPC: through the NAT gateways, and S3 through the endpoint.
     api_nodes: dict[str, str] = {}
-    for filename, logical_id, svc in _find(tree, SERVICE):
+    for filename, logical_id, svc in find(tree, SERVICE):
         svc_node = node_id(filename, logical_id)
         subnets_value = svc["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"].get("Subnets")
         for nat in _private_nats(tree, wiring, filename, subnets_value):
@@ -428,7 +428,7 @@ def traffic_chart(tree: Tree) -> list[str]:
             api_nodes[api_node] = label
             for igw in igws:
                 edge(igw, api_node, f"tasks {how}")
-        for ep_file, ep_id, endpoint in _find(tree, GATEWAY_ENDPOINT):
+        for ep_file, ep_id, endpoint in find(tree, GATEWAY_ENDPOINT):
             service_name = str(endpoint["Properties"].get("ServiceName", ""))
             label = "S3 gateway endpoint" if ".s3" in service_name else f"Gateway endpoint {ep_id}"
             lines.append(f"  {node_id(ep_file, ep_id)}[{_q(label + '<br/>on the private route tables')}]")
@@ -445,7 +445,7 @@ def traffic_chart(tree: Tree) -> list[str]:
 
 
 def _one(tree: Tree, rtype: str) -> dict[str, Any] | None:
-    found = _find(tree, rtype)
+    found = find(tree, rtype)
     return found[0][2]["Properties"] if found else None
 
 
@@ -456,7 +456,7 @@ def environment_rows(trees: Mapping[str, Tree]) -> list[tuple[str, list[str]]]:
         return what, [str(fn(trees[env])) for env in trees]
 
     def lb_listeners(tree: Tree) -> str:
-        return "; ".join(text for f, i, _ in _find(tree, LOAD_BALANCER) for text in _listeners(tree, f, i))
+        return "; ".join(text for f, i, _ in find(tree, LOAD_BALANCER) for text in _listeners(tree, f, i))
 
     def frontend(tree: Tree) -> str:
         dist = _one(tree, DISTRIBUTION)
@@ -476,7 +476,7 @@ def environment_rows(trees: Mapping[str, Tree]) -> list[tuple[str, list[str]]]:
             "Stacks only some environments create",
             lambda tree: ", ".join(sorted(set(tree) - everywhere)) or "-",
         ),
-        row("NAT gateways (one public IPv4 each)", lambda tree: len(_find(tree, NAT_GATEWAY))),
+        row("NAT gateways (one public IPv4 each)", lambda tree: len(find(tree, NAT_GATEWAY))),
         row("Load balancer listeners", lb_listeners),
         row("Frontend address", frontend),
         row("Backend tasks (desired)", lambda tree: (_one(tree, SERVICE) or {}).get("DesiredCount", "-")),
