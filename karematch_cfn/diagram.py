@@ -312,23 +312,43 @@ def stacks_chart(templates: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+@dataclass
+class _Chart:
+    """A flowchart being drawn: node and subgraph lines, then the edges (each once, in order)."""
+
+    tree: Tree
+    wiring: Wiring
+    lines: list[str]
+    edges: dict[str, None]
+
+    def edge(self, a: str, b: str, label: str | None = None, *, dotted: bool = False) -> None:
+        arrow = "-.->" if dotted else "-->"
+        self.edges[f"  {a} {arrow}|{_q(label)}| {b}" if label else f"  {a} {arrow} {b}"] = None
+
+    def gateways(self) -> list[str]:
+        return [node_id(f, i) for f, i, _ in find(self.tree, INTERNET_GATEWAY)]
+
+
 def traffic_chart(tree: Tree) -> list[str]:
     """Internet -> CloudFront -> S3; internet -> ALB -> tasks -> database; tasks -> AWS APIs."""
-    wiring = Wiring(tree)
-    lines = ["flowchart TB", f"  {INTERNET}(({_q('Internet')}))"]
-    edges: dict[str, None] = {}  # in drawing order, each once
+    chart = _Chart(tree, Wiring(tree), ["flowchart TB", f"  {INTERNET}(({_q('Internet')}))"], {})
+    _draw_edge_locations(chart)
+    _draw_vpc(chart, placed=_place_in_tiers(chart))
+    _draw_routes(chart)
+    _draw_security_group_flows(chart)
+    _draw_aws_apis(chart)
+    return chart.lines + list(chart.edges)
 
-    def edge(a: str, b: str, label: str | None = None, dotted: bool = False) -> None:
-        arrow = "-.->" if dotted else "-->"
-        edges[f"  {a} {arrow}|{_q(label)}| {b}" if label else f"  {a} {arrow} {b}"] = None
 
-    # Edge: CloudFront and its origins.
+def _draw_edge_locations(chart: _Chart) -> None:
+    """CloudFront and its origins: the bucket through origin access control, the ALB for API paths."""
+    tree = chart.tree
     for filename, logical_id, dist in find(tree, DISTRIBUTION):
         config = dist["Properties"]["DistributionConfig"]
         aliases = config.get("Aliases") or ["*.cloudfront.net"]
         dist_node = node_id(filename, logical_id)
-        lines.append(f"  {dist_node}[{_q('CloudFront distribution<br/>' + ', '.join(aliases))}]")
-        edge(INTERNET, dist_node, "HTTPS")
+        chart.lines.append(f"  {dist_node}[{_q('CloudFront distribution<br/>' + ', '.join(aliases))}]")
+        chart.edge(INTERNET, dist_node, "HTTPS")
         for origin in config.get("Origins", []):
             domain = origin.get("DomainName")
             paths = _origin_paths(config, origin.get("Id"))
@@ -337,25 +357,30 @@ def traffic_chart(tree: Tree) -> list[str]:
                 target_type = tree[filename]["Resources"][target]["Type"]
                 target_node = node_id(filename, target)
                 kind = TYPE_LABELS.get(target_type, target_type)
-                lines.append(f"  {target_node}[{_q(f'{kind} {target}')}]")
+                chart.lines.append(f"  {target_node}[{_q(f'{kind} {target}')}]")
                 via = "origin access control, SigV4" if origin.get("OriginAccessControlId") else "origin"
-                edge(dist_node, target_node, f"{paths}: {via}")
-            wired = wiring.targets(filename, domain)
+                chart.edge(dist_node, target_node, f"{paths}: {via}")
+            wired = chart.wiring.targets(filename, domain)
             for lb_file, lb_id in wired:
-                edge(dist_node, node_id(lb_file, lb_id), f"{paths}: origin {origin.get('Id', '')}")
+                chart.edge(dist_node, node_id(lb_file, lb_id), f"{paths}: origin {origin.get('Id', '')}")
             if not targets and not wired and "CustomOriginConfig" in origin:
                 # A custom origin named by a domain outside the stacks: the load balancer's name.
                 for lb_file, lb_id, _ in find(tree, LOAD_BALANCER):
-                    edge(dist_node, node_id(lb_file, lb_id), f"{paths}: custom origin {origin.get('Id', '')}")
+                    chart.edge(
+                        dist_node, node_id(lb_file, lb_id), f"{paths}: custom origin {origin.get('Id', '')}"
+                    )
 
-    # The VPC: tiers, subnets, gateways and what runs in each tier.
-    all_subnets = subnets(tree)
+
+def _place_in_tiers(chart: _Chart) -> dict[str, list[str]]:
+    """Node lines of the load balancer, the service and the database, by the tier of their subnets;
+    the internet reaches the load balancer on its listeners."""
+    tree, wiring = chart.tree, chart.wiring
     placed: dict[str, list[str]] = {tier: [] for tier in TIER_TITLES}
     for filename, logical_id, lb in find(tree, LOAD_BALANCER):
         tier = _tier_of(tree, wiring, filename, lb["Properties"].get("Subnets"))
         text = "Application Load Balancer<br/>" + ", ".join(_listeners(tree, filename, logical_id))
         placed.setdefault(tier or PUBLIC_TIER, []).append(f"{node_id(filename, logical_id)}[{_q(text)}]")
-        edge(INTERNET, node_id(filename, logical_id), ", ".join(_listeners(tree, filename, logical_id)))
+        chart.edge(INTERNET, node_id(filename, logical_id), ", ".join(_listeners(tree, filename, logical_id)))
     for filename, logical_id, svc in find(tree, SERVICE):
         network = svc["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
         tier = _tier_of(tree, wiring, filename, network.get("Subnets"))
@@ -367,45 +392,56 @@ def traffic_chart(tree: Tree) -> list[str]:
         tier = _tier_of(tree, wiring, filename, group["Properties"]["SubnetIds"])
         text = _db_text(db["Properties"])
         placed.setdefault(tier or ISOLATED_TIER, []).append(f"{node_id(filename, logical_id)}[({_q(text)})]")
+    return placed
 
+
+def _draw_vpc(chart: _Chart, *, placed: Mapping[str, list[str]]) -> None:
+    """The VPC: one subgraph per tier with its subnets, NAT gateways and what runs there."""
+    tree = chart.tree
+    all_subnets = subnets(tree)
     for filename, logical_id, vpc in find(tree, VPC):
-        lines.append(
+        chart.lines.append(
             f"  subgraph {node_id(filename, logical_id)}[{_q('VPC ' + vpc['Properties']['CidrBlock'])}]"
         )
         for tier, title in TIER_TITLES.items():
             members = [s for s in all_subnets if s.tier == tier and s.filename == filename]
             if not members and not placed.get(tier):
                 continue
-            lines.append(f"    subgraph tier_{tier}[{_q(title)}]")
+            chart.lines.append(f"    subgraph tier_{tier}[{_q(title)}]")
             for s in members:
-                name = s.logical_id
-                lines.append(f"      {s.node}[{_q(f'{name}<br/>{s.cidr}<br/>AZ {s.az_index + 1}')}]")
+                chart.lines.append(
+                    f"      {s.node}[{_q(f'{s.logical_id}<br/>{s.cidr}<br/>AZ {s.az_index + 1}')}]"
+                )
             if tier == PUBLIC_TIER:
                 for nat_file, nat_id, nat in find(tree, NAT_GATEWAY):
                     subnet_id = next(refs(nat["Properties"]["SubnetId"]))
-                    lines.append(
+                    chart.lines.append(
                         f"      {node_id(nat_file, nat_id)}[{_q(f'NAT gateway {nat_id}<br/>in {subnet_id}')}]"
                     )
-            lines.extend(f"      {node}" for node in placed.get(tier, []))
-            lines.append("    end")
-        lines.append("  end")
+            chart.lines.extend(f"      {node}" for node in placed.get(tier, []))
+            chart.lines.append("    end")
+        chart.lines.append("  end")
     for filename, logical_id, _ in find(tree, INTERNET_GATEWAY):
-        lines.append(f"  {node_id(filename, logical_id)}[{_q('Internet gateway')}]")
+        chart.lines.append(f"  {node_id(filename, logical_id)}[{_q('Internet gateway')}]")
 
-    # Private subnets route to their AZ's NAT gateway; each NAT leaves through the gateway.
-    igws = [node_id(f, i) for f, i, _ in find(tree, INTERNET_GATEWAY)]
-    for s in all_subnets:
+
+def _draw_routes(chart: _Chart) -> None:
+    """Private subnets route to their NAT gateway; each NAT gateway leaves through the gateway."""
+    for s in subnets(chart.tree):
         if s.nat:
-            edge(s.node, node_id(s.filename, s.nat), "default route", dotted=True)
-    for nat_file, nat_id, _ in find(tree, NAT_GATEWAY):
-        for igw in igws:
-            edge(node_id(nat_file, nat_id), igw)
+            chart.edge(s.node, node_id(s.filename, s.nat), "default route", dotted=True)
+    for nat_file, nat_id, _ in find(chart.tree, NAT_GATEWAY):
+        for igw in chart.gateways():
+            chart.edge(node_id(nat_file, nat_id), igw)
 
-    # Security-group flows between tiers: group -> group, drawn between the resources they guard.
+
+def _draw_security_group_flows(chart: _Chart) -> None:
+    """Each group-to-group ingress rule, drawn between the resources the two groups guard."""
+    tree = chart.tree
     guarded: dict[tuple[str, str], list[str]] = {}
     for rtype in (LOAD_BALANCER, SERVICE, DB_INSTANCE):
         for filename, logical_id, resource in find(tree, rtype):
-            for target in wiring.targets(filename, resource["Properties"]):
+            for target in chart.wiring.targets(filename, resource["Properties"]):
                 guarded.setdefault(target, []).append(node_id(filename, logical_id))
     for filename, _, rule in find(tree, SG_INGRESS):
         props = rule["Properties"]
@@ -415,28 +451,32 @@ def traffic_chart(tree: Tree) -> list[str]:
         dests = guarded.get((filename, next(refs(props["GroupId"]))), [])
         for a in sources:
             for b in dests:
-                edge(a, b, _rule_text(props))
+                chart.edge(a, b, _rule_text(props))
 
-    # What the tasks reach outside the VPC: through the NAT gateways, and S3 through the endpoint.
+
+def _draw_aws_apis(chart: _Chart) -> None:
+    """What the tasks reach outside the VPC: through the NAT gateways, and S3 through the endpoint."""
+    tree = chart.tree
     api_nodes: dict[str, str] = {}
     for filename, logical_id, svc in find(tree, SERVICE):
         svc_node = node_id(filename, logical_id)
         subnets_value = svc["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"].get("Subnets")
-        for nat in _private_nats(tree, wiring, filename, subnets_value):
-            edge(svc_node, nat, "HTTPS 443 to AWS APIs")
-        for api_node, label, how in _task_dependencies(tree, wiring, filename):
+        for nat in _private_nats(tree, chart.wiring, filename, subnets_value):
+            chart.edge(svc_node, nat, "HTTPS 443 to AWS APIs")
+        for api_node, label, how in _task_dependencies(tree, chart.wiring, filename):
             api_nodes[api_node] = label
-            for igw in igws:
-                edge(igw, api_node, f"tasks {how}")
+            for igw in chart.gateways():
+                chart.edge(igw, api_node, f"tasks {how}")
         for ep_file, ep_id, endpoint in find(tree, GATEWAY_ENDPOINT):
             service_name = str(endpoint["Properties"].get("ServiceName", ""))
             label = "S3 gateway endpoint" if ".s3" in service_name else f"Gateway endpoint {ep_id}"
-            lines.append(f"  {node_id(ep_file, ep_id)}[{_q(label + '<br/>on the private route tables')}]")
-            edge(svc_node, node_id(ep_file, ep_id), "S3: image layers", dotted=True)
-    lines.append(f"  subgraph {AWS_APIS}[{_q('AWS regional APIs, HTTPS 443')}]")
-    lines.extend(f"    {api_node}[{_q(label)}]" for api_node, label in api_nodes.items())
-    lines.append("  end")
-    return lines + list(edges)
+            chart.lines.append(
+                f"  {node_id(ep_file, ep_id)}[{_q(label + '<br/>on the private route tables')}]"
+            )
+            chart.edge(svc_node, node_id(ep_file, ep_id), "S3: image layers", dotted=True)
+    chart.lines.append(f"  subgraph {AWS_APIS}[{_q('AWS regional APIs, HTTPS 443')}]")
+    chart.lines.extend(f"    {api_node}[{_q(label)}]" for api_node, label in api_nodes.items())
+    chart.lines.append("  end")
 
 
 # --------------------------------------------------------------------------------------------
