@@ -230,3 +230,14 @@ def test_the_cost_page_is_registered_fresh_and_shows_each_total(parsed, estimate
     for env in ENVS:
         assert f"| {env} |" in docs["docs/cost.md"]
         assert f"**{cost.total(estimates[env]):.2f}**" in docs["docs/cost.md"]
+
+
+def test_cost_command_fails_in_one_line_when_a_type_has_no_price_entry(tmp_path, monkeypatch, capsys):
+    prices = copy.deepcopy(PRICES)
+    del prices["resource_types"]["AWS::EC2::NatGateway"]
+    path = tmp_path / "prices.yaml"
+    path.write_text(yaml.safe_dump(prices))
+    monkeypatch.setattr(cost, "PRICES_FILE", path)
+    assert cli.main(["cost", "--env", "dev"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "AWS::EC2::NatGateway" in line and line.startswith("error: ")
