@@ -97,7 +97,6 @@ CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
 SECRETS_MANAGER_HOST = "secretsmanager.${AWS::Region}.amazonaws.com"
 
 # Artifacts: key prefix and lifecycle shared with the deployer (names.ARTIFACTS_*).
-SSE_ALGORITHM = "AES256"  # SSE-S3: templates hold no secrets, and no key policy to manage
 DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 1-hour default
 
 # ------------------------------------------------------------------------------------------
@@ -506,13 +505,11 @@ def stack_names() -> list[str]:
 
 @dataclass(frozen=True)
 class Inputs:
-    repository: Ref
-    create_provider: Ref
     existing_provider: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
-    repo = t.add_parameter(
+    t.add_parameter(  # read through Fn::Sub (the OIDC subjects)
         Parameter(
             GITHUB_REPOSITORY,
             Type="String",
@@ -554,7 +551,7 @@ def declare_inputs(t: Template) -> Inputs:
             ],
         },
     )
-    return Inputs(Ref(repo), Ref(create), Ref(existing))
+    return Inputs(existing_provider=Ref(existing))
 
 
 def add_oidc_provider(t: Template, p: Inputs) -> If:
@@ -575,7 +572,7 @@ def add_oidc_provider(t: Template, p: Inputs) -> If:
     return If(CREATES_OIDC_PROVIDER, Ref(provider), p.existing_provider)
 
 
-def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
+def add_artifacts_bucket(t: Template, *, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
     """Encrypted, versioned, private (owner-enforced, TLS only) bucket for packaged templates;
     old keys and versions expire. Kept if the bootstrap stack lets go of it, except when its
     first create rolls back (a retained named bucket would block the retry)."""
@@ -583,8 +580,8 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
         policies.retain_except_on_create(
             buckets.private_bucket(
                 logical_id,
-                name_pattern,
-                [
+                name_pattern=name_pattern,
+                lifecycle=[
                     LifecycleRule(
                         Id="ExpireOldTemplates",
                         Status="Enabled",
@@ -597,8 +594,8 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
                         ),
                     )
                 ],
-                Tags(Project="karematch"),
-                sse_algorithm=SSE_ALGORITHM,
+                tags=Tags(Project="karematch"),
+                sse_algorithm=buckets.SSE_S3,  # templates hold no secrets, and no key policy to manage
                 bucket_key=True,
             )
         )
@@ -628,76 +625,104 @@ def execution_statements() -> dict[str, list]:
     ]
     return {
         "ExecutionNetworkComputePolicy": [
-            iam.provision("ProvisionNetwork", "ec2", EC2_ACTIONS, [regional("ec2", "*")]),
-            iam.provision("ProvisionContainers", "ecs", ECS_ACTIONS, [regional("ecs", "*")]),
             iam.provision(
-                "ProvisionRepository", "ecr", ECR_ACTIONS, [regional("ecr", "repository/karematch-*")]
+                "ProvisionNetwork", service="ec2", actions=EC2_ACTIONS, resources=[regional("ec2", "*")]
+            ),
+            iam.provision(
+                "ProvisionContainers", service="ecs", actions=ECS_ACTIONS, resources=[regional("ecs", "*")]
+            ),
+            iam.provision(
+                "ProvisionRepository",
+                service="ecr",
+                actions=ECR_ACTIONS,
+                resources=[regional("ecr", "repository/karematch-*")],
             ),
             iam.provision(
                 "ProvisionLoadBalancer",
-                "elasticloadbalancing",
-                LOAD_BALANCING_ACTIONS,
-                [regional("elasticloadbalancing", "*")],
+                service="elasticloadbalancing",
+                actions=LOAD_BALANCING_ACTIONS,
+                resources=[regional("elasticloadbalancing", "*")],
             ),
             iam.provision(
                 "ProvisionAutoScaling",
-                "application-autoscaling",
-                AUTOSCALING_ACTIONS,
-                [regional("application-autoscaling", "scalable-target/*")],
+                service="application-autoscaling",
+                actions=AUTOSCALING_ACTIONS,
+                resources=[regional("application-autoscaling", "scalable-target/*")],
             ),
         ],
         "ExecutionDataEdgePolicy": [
-            iam.provision("ProvisionDatabase", "rds", RDS_ACTIONS, [regional("rds", "*")]),
+            iam.provision(
+                "ProvisionDatabase", service="rds", actions=RDS_ACTIONS, resources=[regional("rds", "*")]
+            ),
             iam.provision(
                 "ProvisionSecrets",
-                "secretsmanager",
-                SECRETS_ACTIONS,
-                [regional("secretsmanager", "secret:karematch-*")],
+                service="secretsmanager",
+                actions=SECRETS_ACTIONS,
+                resources=[regional("secretsmanager", "secret:karematch-*")],
             ),
             iam.provision(
                 "ProvisionKeys",
-                "kms",
-                KMS_ACTIONS,
-                [regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
+                service="kms",
+                actions=KMS_ACTIONS,
+                resources=[regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
             ),
             # Secrets under the environment's key: creating one and resolving a
             # {{resolve:secretsmanager}} reference run with this role's credentials.
             iam.use_key_via(Sub(SECRETS_MANAGER_HOST), regional("kms", "key/*")),
             iam.provision(
-                "ProvisionLogs", "logs", LOGS_ACTIONS, [regional("logs", "log-group:*karematch-*")]
+                "ProvisionLogs",
+                service="logs",
+                actions=LOGS_ACTIONS,
+                resources=[regional("logs", "log-group:*karematch-*")],
             ),
-            iam.provision("ProvisionBuckets", "s3", S3_BUCKET_ACTIONS, buckets),
-            iam.provision("ProvisionTopics", "sns", SNS_ACTIONS, [regional("sns", "karematch-*")]),
+            iam.provision("ProvisionBuckets", service="s3", actions=S3_BUCKET_ACTIONS, resources=buckets),
+            iam.provision(
+                "ProvisionTopics",
+                service="sns",
+                actions=SNS_ACTIONS,
+                resources=[regional("sns", "karematch-*")],
+            ),
             iam.provision(
                 "ProvisionAlarms",
-                "cloudwatch",
-                CLOUDWATCH_ACTIONS,
-                [regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
+                service="cloudwatch",
+                actions=CLOUDWATCH_ACTIONS,
+                resources=[regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
             ),
-            iam.provision("ProvisionCdn", "cloudfront", CLOUDFRONT_ACTIONS, [account("cloudfront", "*")]),
+            iam.provision(
+                "ProvisionCdn",
+                service="cloudfront",
+                actions=CLOUDFRONT_ACTIONS,
+                resources=[account("cloudfront", "*")],
+            ),
             iam.provision(
                 "ProvisionTrail",
-                "cloudtrail",
-                CLOUDTRAIL_ACTIONS,
-                [regional("cloudtrail", "trail/karematch-*")],
+                service="cloudtrail",
+                actions=CLOUDTRAIL_ACTIONS,
+                resources=[regional("cloudtrail", "trail/karematch-*")],
             ),
         ],
         "ExecutionHardeningPolicy": [
             iam.provision(
-                "ProvisionFunctions", "lambda", LAMBDA_ACTIONS, [regional("lambda", "function:karematch-*")]
+                "ProvisionFunctions",
+                service="lambda",
+                actions=LAMBDA_ACTIONS,
+                resources=[regional("lambda", "function:karematch-*")],
             ),
             iam.provision(
                 "ProvisionBackups",
-                "backup",
-                BACKUP_ACTIONS,
+                service="backup",
+                actions=BACKUP_ACTIONS,
                 # Plans are named by id (a UUID), vaults by name.
-                [regional("backup", "backup-vault:karematch-*"), regional("backup", "backup-plan:*")],
+                resources=[
+                    regional("backup", "backup-vault:karematch-*"),
+                    regional("backup", "backup-plan:*"),
+                ],
             ),
             iam.provision(
                 "ProvisionLogDelivery",
-                "logs",
-                LOG_DELIVERY_ACTIONS,
-                [
+                service="logs",
+                actions=LOG_DELIVERY_ACTIONS,
+                resources=[
                     regional("logs", "delivery:*"),
                     regional("logs", "delivery-source:karematch-*"),
                     regional("logs", "delivery-destination:karematch-*"),
@@ -705,9 +730,12 @@ def execution_statements() -> dict[str, list]:
             ),
             iam.provision(
                 "ProvisionWebAcls",
-                "wafv2",
-                WAF_ACTIONS,
-                [regional("wafv2", "*"), regional("elasticloadbalancing", "loadbalancer/app/karematch-*")],
+                service="wafv2",
+                actions=WAF_ACTIONS,
+                resources=[
+                    regional("wafv2", "*"),
+                    regional("elasticloadbalancing", "loadbalancer/app/karematch-*"),
+                ],
             ),
         ],
         "ExecutionIdentityPolicy": [
@@ -724,9 +752,9 @@ def execution_statements() -> dict[str, list]:
             ),
             iam.provision(
                 "ManageNestedStacks",
-                "cloudformation",
-                NESTED_STACK_ACTIONS,
-                [arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS],
+                service="cloudformation",
+                actions=NESTED_STACK_ACTIONS,
+                resources=[arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS],
             ),
             iam.read_objects(
                 "ReadPackagedTemplates",
@@ -770,6 +798,7 @@ def add_execution_role(t: Template) -> Role:
 def add_github_role(
     t: Template,
     logical_id: str,
+    *,
     name: str,
     description: str,
     provider: If,
@@ -814,9 +843,17 @@ def build() -> Template:
     )
     p = declare_inputs(t)
     provider = add_oidc_provider(t, p)
-    artifacts = add_artifacts_bucket(t, ARTIFACTS_BUCKET, ARTIFACTS_BUCKET_POLICY, names.ARTIFACTS_BUCKET)
+    artifacts = add_artifacts_bucket(
+        t,
+        logical_id=ARTIFACTS_BUCKET,
+        policy_id=ARTIFACTS_BUCKET_POLICY,
+        name_pattern=names.ARTIFACTS_BUCKET,
+    )
     plan_artifacts = add_artifacts_bucket(
-        t, PLAN_ARTIFACTS_BUCKET, PLAN_ARTIFACTS_BUCKET_POLICY, PLAN_ARTIFACTS_BUCKET_PATTERN
+        t,
+        logical_id=PLAN_ARTIFACTS_BUCKET,
+        policy_id=PLAN_ARTIFACTS_BUCKET_POLICY,
+        name_pattern=PLAN_ARTIFACTS_BUCKET_PATTERN,
     )
     execution = add_execution_role(t)
     stacks = [arns.stacks(name) for name in stack_names()]
@@ -825,11 +862,11 @@ def build() -> Template:
     deploy = add_github_role(
         t,
         DEPLOY_ROLE,
-        DEPLOY_ROLE_NAME,
-        "KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
-        provider,
-        deploy_subjects(),
-        [
+        name=DEPLOY_ROLE_NAME,
+        description="KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
+        provider=provider,
+        subjects=deploy_subjects(),
+        statements=[
             iam.plan_stack_changes(stacks),
             iam.execute_stack_changes(stacks),
             pass_execution,
@@ -842,16 +879,16 @@ def build() -> Template:
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
             ),
         ],
-        DEPLOY_SESSION_SECONDS,
+        session_seconds=DEPLOY_SESSION_SECONDS,
     )
     plan = add_github_role(
         t,
         PLAN_ROLE,
-        PLAN_ROLE_NAME,
-        "KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
-        provider,
-        plan_subjects(),
-        [
+        name=PLAN_ROLE_NAME,
+        description="KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
+        provider=provider,
+        subjects=plan_subjects(),
+        statements=[
             iam.plan_stack_changes(stacks),
             pass_execution,
             iam.find_bucket("FindPlanArtifactsBucket", [arns.bucket(PLAN_ARTIFACTS_BUCKET_PATTERN)]),

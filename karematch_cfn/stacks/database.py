@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from troposphere import Equals, GetAtt, If, Ref, Sub, Template
+from troposphere import GetAtt, If, Ref, Sub, Template
 from troposphere.backup import (
     BackupPlan,
     BackupPlanResourceType,
@@ -122,18 +122,22 @@ DB_PARAMETERS = {**SPEC_DB_PARAMETERS, **PGAUDIT_PARAMETERS}
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
     instance_class: Ref
     log_retention: Ref
     subnets: Ref
     security_group: Ref
-    secret_arn: Ref
     data_key: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    # Read only through the credentials' dynamic references (Fn::Sub).
+    names.declare(
+        t,
+        names.DATABASE_SECRET_ARN,
+        "ARN of the generated master-credentials secret (JSON keys username, password)",
+    )
     return Inputs(
-        environment=Ref(names.declare(t, names.ENVIRONMENT_NAME)),
         instance_class=Ref(names.declare(t, names.DATABASE_INSTANCE_CLASS)),
         log_retention=Ref(names.declare(t, names.LOG_RETENTION_DAYS)),
         subnets=Ref(
@@ -141,13 +145,6 @@ def declare_inputs(t: Template) -> Inputs:
         ),
         security_group=Ref(
             names.declare(t, names.DATABASE_SECURITY_GROUP_ID, "Security group of the RDS instance")
-        ),
-        secret_arn=Ref(
-            names.declare(
-                t,
-                names.DATABASE_SECRET_ARN,
-                "ARN of the generated master-credentials secret (JSON keys username, password)",
-            )
         ),
         data_key=Ref(
             names.declare(
@@ -271,6 +268,7 @@ def _credential(secret_key: str) -> Sub:
 def add_instance(
     t: Template,
     p: Inputs,
+    *,
     subnet_group: DBSubnetGroup,
     parameter_group: DBParameterGroup,
     log_groups: list[LogGroup],
@@ -341,13 +339,20 @@ def add_instance(
 def build() -> Template:
     t = render.new_template("KareMatch database: RDS PostgreSQL 15, encrypted, SSL forced")
     p = declare_inputs(t)
-    t.add_condition(names.IS_PRODUCTION, Equals(p.environment, names.PRODUCTION))
+    conditions.is_production(t)
     conditions.protect_from_deletion(t)
     subnet_group = add_subnet_group(t, p)
     parameter_group = add_parameter_group(t)
     log_groups = add_log_groups(t, p)
     monitoring_role = add_monitoring_role(t)
-    db = add_instance(t, p, subnet_group, parameter_group, log_groups, monitoring_role)
+    db = add_instance(
+        t,
+        p,
+        subnet_group=subnet_group,
+        parameter_group=parameter_group,
+        log_groups=log_groups,
+        monitoring_role=monitoring_role,
+    )
     add_backup(t, p, db)
     render.add_outputs(
         t,

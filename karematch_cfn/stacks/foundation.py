@@ -70,8 +70,8 @@ def add_key(t: Template) -> Key:
 def add_access_log_bucket(t: Template, retention: Ref) -> Bucket:
     bucket = buckets.private_bucket(
         ACCESS_LOG_BUCKET,
-        names.ACCESS_LOG_BUCKET,
-        [
+        name_pattern=names.ACCESS_LOG_BUCKET,
+        lifecycle=[
             LifecycleRule(
                 Id="ExpireAfterRetention",
                 Status="Enabled",
@@ -79,7 +79,7 @@ def add_access_log_bucket(t: Template, retention: Ref) -> Bucket:
                 NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=retention),
             )
         ],
-        tags.standard(),
+        tags=tags.standard(),
         sse_algorithm=SERVER_ACCESS_LOG_ENCRYPTION,
     )
     suppress.skip(

@@ -18,7 +18,7 @@ Outputs:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from troposphere import And, Condition, Equals, GetAtt, If, Not, Or, Ref, Sub, Template
 from troposphere.cloudfront import (
@@ -140,7 +140,8 @@ MIN_TLS_POLICY = "TLSv1.2_2021"  # only possible with a custom domain and certif
 SSL_SUPPORT_METHOD = "sni-only"
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     domain: Ref
     certificate: Ref
     data_key: Ref
@@ -148,7 +149,8 @@ class Inputs(NamedTuple):
     edge_web_acl: Ref
 
 
-class CachePolicies(NamedTuple):
+@dataclass(frozen=True)
+class CachePolicies:
     no_cache: CachePolicy
     static: CachePolicy
     no_cache_headers: ResponseHeadersPolicy
@@ -193,14 +195,20 @@ def declare_inputs(t: Template) -> Inputs:
     t.add_condition(IN_US_EAST_1, Equals(Ref("AWS::Region"), "us-east-1"))
     t.add_condition(HAS_EDGE_WEB_ACL_ARN, Not(Equals(edge_acl, "")))
     t.add_condition(CREATES_EDGE_WEB_ACL, And(Condition(IN_US_EAST_1), Not(Condition(HAS_EDGE_WEB_ACL_ARN))))
-    return Inputs(domain, certificate, key, access_logs, edge_acl)
+    return Inputs(
+        domain=domain,
+        certificate=certificate,
+        data_key=key,
+        access_log_bucket=access_logs,
+        edge_web_acl=edge_acl,
+    )
 
 
 def add_bucket(t: Template, p: Inputs) -> Bucket:
     bucket = buckets.private_bucket(
         BUCKET,
-        names.FRONTEND_BUCKET,
-        [
+        name_pattern=names.FRONTEND_BUCKET,
+        lifecycle=[
             LifecycleRule(
                 Id="ExpireOldVersions",
                 Status="Enabled",
@@ -213,7 +221,7 @@ def add_bucket(t: Template, p: Inputs) -> Bucket:
                 ),
             )
         ],
-        tags.standard(),
+        tags=tags.standard(),
         sse_algorithm=ENCRYPTION,
         bucket_key=True,  # one data key per bucket and period: far fewer KMS requests
         kms_key=p.data_key,
@@ -252,7 +260,7 @@ def add_origin_access_control(t: Template) -> OriginAccessControl:
 
 
 def _cache_policy(
-    logical_id: str, name: str, comment: str, min_ttl: int, default_ttl: int, max_ttl: int
+    logical_id: str, *, name: str, comment: str, min_ttl: int, default_ttl: int, max_ttl: int
 ) -> CachePolicy:
     return CachePolicy(
         logical_id,
@@ -275,7 +283,7 @@ def _cache_policy(
 
 
 def _headers_policy(
-    logical_id: str, name: str, comment: str, cache_control: str, override: bool
+    logical_id: str, *, name: str, comment: str, cache_control: str, override: bool
 ) -> ResponseHeadersPolicy:
     return ResponseHeadersPolicy(
         logical_id,
@@ -306,48 +314,50 @@ def add_policies(t: Template) -> CachePolicies:
     no_cache = t.add_resource(
         _cache_policy(
             NO_CACHE_POLICY,
-            NO_CACHE_POLICY_NAME,
-            "index.html, SPA routes, HTML and JSON: not cached (spec: max-age=0)",
-            NO_CACHE_MAX_AGE,
-            NO_CACHE_MAX_AGE,
-            NO_CACHE_EDGE_MAX_TTL,
+            name=NO_CACHE_POLICY_NAME,
+            comment="index.html, SPA routes, HTML and JSON: not cached (spec: max-age=0)",
+            min_ttl=NO_CACHE_MAX_AGE,
+            default_ttl=NO_CACHE_MAX_AGE,
+            max_ttl=NO_CACHE_EDGE_MAX_TTL,
         )
     )
     static = t.add_resource(
         _cache_policy(
             STATIC_CACHE_POLICY,
-            STATIC_CACHE_POLICY_NAME,
-            "Hashed static assets (JS, CSS, images, fonts): cached one year",
-            ASSET_MIN_TTL,
-            STATIC_ASSET_TTL,
-            STATIC_ASSET_TTL,
+            name=STATIC_CACHE_POLICY_NAME,
+            comment="Hashed static assets (JS, CSS, images, fonts): cached one year",
+            min_ttl=ASSET_MIN_TTL,
+            default_ttl=STATIC_ASSET_TTL,
+            max_ttl=STATIC_ASSET_TTL,
         )
     )
     # HTML must never be cached by browsers: override whatever the object metadata says.
     no_cache_headers = t.add_resource(
         _headers_policy(
             NO_CACHE_HEADERS_POLICY,
-            NO_CACHE_HEADERS_NAME,
-            "Security headers; HTML/JSON not cached by browsers",
-            NO_CACHE_CONTROL,
-            True,
+            name=NO_CACHE_HEADERS_NAME,
+            comment="Security headers; HTML/JSON not cached by browsers",
+            cache_control=NO_CACHE_CONTROL,
+            override=True,
         )
     )
     # Assets: a year unless the uploader set its own Cache-Control on an unhashed file.
     static_headers = t.add_resource(
         _headers_policy(
             STATIC_HEADERS_POLICY,
-            STATIC_HEADERS_NAME,
-            "Security headers; static assets cached one year by browsers",
-            STATIC_CACHE_CONTROL,
-            False,
+            name=STATIC_HEADERS_NAME,
+            comment="Security headers; static assets cached one year by browsers",
+            cache_control=STATIC_CACHE_CONTROL,
+            override=False,
         )
     )
-    return CachePolicies(no_cache, static, no_cache_headers, static_headers)
+    return CachePolicies(
+        no_cache=no_cache, static=static, no_cache_headers=no_cache_headers, static_headers=static_headers
+    )
 
 
 def add_distribution(
-    t: Template, p: Inputs, bucket: Bucket, oac: OriginAccessControl, cp: CachePolicies
+    t: Template, p: Inputs, *, bucket: Bucket, oac: OriginAccessControl, cp: CachePolicies
 ) -> Distribution:
     common = {
         "TargetOriginId": ORIGIN_ID,
@@ -494,7 +504,7 @@ def build() -> Template:
     oac = add_origin_access_control(t)
     cp = add_policies(t)
     add_edge_web_acl(t)
-    distribution = add_distribution(t, p, bucket, oac, cp)
+    distribution = add_distribution(t, p, bucket=bucket, oac=oac, cp=cp)
     add_access_logs(t, p, distribution)
     add_bucket_policy(t, bucket)
     render.add_outputs(

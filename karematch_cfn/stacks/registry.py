@@ -13,6 +13,7 @@ Outputs:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Not, Ref, Sub, Template
 from troposphere.ecr import (
@@ -85,22 +86,35 @@ def add_repository(t: Template, pull_role: AWSHelperFn, key: Ref) -> Repository:
     return t.add_resource(policies.retain_except_on_create(repo))
 
 
-def build() -> Template:
-    t = render.new_template("KareMatch container registry: the backend ECR repository")
+@dataclass(frozen=True)
+class Inputs:
+    pull_role: Ref
+    data_key: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
     names.declare(t, names.ENVIRONMENT_NAME)
-    role = names.declare(
-        t,
-        names.TASK_EXECUTION_ROLE_ARN,
-        "ARN of the ECS task execution role allowed to pull; empty = no repository policy",
-        Default="",
+    role = Ref(
+        names.declare(
+            t,
+            names.TASK_EXECUTION_ROLE_ARN,
+            "ARN of the ECS task execution role allowed to pull; empty = no repository policy",
+            Default="",
+        )
     )
-    t.add_condition(HAS_PULL_ROLE, Not(Equals(Ref(role), "")))
+    t.add_condition(HAS_PULL_ROLE, Not(Equals(role, "")))
     key = Ref(
         names.declare(
             t, names.DATA_KEY_ARN, "ARN of the environment's customer-managed KMS key (foundation.yaml)"
         )
     )
-    repo = add_repository(t, Ref(role), key)
+    return Inputs(pull_role=role, data_key=key)
+
+
+def build() -> Template:
+    t = render.new_template("KareMatch container registry: the backend ECR repository")
+    p = declare_inputs(t)
+    repo = add_repository(t, p.pull_role, p.data_key)
     render.add_outputs(
         t,
         {
