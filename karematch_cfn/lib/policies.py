@@ -1,8 +1,8 @@
 """Deletion and replacement policies, decided once per kind of resource.
 
-Every stateful resource (database, buckets, secrets, log groups, repositories, KMS keys) keeps
-its data when it is deleted or replaced by accident; ``tests/test_policies.py`` and the custom
-cfn-lint rule in ``karematch_cfn/lintrules`` enforce it on the rendered templates.
+Every stateful resource (database, buckets, secrets, log groups, repositories, KMS keys, backup
+vaults) keeps its data when it is deleted or replaced by accident; ``tests/test_policies.py`` and
+the custom cfn-lint rule in ``karematch_cfn/lintrules`` enforce it on the rendered templates.
 """
 
 from __future__ import annotations

@@ -180,6 +180,19 @@ def test_a_remove_is_refused_and_so_is_a_whole_child_stack():
     assert all("removed" in r.reason for r in refusals(root))
 
 
+def test_the_backup_vault_is_guarded_like_the_data_it_holds():
+    root = build(
+        s.change_set(
+            [
+                s.change("Remove", "DatabaseBackupVault", "AWS::Backup::BackupVault"),
+                s.change("Remove", "DatabaseBackupPlan", "AWS::Backup::BackupPlan"),  # a schedule only
+            ]
+        )
+    )
+
+    assert [r.name for r in refusals(root)] == ["DatabaseBackupVault"]
+
+
 def test_a_replaced_security_group_is_not_the_guards_business():
     replaced = s.change(
         "Modify",
