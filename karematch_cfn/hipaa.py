@@ -192,6 +192,7 @@ SAFEGUARDS = (
             Facet("AWS::S3::Bucket", _props("LoggingConfiguration")),
             Facet("AWS::ElasticLoadBalancingV2::LoadBalancer", _attributes("access_logs.s3.enabled")),
             Facet("AWS::Logs::Delivery", _props("DeliverySourceName")),
+            Facet("AWS::WAFv2::LoggingConfiguration", _props("LogDestinationConfigs", "RedactedFields")),
             Facet(
                 "AWS::RDS::DBParameterGroup",
                 _parameters(

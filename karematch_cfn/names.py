@@ -172,6 +172,7 @@ ANYWHERE_IPV4 = "0.0.0.0/0"
 # foundation
 DATA_KEY_ARN = "DataKeyArn"  # the environment's customer-managed KMS key
 ACCESS_LOG_BUCKET_NAME = "AccessLogBucketName"  # S3 server access logs of every bucket
+WAF_LOG_BUCKET_ARN = "WafLogBucketArn"  # AWS WAF request logs of both web ACLs
 # network
 VPC_ID = "VpcId"
 PUBLIC_SUBNET_IDS = "PublicSubnetIds"
@@ -248,6 +249,7 @@ TRAIL = f"karematch-{ENV}-trail"
 TRAIL_BUCKET = f"karematch-cloudtrail-{SUFFIX}"
 TRAIL_LOG_GROUP = f"/aws/cloudtrail/karematch-{ENV}"
 ACCESS_LOG_BUCKET = f"karematch-access-logs-{SUFFIX}"
+WAF_LOG_BUCKET = f"aws-waf-logs-karematch-{SUFFIX}"  # AWS WAF requires the aws-waf-logs- prefix
 DATA_KEY_ALIAS = f"alias/karematch-{ENV}-data"
 
 # Deployment plumbing (bootstrap.yaml creates it; the deployer defaults to it).

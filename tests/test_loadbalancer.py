@@ -345,3 +345,17 @@ def test_nothing_uses_getatt_on_a_target_group_anywhere():
         t = helpers.template(filename)
         tgs = set(helpers.resources_of_type(t, TG))
         assert not tgs & set(_getatt_targets(t)), f"{filename}: GetAtt on a target group"
+
+
+def test_both_web_acls_log_requests_without_credentials():
+    for filename, acl_id in (("loadbalancer.yaml", "LoadBalancerWebAcl"), ("frontend.yaml", "EdgeWebAcl")):
+        t = helpers.template(filename)
+        (logging,) = helpers.resources_of_type(t, "AWS::WAFv2::LoggingConfiguration").values()
+        p = helpers.props(logging)
+        assert p["ResourceArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+        assert p["LogDestinationConfigs"] == [{"Ref": "WafLogBucketArn"}]
+        redacted = {f["SingleHeader"]["Name"].lower() for f in p["RedactedFields"]}
+        assert {"authorization", "cookie"} <= redacted
+    foundation = helpers.template("foundation.yaml")
+    name = helpers.sub_text(helpers.props(foundation["Resources"]["WafLogBucket"])["BucketName"])
+    assert name.startswith("aws-waf-logs-")  # AWS WAF accepts no other destination name

@@ -24,6 +24,7 @@ PINNED = {
     ("database.yaml", "DatabaseUpgradeLogGroup", "AWS::Logs::LogGroup"),
     ("foundation.yaml", "AccessLogBucket", "AWS::S3::Bucket"),
     ("foundation.yaml", "DataKey", "AWS::KMS::Key"),
+    ("foundation.yaml", "WafLogBucket", "AWS::S3::Bucket"),
     ("frontend.yaml", "FrontendBucket", "AWS::S3::Bucket"),
     ("karematch.yaml", "AppSecretStack", STACK),
     ("karematch.yaml", "AuditStack", STACK),

@@ -316,6 +316,19 @@ def deliver_vended_logs(objects_arn: Any, account: Any, delivery_sources_like: A
     )
 
 
+def vended_logs_acl_check(bucket_arn: Any, account: Any) -> Statement:
+    """Bucket-policy statement: log delivery may read the bucket's ACL (it checks before writing),
+    for this account's deliveries only."""
+    return Statement(
+        Sid="AllowLogDeliveryAclCheck",
+        Effect=Allow,
+        Principal=Principal("Service", ["delivery.logs.amazonaws.com"]),
+        Action=[s3.GetBucketAcl],
+        Resource=[bucket_arn],
+        Condition=Condition(StringEquals({"aws:SourceAccount": account})),
+    )
+
+
 def deliver_alb_logs(objects_arn: Any, principal: Any) -> Statement:
     """Bucket-policy statement: Elastic Load Balancing may write access-log objects.
 
@@ -385,6 +398,7 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "ecs:DescribeTaskDefinition",
         "elasticloadbalancing:DescribeCapacityReservation",
         "elasticloadbalancing:SetWebACL",
+        "firehose:ListDeliveryStreams",
         "elasticloadbalancing:DescribeListenerAttributes",
         "elasticloadbalancing:DescribeListeners",
         "elasticloadbalancing:DescribeLoadBalancerAttributes",

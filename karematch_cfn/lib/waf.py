@@ -16,11 +16,14 @@ from troposphere.wafv2 import (
     BlockAction,
     CountAction,
     DefaultAction,
+    LoggingConfiguration,
+    LoggingConfigurationFieldToMatch,
     ManagedRuleGroupStatement,
     OverrideAction,
     RateBasedStatement,
     RuleAction,
     RuleActionOverride,
+    SingleHeader,
     Statement,
     VisibilityConfig,
     WebACL,
@@ -38,6 +41,7 @@ MANAGED_RULE_GROUPS = (
 )
 COUNT_ONLY = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
 RATE_LIMIT_PER_IP = 2000  # requests per IP in any 5-minute window (WAF's default window)
+REDACTED_HEADERS = ("authorization", "cookie")  # credentials and sessions never reach the logs
 
 
 def _visibility(metric: str) -> VisibilityConfig:
@@ -70,6 +74,20 @@ def _rate_limit(priority: int) -> WebACLRule:
         ),
         Action=RuleAction(Block=BlockAction()),
         VisibilityConfig=_visibility("RateLimitPerIp"),
+    )
+
+
+def request_logs(logical_id: str, *, acl: Any, destination_arn: Any, **extra: Any) -> LoggingConfiguration:
+    """The ACL's request logs into an aws-waf-logs- destination, without credentials."""
+    return LoggingConfiguration(
+        logical_id,
+        ResourceArn=acl,
+        LogDestinationConfigs=[destination_arn],
+        RedactedFields=[
+            LoggingConfigurationFieldToMatch(SingleHeader=SingleHeader(Name=header))
+            for header in REDACTED_HEADERS
+        ],
+        **extra,
     )
 
 

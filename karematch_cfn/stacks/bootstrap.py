@@ -355,11 +355,14 @@ LAMBDA_ACTIONS = (
 WAF_ACTIONS = (
     "AssociateWebACL",
     "CreateWebACL",
+    "DeleteLoggingConfiguration",
     "DeleteWebACL",
     "DisassociateWebACL",
+    "GetLoggingConfiguration",
     "GetWebACL",
     "GetWebACLForResource",
     "ListTagsForResource",
+    "PutLoggingConfiguration",
     "TagResource",
     "UntagResource",
     "UpdateWebACL",
@@ -621,7 +624,13 @@ def execution_statements() -> dict[str, list]:
     stack_roles = [arns.role(f"karematch-{env}-*") for env in names.ENVIRONMENTS]
     buckets = [
         arns.bucket(_any_env(p))
-        for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET, names.ACCESS_LOG_BUCKET)
+        for p in (
+            names.FRONTEND_BUCKET,
+            names.ALB_LOG_BUCKET,
+            names.TRAIL_BUCKET,
+            names.ACCESS_LOG_BUCKET,
+            names.WAF_LOG_BUCKET,
+        )
     ]
     return {
         "ExecutionNetworkComputePolicy": [

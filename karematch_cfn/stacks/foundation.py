@@ -33,6 +33,8 @@ DATA_KEY = "DataKey"
 DATA_KEY_ALIAS = "DataKeyAlias"
 ACCESS_LOG_BUCKET = "AccessLogBucket"
 ACCESS_LOG_BUCKET_POLICY = "AccessLogBucketPolicy"
+WAF_LOG_BUCKET = "WafLogBucket"
+WAF_LOG_BUCKET_POLICY = "WafLogBucketPolicy"
 
 LOGS_SERVICE = "logs.${AWS::Region}.amazonaws.com"
 # The log groups the key encrypts (its CloudWatch Logs statement names exactly these).
@@ -94,7 +96,7 @@ def add_access_log_bucket(t: Template, retention: Ref) -> Bucket:
             names.ACCESS_LOG_BUCKET,
             iam.write_server_access_logs(
                 arns.bucket_objects(names.ACCESS_LOG_BUCKET),
-                arns.bucket(ENVIRONMENT_BUCKETS),
+                [arns.bucket(ENVIRONMENT_BUCKETS), arns.bucket(names.WAF_LOG_BUCKET)],
                 Ref("AWS::AccountId"),
             ),
             iam.deliver_vended_logs(
@@ -107,13 +109,56 @@ def add_access_log_bucket(t: Template, retention: Ref) -> Bucket:
     return bucket
 
 
+def add_waf_log_bucket(t: Template, retention: Ref, access_logs: Bucket) -> Bucket:
+    """Request logs of both web ACLs (the name must start with aws-waf-logs-), delivered by
+    CloudWatch Logs' log delivery; SSE-S3, expiring after LogRetentionDays, access-logged."""
+    bucket = buckets.private_bucket(
+        WAF_LOG_BUCKET,
+        name_pattern=names.WAF_LOG_BUCKET,
+        lifecycle=[
+            LifecycleRule(
+                Id="ExpireAfterRetention",
+                Status="Enabled",
+                ExpirationInDays=retention,
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=retention),
+            )
+        ],
+        tags=tags.standard(),
+        sse_algorithm=SERVER_ACCESS_LOG_ENCRYPTION,
+    )
+    buckets.log_access(bucket, Ref(access_logs), "waf-logs/")
+    t.add_resource(policies.retain_except_on_create(bucket))
+    t.add_resource(
+        buckets.tls_only_policy(
+            WAF_LOG_BUCKET_POLICY,
+            bucket,
+            names.WAF_LOG_BUCKET,
+            iam.vended_logs_acl_check(arns.bucket(names.WAF_LOG_BUCKET), Ref("AWS::AccountId")),
+            iam.deliver_vended_logs(
+                arns.bucket_objects(names.WAF_LOG_BUCKET, "AWSLogs/${AWS::AccountId}/"),
+                Ref("AWS::AccountId"),
+                arns.regional("logs", "*"),
+            ),
+        )
+    )
+    return bucket
+
+
 def build() -> Template:
     t = render.new_template(
-        "KareMatch foundation: the environment's customer-managed KMS key and S3 access-log bucket"
+        "KareMatch foundation: the environment's customer-managed KMS key, access-log and WAF-log buckets"
     )
     names.declare(t, names.ENVIRONMENT_NAME)
     retention = Ref(names.declare(t, names.LOG_RETENTION_DAYS))
     key = add_key(t)
     bucket = add_access_log_bucket(t, retention)
-    render.add_outputs(t, {names.DATA_KEY_ARN: GetAtt(key, "Arn"), names.ACCESS_LOG_BUCKET_NAME: Ref(bucket)})
+    waf_logs = add_waf_log_bucket(t, retention, bucket)
+    render.add_outputs(
+        t,
+        {
+            names.DATA_KEY_ARN: GetAtt(key, "Arn"),
+            names.ACCESS_LOG_BUCKET_NAME: Ref(bucket),
+            names.WAF_LOG_BUCKET_ARN: GetAtt(waf_logs, "Arn"),
+        },
+    )
     return t

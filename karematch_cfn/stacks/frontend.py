@@ -76,6 +76,7 @@ HAS_EDGE_WEB_ACL_ARN = "HasEdgeWebAclArn"
 CREATES_EDGE_WEB_ACL = "CreatesEdgeWebAcl"
 EDGE_WEB_ACL = "EdgeWebAcl"
 EDGE_WEB_ACL_NAME = f"karematch-{names.ENV}-cloudfront"
+EDGE_WEB_ACL_LOGGING = "EdgeWebAclLogging"
 LOG_SOURCE = "DistributionLogSource"
 LOG_DESTINATION = "DistributionLogDestination"
 LOG_DELIVERY = "DistributionLogDelivery"
@@ -147,6 +148,7 @@ class Inputs:
     data_key: Ref
     access_log_bucket: Ref
     edge_web_acl: Ref
+    waf_log_bucket: Ref
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,9 @@ def declare_inputs(t: Template) -> Inputs:
         )
     )
     edge_acl = Ref(names.declare(t, names.CLOUDFRONT_WEB_ACL_ARN))
+    waf_logs = Ref(
+        names.declare(t, names.WAF_LOG_BUCKET_ARN, "Bucket of the web ACLs' request logs (foundation.yaml)")
+    )
     t.add_condition(IN_US_EAST_1, Equals(Ref("AWS::Region"), "us-east-1"))
     t.add_condition(HAS_EDGE_WEB_ACL_ARN, Not(Equals(edge_acl, "")))
     t.add_condition(CREATES_EDGE_WEB_ACL, And(Condition(IN_US_EAST_1), Not(Condition(HAS_EDGE_WEB_ACL_ARN))))
@@ -201,6 +206,7 @@ def declare_inputs(t: Template) -> Inputs:
         data_key=key,
         access_log_bucket=access_logs,
         edge_web_acl=edge_acl,
+        waf_log_bucket=waf_logs,
     )
 
 
@@ -447,15 +453,23 @@ def add_distribution(
     return t.add_resource(distribution)
 
 
-def add_edge_web_acl(t: Template) -> None:
+def add_edge_web_acl(t: Template, p: Inputs) -> None:
     """The distribution's AWS WAF web ACL, created here only in us-east-1 and only when no
-    existing ACL's ARN is given (CloudFrontWebAclArn)."""
-    t.add_resource(
+    existing ACL's ARN is given (CloudFrontWebAclArn); its request logs go to the WAF-log bucket."""
+    acl = t.add_resource(
         waf.web_acl(
             EDGE_WEB_ACL,
             scope=waf.CLOUDFRONT,
             name_pattern=EDGE_WEB_ACL_NAME,
             description="KareMatch CloudFront: AWS managed rule groups and a per-IP rate limit",
+            Condition=CREATES_EDGE_WEB_ACL,
+        )
+    )
+    t.add_resource(
+        waf.request_logs(
+            EDGE_WEB_ACL_LOGGING,
+            acl=GetAtt(acl, "Arn"),
+            destination_arn=p.waf_log_bucket,
             Condition=CREATES_EDGE_WEB_ACL,
         )
     )
@@ -503,7 +517,7 @@ def build() -> Template:
     bucket = add_bucket(t, p)
     oac = add_origin_access_control(t)
     cp = add_policies(t)
-    add_edge_web_acl(t)
+    add_edge_web_acl(t, p)
     distribution = add_distribution(t, p, bucket=bucket, oac=oac, cp=cp)
     add_access_logs(t, p, distribution)
     add_bucket_policy(t, bucket)

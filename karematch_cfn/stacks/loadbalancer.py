@@ -70,6 +70,7 @@ LOG_BUCKET = "AccessLogBucket"
 LOG_BUCKET_POLICY = "AccessLogBucketPolicy"
 WEB_ACL = "LoadBalancerWebAcl"
 WEB_ACL_ASSOCIATION = "LoadBalancerWebAclAssociation"
+WEB_ACL_LOGGING = "LoadBalancerWebAclLogging"
 WEB_ACL_NAME = f"karematch-{names.ENV}-alb"
 
 # Conditions and mappings.
@@ -154,6 +155,7 @@ class Inputs:
     public_subnets: Ref
     alb_security_group: Ref
     access_log_bucket: Ref
+    waf_log_bucket: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
@@ -170,10 +172,17 @@ def declare_inputs(t: Template) -> Inputs:
         alb_security_group=Ref(
             names.declare(t, names.ALB_SECURITY_GROUP_ID, "Security group of the load balancer")
         ),
-        access_log_bucket=names.declare(
-            t,
-            names.ACCESS_LOG_BUCKET_NAME,
-            "Bucket of the environment's S3 server access logs (foundation.yaml)",
+        access_log_bucket=Ref(
+            names.declare(
+                t,
+                names.ACCESS_LOG_BUCKET_NAME,
+                "Bucket of the environment's S3 server access logs (foundation.yaml)",
+            )
+        ),
+        waf_log_bucket=Ref(
+            names.declare(
+                t, names.WAF_LOG_BUCKET_ARN, "Bucket of the web ACLs' request logs (foundation.yaml)"
+            )
         ),
     )
 
@@ -221,7 +230,7 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
         tags=tags.standard(names.ALB_LOG_BUCKET),
         sse_algorithm=buckets.SSE_S3,  # the only encryption ALB access-log delivery supports
     )
-    buckets.log_access(bucket, Ref(p.access_log_bucket), "alb-logs/")
+    buckets.log_access(bucket, p.access_log_bucket, "alb-logs/")
     # Audit logs outlive the stack (removed only if the create that made it rolls back).
     policies.retain_except_on_create(bucket)
     t.add_resource(bucket)
@@ -266,7 +275,7 @@ def add_load_balancer(t: Template, p: Inputs, *, bucket: Bucket, policy: BucketP
     return t.add_resource(lb)
 
 
-def add_web_acl(t: Template, lb: LoadBalancer) -> WebACL:
+def add_web_acl(t: Template, p: Inputs, lb: LoadBalancer) -> WebACL:
     """AWS WAF in front of the ALB (lib/waf.py: managed rule groups and a per-IP rate limit)."""
     acl = t.add_resource(
         waf.web_acl(
@@ -277,6 +286,9 @@ def add_web_acl(t: Template, lb: LoadBalancer) -> WebACL:
         )
     )
     t.add_resource(WebACLAssociation(WEB_ACL_ASSOCIATION, ResourceArn=Ref(lb), WebACLArn=GetAtt(acl, "Arn")))
+    t.add_resource(
+        waf.request_logs(WEB_ACL_LOGGING, acl=GetAtt(acl, "Arn"), destination_arn=p.waf_log_bucket)
+    )
     return acl
 
 
@@ -364,7 +376,7 @@ def build() -> Template:
     lb = add_load_balancer(t, p, bucket=bucket, policy=policy)
     tg = add_target_group(t, p)
     add_listeners(t, p, lb=lb, tg=tg)
-    add_web_acl(t, lb)
+    add_web_acl(t, p, lb)
     render.add_outputs(
         t,
         {
