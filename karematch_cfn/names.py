@@ -29,6 +29,7 @@ ENABLE_CLOUDTRAIL = "EnableCloudTrail"
 FRONTEND_DOMAIN_NAME = "FrontendDomainName"
 FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
 ENABLE_DELETION_PROTECTION = "EnableDeletionProtection"
+DATABASE_CA_BUNDLE_PATH = "DatabaseCaBundlePath"
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 PRODUCTION = "prod"
@@ -47,6 +48,11 @@ CLOUDFRONT_ACM_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certif
 IMAGE_TAG_PATTERN = r"^$|^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DOMAIN_PATTERN = r"^$|^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+# An absolute file path made of URL-unreserved characters only (RFC 3986 section 2.3): it goes
+# verbatim into DATABASE_URL's query and CloudFormation cannot URL-encode.
+URL_SAFE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
+# Where the backend image keeps the Amazon RDS global CA bundle (docs/backend-image.md).
+DEFAULT_DATABASE_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,15 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
         "Deletion protection of the prod database and load balancer (the deployer passes false on "
         "a first create, so a failed create can roll back; every later deploy turns it on)",
         {"Default": "true", "AllowedValues": ["true", "false"]},
+    ),
+    DATABASE_CA_BUNDLE_PATH: ParameterSpec(
+        "String",
+        "Path of the Amazon RDS CA bundle inside the backend image (DATABASE_URL's sslrootcert)",
+        {
+            "Default": DEFAULT_DATABASE_CA_BUNDLE_PATH,
+            "AllowedPattern": URL_SAFE_PATH_PATTERN,
+            "ConstraintDescription": "an absolute path of letters, digits and . _ ~ - only (URL-safe)",
+        },
     ),
     FRONTEND_DOMAIN_NAME: ParameterSpec(
         "String",
