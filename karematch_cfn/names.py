@@ -254,6 +254,11 @@ ARTIFACTS_EXPIRE_DAYS = 90  # packaged templates; the deployer re-uploads keys o
 ARTIFACTS_NONCURRENT_EXPIRE_DAYS = 30
 ARTIFACTS_ABORT_MULTIPART_DAYS = 1
 
+# The registry keeps the images the deployer tags with this prefix (deploy/images.py moves
+# deployed-current and deployed-previous) out of reach of the "newest 10 tagged" rule.
+PROTECTED_IMAGE_TAG_PREFIX = "deployed-"
+PROTECTED_IMAGES = 2  # the deployed image and the one before it (a rollback needs it)
+
 # Conditions shared by name across templates.
 IS_PRODUCTION = "IsProduction"
 PROTECT_FROM_DELETION = "ProtectFromDeletion"  # prod, and EnableDeletionProtection is "true"

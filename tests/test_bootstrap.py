@@ -481,8 +481,24 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
 @pytest.mark.parametrize("role", GITHUB_ROLES)
 def test_github_roles_have_nothing_else(role):
     services = {a.split(":")[0] for a in _actions_of(_allows(role))}
-    assert services <= {"cloudformation", "iam", "s3", "ecs"}
+    assert services <= {"cloudformation", "iam", "s3", "ecs", "ecr"}
     assert not [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
+
+
+def test_only_the_deploy_role_retags_images_and_only_in_the_karematch_repositories():
+    """The deployer's deployed-* tags (deploy/images.py): read a manifest and put it again."""
+    (st,) = [
+        s for s in _allows(bootstrap.DEPLOY_ROLE) if any(a.startswith("ecr:") for a in _list(s["Action"]))
+    ]
+    assert set(_list(st["Action"])) == {"ecr:BatchGetImage", "ecr:PutImage"}
+    for env in names.ENVIRONMENTS:
+        arn = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/" + names.REPOSITORY.replace(names.ENV, env)
+        assert any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st["Resource"]), arn
+    assert not any(
+        fnmatch.fnmatchcase(f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other", _concrete(r))
+        for r in st["Resource"]
+    )
+    assert not [a for a in _actions_of(_allows(bootstrap.PLAN_ROLE)) if a.startswith("ecr:")]
 
 
 def test_deploy_session_outlasts_a_long_deploy():

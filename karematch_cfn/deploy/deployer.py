@@ -21,7 +21,7 @@ from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
-from karematch_cfn.deploy import changeset, events, guard, inputs, package, protect
+from karematch_cfn.deploy import changeset, events, guard, images, inputs, package, protect
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
@@ -576,6 +576,8 @@ def _deploy(
             *changeset.recovery_hint(prep.stack_name, status),
         )
     console.say(f"{prep.stack_name}: {status} ({int(console.elapsed())}s)")
+    # Keep the image now running (and the one before it) safe from ECR's lifecycle policy.
+    images.after_deploy(aws, console, env=args.env, image_tag=images.deployed_tag(pplan.entries, stack))
     missing: list[tuple[str, str]] = []
     if prep.params.environment == names.PRODUCTION:
         missing = protect.apply(aws.cfn, console, run.stack_id or prep.stack_name, prep.stack_name)

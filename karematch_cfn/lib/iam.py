@@ -175,15 +175,17 @@ def key_admin(account_root_arn: Any) -> Statement:
     )
 
 
-def key_use_by_services(services: list[str]) -> Statement:
-    """Key-policy statement: services that publish to an encrypted SNS topic (CloudWatch alarms,
-    EventBridge) may create and read data keys. The AWS-managed SNS key cannot allow this."""
+def key_use_by_services(services: list[str], account: Any) -> Statement:
+    """Key-policy statement: services that publish to an encrypted SNS topic (CloudWatch alarms)
+    may create and read data keys, on behalf of this account only (confused deputy). The
+    AWS-managed SNS key cannot allow this."""
     return Statement(
         Sid="AllowServicesToPublishEncrypted",
         Effect=Allow,
         Principal=Principal("Service", list(services)),
         Action=[kms.Decrypt, kms.Action("GenerateDataKey*")],
         Resource=[KEY_POLICY_RESOURCE],
+        Condition=Condition(StringEquals({"aws:SourceAccount": account})),
     )
 
 
@@ -468,6 +470,17 @@ def describe_ecs_services(service_arns: list[Any]) -> Statement:
         Effect=Allow,
         Action=[Action("ecs", "DescribeServices")],
         Resource=list(service_arns),
+    )
+
+
+def retag_images(repository_arns: list[Any]) -> Statement:
+    """Read an image manifest and put it under another tag (the deployer's deployed-* tags,
+    deploy/images.py); no layer upload, so no InitiateLayerUpload."""
+    return Statement(
+        Sid="TagDeployedImages",
+        Effect=Allow,
+        Action=[ecr.BatchGetImage, ecr.PutImage],
+        Resource=list(repository_arns),
     )
 
 

@@ -191,6 +191,8 @@ def add_log_delivery(t: Template, p: Inputs, key: Key) -> tuple[LogGroup, Role]:
             names.TRAIL_LOG_GROUP,
             "DeliverTrailToCloudWatchLogs",
             "CloudTrail delivers the trail's events to its CloudWatch Logs group",
+            # Confused deputy: only this account's trail may assume it.
+            {"aws:SourceArn": arns.trail(names.TRAIL), "aws:SourceAccount": Ref("AWS::AccountId")},
         )
     )
     return group, role

@@ -702,6 +702,7 @@ def build() -> Template:
             iam.read_bucket_settings("CheckArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
             iam.read_write_objects("ReadWriteTemplates", [_templates(names.ARTIFACTS_BUCKET)]),
             iam.describe_ecs_services(services),
+            iam.retag_images([arns.regional("ecr", f"repository/{_any_env(names.REPOSITORY)}")]),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
