@@ -30,6 +30,9 @@ FRONTEND_DOMAIN_NAME = "FrontendDomainName"
 FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
 ENABLE_DELETION_PROTECTION = "EnableDeletionProtection"
 DATABASE_CA_BUNDLE_PATH = "DatabaseCaBundlePath"
+NAT_GATEWAY_LAYOUT = "NatGatewayLayout"
+NAT_PER_AZ = "per-az"  # the spec (and prod): one NAT gateway and Elastic IP per AZ
+NAT_SINGLE = "single"  # one NAT gateway in AZ 1 for both private route tables (dev, staging)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 PRODUCTION = "prod"
@@ -131,6 +134,12 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
             "AllowedPattern": URL_SAFE_PATH_PATTERN,
             "ConstraintDescription": "an absolute path of letters, digits and . _ ~ - only (URL-safe)",
         },
+    ),
+    NAT_GATEWAY_LAYOUT: ParameterSpec(
+        "String",
+        "NAT gateways: per-az (the spec; one NAT gateway and Elastic IP per AZ; required in prod) or "
+        "single (one in AZ 1 for both private subnets: one Elastic IP, cross-AZ traffic)",
+        {"Default": NAT_PER_AZ, "AllowedValues": [NAT_PER_AZ, NAT_SINGLE]},
     ),
     FRONTEND_DOMAIN_NAME: ParameterSpec(
         "String",

@@ -481,8 +481,22 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
 @pytest.mark.parametrize("role", GITHUB_ROLES)
 def test_github_roles_have_nothing_else(role):
     services = {a.split(":")[0] for a in _actions_of(_allows(role))}
-    assert services <= {"cloudformation", "iam", "s3", "ecs", "ecr"}
-    assert not [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
+    assert services <= {"cloudformation", "iam", "s3", "ecs", "ecr", "ec2", "servicequotas"}
+    unscoped = [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
+    assert all(set(_list(s["Action"])) <= iam.QUOTA_USAGE_ACTIONS for s in unscoped)
+
+
+@pytest.mark.parametrize("role", GITHUB_ROLES)
+def test_github_roles_read_exactly_the_quotas_the_preflight_checks(role):
+    from karematch_cfn.deploy import quotas
+
+    (st,) = [s for s in _allows(role) if "servicequotas:GetServiceQuota" in _list(s["Action"])]
+    assert _list(st["Action"]) == ["servicequotas:GetServiceQuota"]
+    wanted = {f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:{q.service}/{q.code}" for q in quotas.QUOTAS}
+    assert {_concrete(r) for r in st["Resource"]} == wanted
+    reads = _actions_of(_allows(role))
+    assert {"servicequotas:GetAWSDefaultServiceQuota", "ec2:DescribeAddresses", "ec2:DescribeVpcs"} <= reads
+    assert {"ec2:DescribeNatGateways", "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones"} <= reads
 
 
 def test_only_the_deploy_role_retags_images_and_only_in_the_karematch_repositories():

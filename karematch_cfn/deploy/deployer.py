@@ -21,7 +21,7 @@ from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
-from karematch_cfn.deploy import changeset, events, guard, images, inputs, package, protect
+from karematch_cfn.deploy import changeset, events, guard, images, inputs, package, protect, quotas
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
@@ -463,6 +463,8 @@ def _deploy(
 ) -> int:
     console = hooks.console
     pplan = plan_parameters(aws, prep, stack, kind)
+    # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
+    quotas.preflight(aws, console, tree=prep.tree, entries=pplan.entries, stack=stack)
     bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket)
     packaged = package.package(aws, console, bucket, prep.tree)
 

@@ -327,7 +327,38 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "secretsmanager:GetRandomPassword",
     }
 )
-WILDCARD_ACTIONS = WILDCARD_ACTIONS | PROVISIONING_WILDCARD_ACTIONS
+# What the deployer's quota preflight reads (deploy/quotas.py): usage through EC2's Describe
+# calls and AWS's default quota values, which AWS authorises only on Resource "*".
+QUOTA_USAGE_ACTIONS = frozenset(
+    {
+        "ec2:DescribeAddresses",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeNatGateways",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+        "servicequotas:GetAWSDefaultServiceQuota",
+    }
+)
+WILDCARD_ACTIONS = WILDCARD_ACTIONS | PROVISIONING_WILDCARD_ACTIONS | QUOTA_USAGE_ACTIONS
+
+
+def read_quotas(quota_arns: list[Any]) -> list[Statement]:
+    """The deployer's preflight: the applied value of exactly these quotas, AWS's defaults, and
+    the usage counts (Elastic IPs, VPCs, NAT gateways by subnet and zone)."""
+    return [
+        Statement(
+            Sid="ReadQuotas",
+            Effect=Allow,
+            Action=[Action("servicequotas", "GetServiceQuota")],
+            Resource=list(quota_arns),
+        ),
+        Statement(
+            Sid="ReadQuotaUsage",
+            Effect=Allow,
+            Action=[Action(*a.split(":")) for a in sorted(QUOTA_USAGE_ACTIONS)],
+            Resource=["*"],
+        ),
+    ]
 
 
 def _actions(service: str, action_names: Any) -> list[Action]:

@@ -402,6 +402,14 @@ AUTOSCALING_LINKED_ROLE = "aws-service-role/ecs.application-autoscaling.amazonaw
 ATTACHABLE_POLICIES = "service-role/*"
 
 
+# The quotas the deployer's preflight reads (deploy/quotas.py: service code, quota code).
+PREFLIGHT_QUOTAS = (("ec2", "L-0263D0A3"), ("vpc", "L-F678F1CE"), ("vpc", "L-FE5A380F"))
+
+
+def _quota_arns() -> list[Sub]:
+    return [arns.regional("servicequotas", f"{service}/{code}") for service, code in PREFLIGHT_QUOTAS]
+
+
 def _any_env(pattern: str) -> str:
     """A names.py physical-name pattern for every environment (``${EnvironmentName}`` -> ``*``)."""
     return pattern.replace(names.ENV, "*")
@@ -703,6 +711,7 @@ def build() -> Template:
             iam.read_write_objects("ReadWriteTemplates", [_templates(names.ARTIFACTS_BUCKET)]),
             iam.describe_ecs_services(services),
             iam.retag_images([arns.regional("ecr", f"repository/{_any_env(names.REPOSITORY)}")]),
+            *iam.read_quotas(_quota_arns()),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
@@ -723,6 +732,7 @@ def build() -> Template:
             iam.find_bucket("FindPlanArtifactsBucket", [arns.bucket(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.read_write_objects("ReadWritePlanTemplates", [_templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.describe_ecs_services(services),
+            *iam.read_quotas(_quota_arns()),
         ],
     )
     render.add_outputs(
