@@ -30,6 +30,7 @@ FRONTEND_DOMAIN_NAME = "FrontendDomainName"
 FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
 ENABLE_DELETION_PROTECTION = "EnableDeletionProtection"
 DATABASE_CA_BUNDLE_PATH = "DatabaseCaBundlePath"
+API_DOMAIN_NAME = "ApiDomainName"
 NAT_GATEWAY_LAYOUT = "NatGatewayLayout"
 NAT_PER_AZ = "per-az"  # the spec (and prod): one NAT gateway and Elastic IP per AZ
 NAT_SINGLE = "single"  # one NAT gateway in AZ 1 for both private route tables (dev, staging)
@@ -141,6 +142,16 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
         "single (one in AZ 1 for both private subnets: one Elastic IP, cross-AZ traffic)",
         {"Default": NAT_PER_AZ, "AllowedValues": [NAT_PER_AZ, NAT_SINGLE]},
     ),
+    API_DOMAIN_NAME: ParameterSpec(
+        "String",
+        "DNS name of the ALB's certificate (a CNAME or alias to the ALB, outside the stack): CloudFront's "
+        "/api/* origin over HTTPS; required with CertificateArn, unused without it (dev: HTTP to the ALB)",
+        {
+            "Default": "",
+            "AllowedPattern": DOMAIN_PATTERN,
+            "ConstraintDescription": "empty, or a lower-case DNS name",
+        },
+    ),
     FRONTEND_DOMAIN_NAME: ParameterSpec(
         "String",
         "Custom domain for CloudFront; empty = the *.cloudfront.net name",
@@ -219,6 +230,8 @@ APP_LOG_GROUP_NAME = "AppLogGroupName"
 FRONTEND_BUCKET_NAME = "FrontendBucketName"
 DISTRIBUTION_DOMAIN_NAME = "DistributionDomainName"
 DISTRIBUTION_ID = "DistributionId"
+API_URL = "ApiUrl"  # the URL the SPA calls: its own origin's /api (CloudFront -> ALB)
+API_PATH_PREFIX = "/api"
 # monitoring
 ALARM_TOPIC_ARN = "AlarmTopicArn"
 DASHBOARD_NAME = "DashboardName"

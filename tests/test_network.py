@@ -412,6 +412,7 @@ def test_prod_cannot_run_a_single_nat_gateway():
         root,
         dict(
             helpers.env_values("prod"),
+            ApiDomainName="api.karematch.example",
             CertificateArn="arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
         ),
     )

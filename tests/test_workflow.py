@@ -34,6 +34,8 @@ VARIABLES = {
     "AWS_REGION": "us-east-1",
     "PROD_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000",
     "STAGING_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:000000000000:certificate/11111111-1111-1111-1111-111111111111",
+    "PROD_API_DOMAIN_NAME": "api.karematch.example",
+    "STAGING_API_DOMAIN_NAME": "api.staging.karematch.example",
 }
 # Which bootstrap Output each role variable is set from (docs/ci.md).
 ROLE_VARIABLES = {"AWS_DEPLOY_ROLE_ARN": bootstrap.DEPLOY_ROLE, "AWS_PLAN_ROLE_ARN": bootstrap.PLAN_ROLE}
@@ -209,9 +211,12 @@ def test_staging_and_prod_wait_for_their_gated_github_environments():
 
 
 def test_staging_and_prod_get_their_certificates_from_repository_variables():
-    for env, variable in (("staging", "STAGING_CERTIFICATE_ARN"), (names.PRODUCTION, "PROD_CERTIFICATE_ARN")):
+    for env, prefix in (("staging", "STAGING"), (names.PRODUCTION, "PROD")):
         (args,) = deployer_args(deploy_job(env)[1])
-        assert _option(args, "--parameter") == [f"{names.CERTIFICATE_ARN}={VARIABLES[variable]}"]
+        assert _option(args, "--parameter") == [
+            f"{names.CERTIFICATE_ARN}={VARIABLES[prefix + '_CERTIFICATE_ARN']}",
+            f"{names.API_DOMAIN_NAME}={VARIABLES[prefix + '_API_DOMAIN_NAME']}",
+        ]
     (args,) = deployer_args(deploy_job("dev")[1])
     assert not _option(args, "--parameter")
 

@@ -119,6 +119,20 @@ def read_by_cloudfront(objects_arn: Any, distribution_arn: Any) -> Statement:
     )
 
 
+def list_by_cloudfront(bucket_arn: Any, distribution_arn: Any) -> Statement:
+    """Bucket-policy statement: the distribution may list the bucket, so a missing object is
+    S3's 404 rather than 403 (S3 answers 403 to a caller that may not list). CloudFront forwards
+    no query string to the bucket, so viewers cannot request a listing."""
+    return Statement(
+        Sid="AllowCloudFrontNotFound",
+        Effect=Allow,
+        Principal=Principal("Service", ["cloudfront.amazonaws.com"]),
+        Action=[s3.ListBucket],
+        Resource=[bucket_arn],
+        Condition=Condition(StringEquals({"AWS:SourceArn": distribution_arn})),
+    )
+
+
 def cloudtrail_acl_check(bucket_arn: Any, trail_arn: Any) -> Statement:
     """Bucket-policy statement: one trail may check the bucket ACL before delivering."""
     return Statement(
@@ -278,6 +292,7 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "autoscaling:DescribeTags",
         "cloudfront:CreateCachePolicy",
         "cloudfront:CreateDistribution",
+        "cloudfront:CreateFunction",
         "cloudfront:CreateOriginAccessControl",
         "cloudfront:CreateResponseHeadersPolicy",
         "cloudtrail:DescribeTrails",
