@@ -261,6 +261,9 @@ SESSION_SECRET = f"karematch-session-secret-{SUFFIX}"
 TASK_EXECUTION_ROLE = f"karematch-{ENV}-ecs-task-execution-role"
 TASK_ROLE = f"karematch-{ENV}-ecs-task-role"
 DASHBOARD = f"karematch-{ENV}-dashboard"
+# The environment's permissions boundary (bootstrap.yaml creates it): every role of the tree
+# carries it, and the execution role may create or change roles only with it.
+PERMISSIONS_BOUNDARY = f"karematch-{ENV}-permissions-boundary"
 ALARM_TOPIC = f"karematch-{ENV}-alarms"
 TRAIL = f"karematch-{ENV}-trail"
 TRAIL_BUCKET = f"karematch-cloudtrail-{SUFFIX}"

@@ -23,6 +23,7 @@ from awacs.aws import (
     Statement,
     StringEquals,
     StringLike,
+    StringNotEquals,
 )
 
 VERSION = "2012-10-17"
@@ -554,6 +555,7 @@ ROLE_LIFECYCLE_ACTIONS = (
     "GetRolePolicy",
     "ListAttachedRolePolicies",
     "ListRolePolicies",
+    "PutRolePermissionsBoundary",
     "PutRolePolicy",
     "TagRole",
     "UntagRole",
@@ -561,27 +563,98 @@ ROLE_LIFECYCLE_ACTIONS = (
     "UpdateRole",
     "UpdateRoleDescription",
 )
+# What changes a role's permissions: allowed only on a role whose boundary is the environment's
+# (iam:PermissionsBoundary is the boundary the request sets or the role has; IAM user guide,
+# "Permissions boundaries for IAM entities", delegating role creation).
+BOUNDED_ROLE_ACTIONS = ("CreateRole", "DeleteRolePolicy", "PutRolePermissionsBoundary", "PutRolePolicy")
+BOUNDARY_KEY = "iam:PermissionsBoundary"
 
 
-def manage_roles(role_arns: list[Any]) -> Statement:
-    """Create, change and delete the roles matching ``role_arns`` (and nothing else in IAM)."""
-    return Statement(
-        Sid="ManageStackRoles",
-        Effect=Allow,
-        Action=_actions("iam", ROLE_LIFECYCLE_ACTIONS),
-        Resource=list(role_arns),
-    )
+def manage_roles(role_arns: list[Any], boundary_arn: Any) -> list[Statement]:
+    """Create, change and delete the roles matching ``role_arns`` (and nothing else in IAM):
+    a role is created, and its permissions changed, only with ``boundary_arn`` as its boundary."""
+    return [
+        Statement(
+            Sid="ManageStackRolesWithinBoundary",
+            Effect=Allow,
+            Action=_actions("iam", BOUNDED_ROLE_ACTIONS),
+            Resource=list(role_arns),
+            Condition=Condition(StringEquals({BOUNDARY_KEY: boundary_arn})),
+        ),
+        Statement(
+            Sid="ManageStackRoles",
+            Effect=Allow,
+            Action=_actions("iam", [a for a in ROLE_LIFECYCLE_ACTIONS if a not in BOUNDED_ROLE_ACTIONS]),
+            Resource=list(role_arns),
+        ),
+    ]
 
 
-def attach_managed_policies(role_arns: list[Any], policy_arn_patterns: list[Any]) -> Statement:
+def keep_boundaries(boundary_arn: Any) -> list[Statement]:
+    """Explicit denies (no Allow anywhere can undo them): never remove a role's boundary, never
+    replace it with another, never change or delete the boundary policy itself."""
+    return [
+        Statement(
+            Sid="DenyRemovingBoundaries",
+            Effect=Deny,
+            Action=[
+                Action("iam", "DeleteRolePermissionsBoundary"),
+                Action("iam", "DeleteUserPermissionsBoundary"),
+            ],
+            Resource=["*"],
+        ),
+        Statement(
+            Sid="DenyOtherBoundaries",
+            Effect=Deny,
+            Action=[Action("iam", "PutRolePermissionsBoundary"), Action("iam", "PutUserPermissionsBoundary")],
+            Resource=["*"],
+            Condition=Condition(StringNotEquals({BOUNDARY_KEY: boundary_arn})),
+        ),
+        Statement(
+            Sid="DenyChangingTheBoundaryPolicy",
+            Effect=Deny,
+            Action=_actions(
+                "iam",
+                ("CreatePolicyVersion", "DeletePolicy", "DeletePolicyVersion", "SetDefaultPolicyVersion"),
+            ),
+            Resource=[boundary_arn],
+        ),
+    ]
+
+
+def attach_managed_policies(
+    role_arns: list[Any], policy_arn_patterns: list[Any], boundary_arn: Any
+) -> Statement:
     """Attach/detach managed policies to these roles, only policies matching the patterns
-    (iam:PolicyARN), so a template cannot attach e.g. AdministratorAccess."""
+    (iam:PolicyARN), so a template cannot attach e.g. AdministratorAccess, and only to a role
+    that carries the boundary."""
     return Statement(
         Sid="AttachManagedPolicies",
         Effect=Allow,
         Action=_actions("iam", ("AttachRolePolicy", "DetachRolePolicy")),
         Resource=list(role_arns),
-        Condition=Condition(ArnLike({"iam:PolicyARN": list(policy_arn_patterns)})),
+        Condition=Condition(
+            [
+                ArnLike({"iam:PolicyARN": list(policy_arn_patterns)}),
+                StringEquals({BOUNDARY_KEY: boundary_arn}),
+            ]
+        ),
+    )
+
+
+def boundary(grants: list[tuple[str, list[str], list[Any]]]) -> PolicyDocument:
+    """A permissions boundary: the most any KareMatch role may ever do, as (sid, actions,
+    resources) grants; a role's own policies only ever narrow it."""
+    return document(
+        *(
+            Statement(
+                Sid=sid,
+                Effect=Allow,
+                Action=[Action(*a.split(":", 1)) for a in actions],
+                Resource=list(resources),
+            )
+            for sid, actions, resources in grants
+        )
     )
 
 
