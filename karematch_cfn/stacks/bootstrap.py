@@ -111,7 +111,6 @@ GATED_ENVIRONMENTS = ("staging", names.PRODUCTION)
 CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
 
 # Artifacts: key prefix and lifecycle shared with the deployer (names.ARTIFACTS_*).
-SSE_ALGORITHM = "AES256"  # SSE-S3: templates hold no secrets, and no key policy to manage
 DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 1-hour default
 
 # ------------------------------------------------------------------------------------------
@@ -422,9 +421,6 @@ AUTOSCALING_LINKED_ROLE = "aws-service-role/ecs.application-autoscaling.amazonaw
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
-    repository: Ref
-    create_provider: Ref
     existing_provider: Ref
 
 
@@ -433,7 +429,7 @@ def declare_inputs(t: Template) -> Inputs:
         t, names.ENVIRONMENT_NAME, "Environment this bootstrap serves (its roles act on it only)"
     )
     t.add_condition(IS_DEVELOPMENT, Equals(Ref(env), "dev"))
-    repo = t.add_parameter(
+    t.add_parameter(  # read through Fn::Sub (the OIDC subjects)
         Parameter(
             GITHUB_REPOSITORY,
             Type="String",
@@ -475,7 +471,7 @@ def declare_inputs(t: Template) -> Inputs:
             ],
         },
     )
-    return Inputs(Ref(env), Ref(repo), Ref(create), Ref(existing))
+    return Inputs(existing_provider=Ref(existing))
 
 
 def add_oidc_provider(t: Template, p: Inputs) -> If:
@@ -497,7 +493,7 @@ def add_oidc_provider(t: Template, p: Inputs) -> If:
 
 
 def add_artifacts_bucket(
-    t: Template, logical_id: str, policy_id: str, name_pattern: str, condition: str | None = None
+    t: Template, *, logical_id: str, policy_id: str, name_pattern: str, condition: str | None = None
 ) -> Bucket:
     """Encrypted, versioned, private (owner-enforced, TLS only) bucket for packaged templates;
     old keys and versions expire. Kept if the bootstrap stack lets go of it, except when its
@@ -506,8 +502,8 @@ def add_artifacts_bucket(
         policies.retain_except_on_create(
             buckets.private_bucket(
                 logical_id,
-                name_pattern,
-                [
+                name_pattern=name_pattern,
+                lifecycle=[
                     LifecycleRule(
                         Id="ExpireOldTemplates",
                         Status="Enabled",
@@ -520,8 +516,8 @@ def add_artifacts_bucket(
                         ),
                     )
                 ],
-                Tags(Project="karematch"),
-                sse_algorithm=SSE_ALGORITHM,
+                tags=Tags(Project="karematch"),
+                sse_algorithm=buckets.SSE_S3,  # templates hold no secrets, and no key policy to manage
                 bucket_key=True,
             )
         )
@@ -615,55 +611,77 @@ def execution_statements() -> dict[str, list]:
     bucket_arns = [arns.bucket(p) for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET)]
     return {
         "ExecutionNetworkComputePolicy": [
-            iam.provision("ProvisionNetwork", "ec2", EC2_ACTIONS, [regional("ec2", "*")]),
-            iam.provision("ProvisionContainers", "ecs", ECS_ACTIONS, [regional("ecs", "*")]),
             iam.provision(
-                "ProvisionRepository", "ecr", ECR_ACTIONS, [regional("ecr", f"repository/karematch-{env}-*")]
+                "ProvisionNetwork", service="ec2", actions=EC2_ACTIONS, resources=[regional("ec2", "*")]
+            ),
+            iam.provision(
+                "ProvisionContainers", service="ecs", actions=ECS_ACTIONS, resources=[regional("ecs", "*")]
+            ),
+            iam.provision(
+                "ProvisionRepository",
+                service="ecr",
+                actions=ECR_ACTIONS,
+                resources=[regional("ecr", f"repository/karematch-{env}-*")],
             ),
             iam.provision(
                 "ProvisionLoadBalancer",
-                "elasticloadbalancing",
-                LOAD_BALANCING_ACTIONS,
-                [regional("elasticloadbalancing", "*")],
+                service="elasticloadbalancing",
+                actions=LOAD_BALANCING_ACTIONS,
+                resources=[regional("elasticloadbalancing", "*")],
             ),
             iam.provision(
                 "ProvisionAutoScaling",
-                "application-autoscaling",
-                AUTOSCALING_ACTIONS,
-                [regional("application-autoscaling", "scalable-target/*")],
+                service="application-autoscaling",
+                actions=AUTOSCALING_ACTIONS,
+                resources=[regional("application-autoscaling", "scalable-target/*")],
             ),
         ],
         "ExecutionDataEdgePolicy": [
-            iam.provision("ProvisionDatabase", "rds", RDS_ACTIONS, [regional("rds", "*")]),
+            iam.provision(
+                "ProvisionDatabase", service="rds", actions=RDS_ACTIONS, resources=[regional("rds", "*")]
+            ),
             iam.provision(
                 "ProvisionSecrets",
-                "secretsmanager",
-                SECRETS_ACTIONS,
-                [regional("secretsmanager", f"secret:karematch-*-{names.SUFFIX}-*")],
+                service="secretsmanager",
+                actions=SECRETS_ACTIONS,
+                resources=[regional("secretsmanager", f"secret:karematch-*-{names.SUFFIX}-*")],
             ),
             iam.provision(
                 "ProvisionKeys",
-                "kms",
-                KMS_ACTIONS,
-                [regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
+                service="kms",
+                actions=KMS_ACTIONS,
+                resources=[regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
             ),
             iam.provision(
-                "ProvisionLogs", "logs", LOGS_ACTIONS, [regional("logs", f"log-group:*karematch-{env}*")]
+                "ProvisionLogs",
+                service="logs",
+                actions=LOGS_ACTIONS,
+                resources=[regional("logs", f"log-group:*karematch-{env}*")],
             ),
-            iam.provision("ProvisionBuckets", "s3", S3_BUCKET_ACTIONS, bucket_arns),
-            iam.provision("ProvisionTopics", "sns", SNS_ACTIONS, [regional("sns", f"karematch-{env}-*")]),
+            iam.provision("ProvisionBuckets", service="s3", actions=S3_BUCKET_ACTIONS, resources=bucket_arns),
+            iam.provision(
+                "ProvisionTopics",
+                service="sns",
+                actions=SNS_ACTIONS,
+                resources=[regional("sns", f"karematch-{env}-*")],
+            ),
             iam.provision(
                 "ProvisionAlarms",
-                "cloudwatch",
-                CLOUDWATCH_ACTIONS,
-                [regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
+                service="cloudwatch",
+                actions=CLOUDWATCH_ACTIONS,
+                resources=[regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
             ),
-            iam.provision("ProvisionCdn", "cloudfront", CLOUDFRONT_ACTIONS, [account("cloudfront", "*")]),
+            iam.provision(
+                "ProvisionCdn",
+                service="cloudfront",
+                actions=CLOUDFRONT_ACTIONS,
+                resources=[account("cloudfront", "*")],
+            ),
             iam.provision(
                 "ProvisionTrail",
-                "cloudtrail",
-                CLOUDTRAIL_ACTIONS,
-                [regional("cloudtrail", f"trail/karematch-{env}-*")],
+                service="cloudtrail",
+                actions=CLOUDTRAIL_ACTIONS,
+                resources=[regional("cloudtrail", f"trail/karematch-{env}-*")],
             ),
         ],
         "ExecutionIdentityPolicy": [
@@ -683,9 +701,9 @@ def execution_statements() -> dict[str, list]:
             ),
             iam.provision(
                 "ManageNestedStacks",
-                "cloudformation",
-                NESTED_STACK_ACTIONS,
-                [arns.stacks(f"karematch-{env}-*")],
+                service="cloudformation",
+                actions=NESTED_STACK_ACTIONS,
+                resources=[arns.stacks(f"karematch-{env}-*")],
             ),
             iam.read_objects(
                 "ReadPackagedTemplates",
@@ -781,9 +799,18 @@ def build() -> Template:
     )
     p = declare_inputs(t)
     provider = add_oidc_provider(t, p)
-    artifacts = add_artifacts_bucket(t, ARTIFACTS_BUCKET, ARTIFACTS_BUCKET_POLICY, ARTIFACTS_BUCKET_PATTERN)
+    artifacts = add_artifacts_bucket(
+        t,
+        logical_id=ARTIFACTS_BUCKET,
+        policy_id=ARTIFACTS_BUCKET_POLICY,
+        name_pattern=ARTIFACTS_BUCKET_PATTERN,
+    )
     plan_artifacts = add_artifacts_bucket(
-        t, PLAN_ARTIFACTS_BUCKET, PLAN_ARTIFACTS_BUCKET_POLICY, PLAN_ARTIFACTS_BUCKET_PATTERN, IS_DEVELOPMENT
+        t,
+        logical_id=PLAN_ARTIFACTS_BUCKET,
+        policy_id=PLAN_ARTIFACTS_BUCKET_POLICY,
+        name_pattern=PLAN_ARTIFACTS_BUCKET_PATTERN,
+        condition=IS_DEVELOPMENT,
     )
     boundary = add_boundary(t)
     execution = add_execution_role(t)
