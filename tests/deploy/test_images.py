@@ -105,3 +105,21 @@ def test_the_deployed_tag_is_the_one_sent_or_the_live_one_kept():
     assert images.deployed_tag(sent, live) == "build-8"
     assert images.deployed_tag(kept, live) == "build-7"
     assert images.deployed_tag([], live) == ""
+
+
+def test_the_deploy_command_tags_the_image_it_deployed_and_the_one_before(ecr, karematch):
+    """The execute phase's call site, end to end: two deploys with --image-tag, then one that
+    keeps the deployed tag (UsePreviousValue)."""
+    from .conftest import tree_args
+
+    assert karematch("deploy", *tree_args("tree-v1"), "--yes", "--image-tag", "build-1").code == 0
+    r = karematch("deploy", *tree_args("tree-v2"), "--yes", "--image-tag", "build-2")
+    assert r.code == 0, r.text
+    assert f"{REPOSITORY}:{images.CURRENT_TAG} = build-2" in r.out
+    tags = tags_by_image(ecr)
+    assert tags["build-2"] == {"build-2", images.CURRENT_TAG}
+    assert tags["build-1"] == {"build-1", images.PREVIOUS_TAG}
+
+    r = karematch("deploy", *tree_args("tree-v1"), "--yes")  # infrastructure only: build-2 stays
+    assert r.code == 0, r.text
+    assert tags_by_image(ecr) == tags
