@@ -458,3 +458,18 @@ def test_deployer_arguments_parse_with_the_cli_parser():
             assert args.env in names.ENVIRONMENTS, name
             used += 1
     assert used == 1 + len(names.ENVIRONMENTS)  # one plan, one deploy per environment
+
+
+def test_dependabot_updates_the_pinned_actions_and_the_python_packages():
+    config = yaml.safe_load((helpers.REPO / ".github" / "dependabot.yml").read_text())
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"github-actions", "pip"}
+    for update in ecosystems.values():
+        assert update["directory"] == "/" and update["cooldown"]["default-days"] >= 7
+
+
+def test_make_test_audits_the_workflows_with_zizmor_pinned_in_the_lock():
+    lint = re.search(r"^lint:.*?\n((?:\t.*\n)+)", MAKEFILE.read_text(), re.M).group(1)
+    assert re.search(r"zizmor --offline .*\.github/", lint)
+    assert re.search(r"^test: .*\blint\b", MAKEFILE.read_text(), re.M)
+    assert re.search(r"^zizmor==\d+\.\d+\.\d+$", (helpers.REPO / "constraints.txt").read_text(), re.M)
