@@ -241,3 +241,44 @@ def test_deploy_refuses_a_first_create_the_elastic_ip_quota_cannot_hold(moto):
     assert moto.stacks() == {}
     assert moto.client("s3").list_buckets()["Buckets"] == []
     assert "creating a CREATE" not in result.out
+
+
+def test_an_update_to_per_az_checks_only_the_address_and_nat_gateway_it_adds():
+    """dev (single) -> per-az on a live stack: the live nested stacks hold one Elastic IP, one
+    NAT gateway and the VPC; only the second address and NAT gateway are checked."""
+    from . import shapes as s
+
+    cfn = client("cloudformation")
+    cfn_stub = Stubber(cfn)
+    network_id = s.nested_id("NetworkStack")
+    cfn_stub.add_response(
+        "list_stack_resources",
+        s.resources(("NetworkStack", "AWS::CloudFormation::Stack", network_id)),
+        {"StackName": s.ROOT_ID},
+    )
+    cfn_stub.add_response(
+        "list_stack_resources",
+        s.resources(
+            ("Vpc", quotas.VPC, "vpc-0123456789abcdef0"),
+            ("NatEip1", quotas.EIP, "203.0.113.10"),
+            ("NatGateway1", quotas.NAT_GATEWAY, "nat-0123456789abcdef0"),
+        ),
+        {"StackName": network_id},
+    )
+    acc = Accounts(cfn=cfn)
+    acc.quota(EIP_QUOTA, 5.0).addresses(5)  # the account is full: the second address does not fit
+    acc.quota(NAT_QUOTA, 5.0).nat_gateways(["us-east-1a"]).zones()
+    t = inputs.load_tree(tree.TEMPLATES_DIR)
+    live = s.stack("UPDATE_COMPLETE", params=dict(helpers.env_values("dev"), NatGatewayLayout="single"))[
+        "Stacks"
+    ][0]
+    entries = [{"ParameterKey": "NatGatewayLayout", "ParameterValue": "per-az"}] + [
+        {"ParameterKey": k, "UsePreviousValue": True} for k in ("EnvironmentName",)
+    ]
+    err = io.StringIO()
+    with cfn_stub, acc.sq_stub, acc.ec2_stub, pytest.raises(DeployFailed) as exc:
+        quotas.preflight(acc.aws, Console(io.StringIO(), err), tree=t, entries=entries, stack=live)
+    assert "'EC2-VPC Elastic IPs'" in str(exc.value) and "needs 1, 0 free (5 in use of 5)" in str(exc.value)
+    assert "VPCs per Region" not in str(exc.value)  # the VPC exists: not checked, not counted
+    acc.sq_stub.assert_no_pending_responses()
+    acc.ec2_stub.assert_no_pending_responses()
