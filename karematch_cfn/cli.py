@@ -7,7 +7,12 @@ commands with it); ``main(argv)`` runs a command and returns its exit code.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +20,7 @@ from karematch_cfn import names
 from karematch_cfn.deploy.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    BadInput,
     DeployError,
     exit_code_text,
 )
@@ -75,14 +81,70 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+MAX_POLL_SECONDS = 600.0  # a longer pause between polls hides a failure for longer than a deploy takes
+
+
+def _poll_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not more than 0")
+    if not math.isfinite(value) or not 0 < value <= MAX_POLL_SECONDS:  # refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: more than 0, at most {MAX_POLL_SECONDS:g}")
     return value
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """A user's input inside an error line, cut short when long."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+# CloudFormation's stack name: a letter, then letters, digits and hyphens, at most 128.
+STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
+
+
+def _stack_name(text: str) -> str:
+    if not STACK_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)}: allowed: a letter, then letters, digits and hyphens (at most 128)"
+        )
+    return text
+
+
+# S3 general purpose bucket names: 3-63 lowercase letters, digits, dots and hyphens, starting and
+# ending with a letter or digit, no "..", not an IP address, none of the reserved prefixes/suffixes.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"), ("-s3alias", "--ol-s3", ".mrap", "--x-s3"))
+
+
+def _bucket_name(text: str) -> str:
+    if (
+        not BUCKET_NAME.fullmatch(text)
+        or ".." in text
+        or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", text)
+        or text.startswith(BUCKET_RESERVED[0])
+        or text.endswith(BUCKET_RESERVED[1])
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{_shown(text)} is not an S3 bucket name; allowed: 3-63 lowercase letters, digits, "
+            "dots and hyphens, starting and ending with a letter or digit"
+        )
+    return text
+
+
+def check_endpoint_environment(environ: Mapping[str, str]) -> None:
+    """AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>), read by botocore, must be an http(s)
+    URL with a host: refused here (exit 2) rather than failing as an AWS error later."""
+    for name, value in sorted(environ.items()):
+        if not name.startswith("AWS_ENDPOINT_URL") or not value:
+            continue
+        try:
+            url = urllib.parse.urlsplit(value)
+            url.port  # noqa: B018 -- raises ValueError on a port that is not a number
+        except ValueError:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.hostname:
+            raise BadInput(f"{name}={_shown(value)}: not a URL; allowed: http(s)://HOST[:PORT]")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -118,13 +180,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--artifact-bucket",
+        type=_bucket_name,
         metavar="BUCKET",
         help="S3 bucket for the packaged templates (default: "
         "karematch-cfn-artifacts-ACCOUNT-REGION, created once with encryption, "
         "public access block, versioning, a TLS-only policy and a lifecycle if "
         "missing, and those settings re-checked and repaired on every use)",
     )
-    p.add_argument("--stack-name", metavar="NAME", help="root stack name (default: karematch-ENV)")
+    p.add_argument(
+        "--stack-name", type=_stack_name, metavar="NAME", help="root stack name (default: karematch-ENV)"
+    )
     p.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE or default)")
     p.add_argument(
         "--region",
@@ -220,11 +285,11 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument(
         "--poll-interval",
-        type=_positive_float,
+        type=_poll_seconds,
         default=5.0,
         metavar="SECONDS",
         help="seconds between polls of the stack events while executing (default: "
-        "5; more than 0); the change set is polled every SECONDS or 2 seconds, "
+        "5; more than 0, at most 600); the change set is polled every SECONDS or 2 seconds, "
         "whichever is shorter",
     )
     d.set_defaults(handler="deploy")
@@ -306,6 +371,7 @@ def run(args: argparse.Namespace, hooks: deployer.Hooks | None = None) -> int:
     hooks = hooks or deployer.Hooks()
     console = hooks.console
     try:
+        check_endpoint_environment(os.environ)
         return HANDLERS[args.handler](args, hooks)
     except DeployError as exc:
         console.error(exc.message)

@@ -392,23 +392,68 @@ def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
     return left
 
 
+def stack_state(aws: awsmod.Aws, run: Run) -> str:
+    """The root's status now, for a message (never raises)."""
+    try:
+        stack = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
+    except Exception:
+        return "unknown (could not read it)"
+    return stack["StackStatus"] if stack else "gone"
+
+
+def in_flight_hints(stack_name: str, *, creating: bool) -> list[str]:
+    """What to do while CloudFormation carries on without this tool: a first create and an
+    update differ (a create cannot be cancelled, and its rollback leaves a stack to delete)."""
+    follow = (
+        "CloudFormation carries on without this tool; follow it with: aws cloudformation "
+        f"describe-stack-events --stack-name {stack_name}"
+    )
+    if creating:
+        return [
+            follow,
+            "a first create cannot be cancelled (cancel-update-stack is for updates): it ends "
+            "CREATE_COMPLETE, or fails and rolls itself back to ROLLBACK_COMPLETE",
+            "on CREATE_COMPLETE the stack is deployed (deploy again for later changes); on "
+            f"ROLLBACK_COMPLETE delete it (aws cloudformation delete-stack --stack-name {stack_name}), "
+            "then deploy again",
+        ]
+    return [
+        follow,
+        f"to stop an update and roll back: aws cloudformation cancel-update-stack --stack-name {stack_name}",
+        "deploy again once the stack is in a *_COMPLETE state",
+    ]
+
+
 def _interrupted(aws: awsmod.Aws, console: Console, run: Run) -> Interrupted:
     if not run.executing:
         discard(aws, console, run)
         return Interrupted(f"interrupted before executing; stack {run.stack_name} was not changed")
-    try:
-        status = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
-        state = status["StackStatus"] if status else "gone"
-    except Exception:
-        state = "unknown (could not read it)"
     return Interrupted(
-        f"interrupted while CloudFormation deploys; stack {run.stack_name} is {state}",
-        "CloudFormation carries on without this tool; follow it with: aws cloudformation "
-        f"describe-stack-events --stack-name {run.stack_name}",
-        f"to stop an update and roll back: aws cloudformation cancel-update-stack --stack-name "
-        f"{run.stack_name}",
-        "deploy again once the stack is in a *_COMPLETE state",
+        f"interrupted while CloudFormation deploys; stack {run.stack_name} is {stack_state(aws, run)}",
+        *in_flight_hints(run.stack_name, creating=not run.stack_existed),
     )
+
+
+def lost_sight(aws: awsmod.Aws, run: Run, exc: DeployError) -> DeployError:
+    """A call failed while CloudFormation executes (reading events, say): the stack's state,
+    what this run leaves, and the way on; the error keeps its exit code."""
+    state = stack_state(aws, run)
+    hints = [f"the change set was executed; stack {run.stack_name} is {state}"]
+    if state.endswith("_IN_PROGRESS"):
+        hints += in_flight_hints(run.stack_name, creating=not run.stack_existed)
+    elif state in events.SUCCESS:
+        hints.append(
+            "it deployed, but this run stopped watching before its last steps (prod protection, "
+            "Outputs): deploy again, it finds no changes and finishes them"
+        )
+    else:
+        hints += changeset.recovery_hint(run.stack_name, state)
+    if not run.stack_existed:
+        hints.append(
+            "nested stacks it created belong to the root: a failed create rolls them back, and "
+            "deleting the root deletes them"
+        )
+    return type(exc)(f"{exc.message} (while the change set executes)", *hints, *exc.hints)
 
 
 def _left_behind(aws: awsmod.Aws, console: Console, run: Run, dry_run: bool, exc: DeployError) -> None:
@@ -665,11 +710,23 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
         watcher.prime()
         run.executing = True
         console.say(f"executing change set {review.change_set_id}")
-        awsmod.call(
-            "executing the change set", aws.cfn.execute_change_set, ChangeSetName=review.change_set_id
-        )
+        try:
+            awsmod.call(
+                "executing the change set", aws.cfn.execute_change_set, ChangeSetName=review.change_set_id
+            )
+        except DeployError as exc:
+            state = stack_state(aws, run)
+            if state.endswith("_IN_PROGRESS") and state != "REVIEW_IN_PROGRESS":
+                run.change_set_id = None  # it did start: CloudFormation owns it now
+                raise lost_sight(aws, run, exc) from None
+            run.executing = False  # not executed: deploy() deletes or names what is left
+            exc.hints.append(f"stack {run.stack_name} is {state}; fix the cause and deploy again")
+            raise
         run.change_set_id = None  # executed: CloudFormation owns it now
-        status = watcher.run()
+        try:
+            status = watcher.run()
+        except DeployError as exc:
+            raise lost_sight(aws, run, exc) from None
     if status not in events.SUCCESS:
         lines = watcher.failure_lines()
         raise DeployFailed(
@@ -789,6 +846,9 @@ def write_parameter_file(path: Path, prep: Prepared, notes: list[str]) -> list[s
 def package_command(opts: PackageOptions, hooks: Hooks | None = None) -> int:
     hooks = hooks or Hooks()
     console = hooks.console
+    problem = tree.output_dir_problem(opts.out)
+    if problem:  # before the lint and before the artifacts bucket is made or anything uploaded
+        raise BadInput(f"--out {opts.out}: {problem}")
     prep = prepare(opts.target, opts.sources, console)
     aws = hooks.aws or awsmod.Aws.from_options(opts.target.profile, opts.target.region)
     who = awsmod.identity(aws)

@@ -22,9 +22,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     ),
     (
         EXIT_BAD_INPUT,
-        "bad input: options, unknown environment, parameter file, missing "
-        "templates, no AWS region, no terminal to confirm without --yes, or a "
-        "live stack of another environment",
+        "bad input: options (a stack name, bucket name or poll interval not "
+        "allowed, an --out that cannot be written), an AWS_ENDPOINT_URL that is "
+        "not a URL, unknown environment, parameter file, missing templates, no "
+        "AWS region, no terminal to confirm without --yes, or a live stack of "
+        "another environment",
     ),
     (
         EXIT_GUARD,

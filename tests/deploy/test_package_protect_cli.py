@@ -416,7 +416,7 @@ def test_the_flags_the_ci_workflow_uses_parse():
             "--parameter",
             "CertificateArn=arn:x",
             "--artifact-bucket",
-            "b",
+            "ci-artifacts",
             "--cfn-role-arn",
             "arn:aws:iam::1:role/r",
             "--region",
@@ -433,7 +433,9 @@ def test_the_flags_the_ci_workflow_uses_parse():
         "abc1234",
         ["A/B", "C/D"],
     )
-    args = cli.build_parser().parse_args(["package", "--env", "dev", "--artifact-bucket", "b", "--out", "o"])
+    args = cli.build_parser().parse_args(
+        ["package", "--env", "dev", "--artifact-bucket", "ci-artifacts", "--out", "o"]
+    )
     assert (args.handler, args.out) == ("package", Path("o"))
 
 
