@@ -14,7 +14,7 @@ import sys
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from karematch_cfn import names
 from karematch_cfn.deploy.errors import (
@@ -187,6 +187,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         "public access block, versioning, a TLS-only policy and a lifecycle if "
         "missing, and those settings re-checked and repaired on every use)",
     )
+    _where(p)
+
+
+def _where(p: argparse.ArgumentParser, *, env_help: str | None = None) -> None:
+    """Which stack and which AWS session: every subcommand has these (``--env`` too when
+    ``env_help`` is given)."""
+    if env_help is not None:
+        p.add_argument("--env", required=True, metavar="ENV", help=env_help)
     p.add_argument(
         "--stack-name", type=_stack_name, metavar="NAME", help="root stack name (default: karematch-ENV)"
     )
@@ -196,6 +204,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="REGION",
         help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)",
     )
+
+
+def _env_help(verb: str) -> str:
+    return f"environment to {verb}: {', '.join(names.ENVIRONMENTS)} (the stack karematch-ENV)"
+
+
+def _aws(target: Target, hooks: deployer.Hooks) -> Any:
+    """The environment checked, then the session (no AWS call yet)."""
+    from karematch_cfn.deploy import aws as awsmod
+    from karematch_cfn.deploy import inputs
+
+    inputs.check_environment(target.env)
+    return hooks.aws or awsmod.Aws.from_options(target.profile, target.region)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -227,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_deploy(sub)
     _add_package(sub)
+    _add_status(sub)
     return parser
 
 
@@ -346,11 +368,45 @@ def _run_package(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# status
+# ------------------------------------------------------------------------------------------
+STATUS_DESCRIPTION = """\
+Show a live environment without deploying: the root and every nested stack with its status,
+last update and stack policy; termination protection; the deployed image tag and the ECS
+service's desired/running/pending task counts; the root's Outputs. Reads only.
+The exit code is the verdict: 0 every stack stable and healthy (a service still starting
+tasks is said, not failed); 7 no such stack; 4 a stack failed (ROLLBACK_COMPLETE, *_FAILED);
+8 busy (an operation in progress); 9 stable but the last deploy rolled back
+(UPDATE_ROLLBACK_COMPLETE).
+"""
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status",
+        help="show the live stacks, protection, image tag and task counts",
+        description=STATUS_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _where(p, env_help=_env_help("show"))
+    p.set_defaults(handler="status")
+
+
+def _run_status(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import status
+
+    target = _target(args)
+    return status.status_command(target, _aws(target, hooks), hooks.console)
+
+
+# ------------------------------------------------------------------------------------------
 # running a command
 # ------------------------------------------------------------------------------------------
 HANDLERS = {
     "deploy": _run_deploy,
     "package": _run_package,
+    "status": _run_status,
 }
 
 

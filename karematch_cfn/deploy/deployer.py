@@ -36,10 +36,10 @@ from karematch_cfn.deploy.errors import (
     LintError,
     ProtectionIncomplete,
 )
+from karematch_cfn.deploy.live import service as live_service
 from karematch_cfn.deploy.options import DeployOptions, PackageOptions, Sources, Target
 
 ECS_SERVICE = "AWS::ECS::Service"
-ECS_CLUSTER = "AWS::ECS::Cluster"
 NESTED_STACK = "AWS::CloudFormation::Stack"
 # Service-linked roles a brand-new account may lack (the first ECS create then fails with "Unable to
 # assume the service linked role"); created best-effort right before a CREATE change set is executed.
@@ -140,31 +140,12 @@ class ParameterPlan:
 
 def _service_desired_count(aws: awsmod.Aws, stack_id: str) -> tuple[int, str] | None:
     """The live desiredCount of the one ECS service in the stack tree (None if not exactly one)."""
-    live = protect.live_tree(aws.cfn, stack_id)
-    found: list[tuple[str, str | None]] = []
-    for stack in live.walk():
-        clusters = [
-            r.get("PhysicalResourceId") for r in stack.resources if r.get("ResourceType") == ECS_CLUSTER
-        ]
-        for r in stack.resources:
-            if r.get("ResourceType") == ECS_SERVICE and r.get("PhysicalResourceId"):
-                found.append((r["PhysicalResourceId"], clusters[0] if clusters else None))
-    if len(found) != 1:
-        return None
-    arn, cluster = found[0]
-    parts = arn.split(":", 5)[-1].split("/")  # service/cluster/name (or the old service/name)
-    if len(parts) == 3:
-        cluster = parts[1]
-    kwargs: dict[str, Any] = {"services": [arn]}
-    if cluster:
-        kwargs["cluster"] = cluster
-    out = awsmod.call(
-        "reading the ECS service's live task count", aws.client("ecs").describe_services, **kwargs
+    found = live_service(
+        aws, protect.live_tree(aws.cfn, stack_id), doing="reading the ECS service's live task count"
     )
-    services = [s for s in out.get("services", []) if s.get("status") == "ACTIVE"]
-    if not services:
+    if found is None:
         return None
-    return int(services[0]["desiredCount"]), services[0].get("serviceName", arn)
+    return int(found["desiredCount"]), found.get("serviceName", found.get("serviceArn", ""))
 
 
 def _clamp(value: int, spec: dict[str, Any]) -> int:

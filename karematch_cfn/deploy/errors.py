@@ -11,6 +11,9 @@ EXIT_GUARD = 3
 EXIT_DEPLOY_FAILED = 4
 EXIT_AWS_ACCESS = 5
 EXIT_UNPROTECTED = 6
+EXIT_STACK_MISSING = 7
+EXIT_BUSY = 8
+EXIT_ROLLED_BACK = 9
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -47,6 +50,16 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         EXIT_UNPROTECTED,
         "deployed (or no changes), but prod protection was NOT fully applied: "
         "what failed and the commands to apply it are printed",
+    ),
+    (EXIT_STACK_MISSING, "status, destroy: the stack does not exist (nothing was changed)"),
+    (
+        EXIT_BUSY,
+        "status: the stack (or a nested stack) is busy: an operation is in progress; wait and run it again",
+    ),
+    (
+        EXIT_ROLLED_BACK,
+        "status: the stack is stable but its last deploy failed and was rolled back "
+        "(UPDATE_ROLLBACK_COMPLETE): the previous version runs",
     ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
@@ -106,3 +119,15 @@ class ProtectionIncomplete(DeployError):
 
 class Interrupted(DeployError):
     code = EXIT_INTERRUPTED
+
+
+class StackMissing(DeployError):
+    code = EXIT_STACK_MISSING
+
+
+class StackBusy(DeployError):
+    code = EXIT_BUSY
+
+
+class RolledBack(DeployError):
+    code = EXIT_ROLLED_BACK

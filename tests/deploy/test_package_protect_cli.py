@@ -398,8 +398,15 @@ def _subparser(name: str):
     return sub.choices[name]
 
 
-@pytest.mark.parametrize("command", ["deploy", "package"])
+def _commands() -> list[str]:
+    parser = cli.build_parser()
+    return sorted(next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices)
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_option_has_help(command):
+    assert cli.HANDLERS[_subparser(command).get_default("handler")]  # registered and runnable
+    assert "exit codes:" in _subparser(command).format_help()
     for action in _subparser(command)._actions:
         assert action.help, f"{command} {action.option_strings} has no help"
 
