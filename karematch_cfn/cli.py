@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deploy(sub)
     _add_package(sub)
     _add_status(sub)
+    _add_destroy(sub)
     return parser
 
 
@@ -401,12 +402,83 @@ def _run_status(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# destroy
+# ------------------------------------------------------------------------------------------
+DESTROY_DESCRIPTION = """\
+Delete the environment's root stack and its nested stacks. First it lists what will be deleted
+and what will be kept: every resource whose DeletionPolicy retains it (buckets, log groups,
+secrets, the repository, KMS keys) or snapshots it (the database's final snapshot), by physical
+id. Then it asks you to type the stack name (or --yes; without a terminal and without --yes it
+stops, exit 2). Prod also needs --allow-prod: only then does it lift the database's and load
+balancer's deletion protection (an update with EnableDeletionProtection=false and the previous
+template) and the root's termination protection itself. It streams the delete's events and
+ends with what remains and the commands that remove it for good; audit logs (CloudTrail, flow
+and access logs) get no such command unless --include-audit-logs (HIPAA keeps them six years).
+"""
+
+
+def _add_destroy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "destroy",
+        help="delete an environment, listing what is kept and how to remove it",
+        description=DESTROY_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _where(p, env_help=_env_help("delete"))
+    p.add_argument(
+        "-y", "--yes", action="store_true", help="delete without asking for the stack name (CI, scripts)"
+    )
+    p.add_argument(
+        "--allow-prod",
+        action="store_true",
+        help="required to destroy prod: lifts deletion and termination protection itself",
+    )
+    p.add_argument(
+        "--include-audit-logs",
+        action="store_true",
+        help="also print the commands that remove the audit logs for good (by default they are "
+        "listed as kept: HIPAA's six-year retention)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=_poll_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help=f"seconds between polls of the stack events (default: 5; at most {MAX_POLL_SECONDS:g})",
+    )
+    p.set_defaults(handler="destroy")
+
+
+def _run_destroy(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import destroy
+
+    target = _target(args)
+    opts = destroy.DestroyOptions(
+        target=target,
+        yes=args.yes,
+        allow_prod=args.allow_prod,
+        include_audit_logs=args.include_audit_logs,
+        poll_interval=args.poll_interval,
+    )
+    return destroy.destroy_command(
+        opts,
+        lambda: _aws(target, hooks),
+        hooks.console,
+        interactive=hooks.interactive,
+        prompt=hooks.prompt,
+        sleep=hooks.sleep,
+    )
+
+
+# ------------------------------------------------------------------------------------------
 # running a command
 # ------------------------------------------------------------------------------------------
 HANDLERS = {
     "deploy": _run_deploy,
     "package": _run_package,
     "status": _run_status,
+    "destroy": _run_destroy,
 }
 
 

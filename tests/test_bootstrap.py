@@ -762,7 +762,9 @@ NOT_FOR_CI = {
     "s3:PutBucketVersioning": "bucket creation (bootstrap.yaml)",
     "s3:PutBucketPolicy": "bucket creation (bootstrap.yaml)",
     "s3:PutBucketLifecycleConfiguration": "bucket creation (bootstrap.yaml)",
-    "cloudformation:DeleteStack": "best-effort clean-up of an empty REVIEW_IN_PROGRESS stack (warns)",
+    "cloudformation:DeleteStack": "best-effort clean-up of an empty REVIEW_IN_PROGRESS stack (warns); "
+    "destroy runs with a person's credentials, never CI's",
+    "rds:DescribeDbSnapshots": "destroy's final-snapshot lookup: a person's credentials, never CI's",
 }
 
 

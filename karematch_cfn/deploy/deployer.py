@@ -56,11 +56,14 @@ def is_interactive() -> bool:
 
 
 def ask(prompt: str) -> bool:
+    return read_line(prompt).strip().lower() in ("y", "yes")
+
+
+def read_line(prompt: str) -> str:
     try:
-        answer = input(prompt)
+        return input(prompt)
     except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+        return ""
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Hooks:
     sleep: Callable[[float], None] = field(default=lambda seconds: time.sleep(seconds))
     interactive: Callable[[], bool] = field(default=lambda: is_interactive())
     confirm: Callable[[str], bool] = field(default=lambda prompt: ask(prompt))
+    prompt: Callable[[str], str] = field(default=lambda prompt: read_line(prompt))  # a typed answer
     console: Console = field(default_factory=Console)
 
 
