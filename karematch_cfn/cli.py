@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_package(sub)
     _add_status(sub)
     _add_destroy(sub)
+    _add_publish_frontend(sub)
     return parser
 
 
@@ -472,6 +473,50 @@ def _run_destroy(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# publish-frontend
+# ------------------------------------------------------------------------------------------
+PUBLISH_DESCRIPTION = """\
+Upload a built SPA (DIST holds index.html, hashed files under assets/) to the environment's
+frontend bucket (the stack's FrontendBucketName Output):
+  - Content-Type from a fixed table by extension; Cache-Control: files under assets/ are
+    hashed build output, "public, max-age=31536000, immutable"; everything else (index.html,
+    JSON, manifests, un-hashed files) "no-cache, max-age=0";
+  - assets first (a key already there is skipped), index.html last, so no visitor ever gets
+    an index.html naming files that are not there yet; progress for files over 8 MB;
+  - the previous release's assets stay (open tabs keep loading them) and older ones are
+    deleted (a release manifest object, .karematch/releases.json, records each release);
+  - one CloudFront invalidation of the un-hashed paths uploaded (/ and /index.html included).
+--dry-run prints all of that and changes nothing.
+"""
+
+
+def _add_publish_frontend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "publish-frontend",
+        help="upload a built SPA with the right headers, index.html last, and invalidate",
+        description=PUBLISH_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _where(p, env_help=_env_help("publish to"))
+    p.add_argument(
+        "--dir", required=True, type=Path, metavar="DIST", help="the built SPA (contains index.html)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would be uploaded, deleted and invalidated"
+    )
+    p.set_defaults(handler="publish-frontend")
+
+
+def _run_publish_frontend(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import publish
+
+    target = _target(args)
+    opts = publish.PublishOptions(target=target, directory=args.dir, dry_run=args.dry_run)
+    return publish.publish_command(opts, lambda: _aws(target, hooks), hooks.console)
+
+
+# ------------------------------------------------------------------------------------------
 # running a command
 # ------------------------------------------------------------------------------------------
 HANDLERS = {
@@ -479,6 +524,7 @@ HANDLERS = {
     "package": _run_package,
     "status": _run_status,
     "destroy": _run_destroy,
+    "publish-frontend": _run_publish_frontend,
 }
 
 

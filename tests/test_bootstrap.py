@@ -455,6 +455,9 @@ def test_each_github_role_writes_templates_to_its_own_bucket_only():
             "s3:GetLifecycleConfiguration",
         },
         f"arn:aws:s3:::{main}/{prefix}/*": {"s3:GetObject", "s3:PutObject"},
+        # publish-frontend
+        f"arn:aws:s3:::karematch-frontend-*-{ACCOUNT}": {"s3:ListBucket", "s3:GetBucketLocation"},
+        f"arn:aws:s3:::karematch-frontend-*-{ACCOUNT}/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
     }
     assert _object_grants(bootstrap.PLAN_ROLE) == {
         f"arn:aws:s3:::{plan_bucket}": {"s3:ListBucket", "s3:GetBucketLocation"},
@@ -481,7 +484,7 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
 @pytest.mark.parametrize("role", GITHUB_ROLES)
 def test_github_roles_have_nothing_else(role):
     services = {a.split(":")[0] for a in _actions_of(_allows(role))}
-    assert services <= {"cloudformation", "iam", "s3", "ecs"}
+    assert services <= {"cloudformation", "iam", "s3", "ecs", "cloudfront"}
     assert not [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
 
 
@@ -743,6 +746,9 @@ CALL_ACTIONS = {
     "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "s3:UploadFile": "s3:PutObject",
+    "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
 }
 # Calls made only on the default artifacts bucket (the plan role always names its own bucket
 # with --artifact-bucket, which the deployer uses as it is).
@@ -809,6 +815,9 @@ def test_plan_role_grants_every_call_of_a_dry_run():
         "cloudformation:SetStackPolicy",
         "cloudformation:UpdateTerminationProtection",
         "iam:CreateServiceLinkedRole",
+        # publish-frontend: a release, not a dry run
+        "s3:DeleteObjects",
+        "cloudfront:CreateInvalidation",
     }
     granted = _allows(bootstrap.PLAN_ROLE)
     missing = [

@@ -550,3 +550,23 @@ def provision_unscoped(actions: Any) -> Statement:
         Action=[Action(*a.split(":", 1)) for a in actions],
         Resource=["*"],
     )
+
+
+def publish_objects(sid: str, objects_arns: list[Any]) -> Statement:
+    """Read, write and delete objects under these ARNs (a site's files, replaced per release)."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Action=[s3.GetObject, s3.PutObject, s3.DeleteObject],
+        Resource=list(objects_arns),
+    )
+
+
+def invalidate_distributions(distribution_arns: list[Any]) -> Statement:
+    """cloudfront:CreateInvalidation (a published site's un-hashed paths)."""
+    return Statement(
+        Sid="InvalidateDistributions",
+        Effect=Allow,
+        Action=[Action("cloudfront", "CreateInvalidation")],
+        Resource=list(distribution_arns),
+    )

@@ -706,6 +706,11 @@ def build() -> Template:
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
             ),
+            # publish-frontend (deploy/publish.py): list, write and prune the SPA's objects...
+            iam.find_bucket("FindFrontendBucket", [arns.bucket(_any_env(names.FRONTEND_BUCKET))]),
+            iam.publish_objects("PublishFrontend", [arns.bucket_objects(_any_env(names.FRONTEND_BUCKET))]),
+            # ... and invalidate its un-hashed paths (distribution ids are random: any of the account's).
+            iam.invalidate_distributions([arns.account_global("cloudfront", "distribution/*")]),
         ],
         DEPLOY_SESSION_SECONDS,
     )
