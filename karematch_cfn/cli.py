@@ -251,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(sub)
     _add_destroy(sub)
     _add_publish_frontend(sub)
+    _add_smoke(sub)
     return parser
 
 
@@ -316,6 +317,18 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         "5; more than 0, at most 600); the change set is polled every SECONDS or 2 seconds, "
         "whichever is shorter",
     )
+    d.add_argument(
+        "--no-smoke",
+        action="store_true",
+        help="skip the smoke test after a successful deploy (see the smoke command)",
+    )
+    d.add_argument(
+        "--smoke-deadline",
+        type=_poll_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help=f"how long the smoke test retries a failing check (default: 120; at most {MAX_POLL_SECONDS:g})",
+    )
     d.set_defaults(handler="deploy")
 
 
@@ -330,6 +343,8 @@ def _deploy_options(args: argparse.Namespace) -> DeployOptions:
         yes=args.yes,
         dry_run=args.dry_run,
         poll_interval=args.poll_interval,
+        smoke=not args.no_smoke,
+        smoke_deadline=args.smoke_deadline,
     )
 
 
@@ -517,6 +532,72 @@ def _run_publish_frontend(args: argparse.Namespace, hooks: deployer.Hooks) -> in
 
 
 # ------------------------------------------------------------------------------------------
+# smoke
+# ------------------------------------------------------------------------------------------
+SMOKE_DESCRIPTION = """\
+Check that the environment answers, from its root stack's Outputs, one line per check:
+  - API: GET /health through the load balancer answers 200 (HTTPS when the stack has a
+    CertificateArn; the certificate names the app's domain, so its host name is not checked);
+  - SPA: a deep client-side route through CloudFront answers 200 text/html;
+  - a missing hashed asset (/assets/...) does not come back as HTML with a one-year cache header.
+Each check is retried every 5 seconds until the deadline. Checks that cannot apply yet are
+skipped and say why (no image deployed, an empty frontend bucket, a missing Output). deploy runs
+it at the end of every successful deploy unless --no-smoke. Exit 10 when a check fails.
+"""
+
+
+def _add_smoke(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "smoke",
+        help="check /health through the ALB and the SPA through CloudFront",
+        description=SMOKE_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _where(p, env_help=_env_help("check"))
+    p.add_argument(
+        "--deadline",
+        type=_poll_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help=f"retry failing checks until this many seconds have passed (default: 120; at most {MAX_POLL_SECONDS:g})",
+    )
+    p.add_argument(
+        "--api-url", type=_http_url, metavar="URL", help="check this API base URL instead of the ALB's"
+    )
+    p.add_argument(
+        "--frontend-url",
+        type=_http_url,
+        metavar="URL",
+        help="check this site URL (e.g. the custom domain) instead of the CloudFront domain",
+    )
+    p.set_defaults(handler="smoke")
+
+
+def _http_url(text: str) -> str:
+    url = urllib.parse.urlsplit(text)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: allowed: http(s)://HOST[:PORT][/PATH]")
+    return text
+
+
+def _run_smoke(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import changeset, smoke
+    from karematch_cfn.deploy.deployer import check_stack_environment
+    from karematch_cfn.deploy.errors import StackMissing
+
+    target = _target(args)
+    aws = _aws(target, hooks)
+    stack = changeset.describe_stack(aws.cfn, target.stack_name)
+    if stack is None:
+        raise StackMissing(f"stack {target.stack_name} does not exist in {aws.region}; nothing to check")
+    check_stack_environment(stack, target.env, target.stack_name)
+    found = smoke.checks(aws, stack, api_url=args.api_url, frontend_url=args.frontend_url)
+    smoke.run(found, hooks.console, deadline=args.deadline, sleep=hooks.sleep)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
 # running a command
 # ------------------------------------------------------------------------------------------
 HANDLERS = {
@@ -525,6 +606,7 @@ HANDLERS = {
     "status": _run_status,
     "destroy": _run_destroy,
     "publish-frontend": _run_publish_frontend,
+    "smoke": _run_smoke,
 }
 
 

@@ -1,8 +1,8 @@
 """The two commands: ``deploy`` and ``package``.
 
 ``deploy()`` reads as its story: ``prepare`` (no AWS), then the phases ``plan_deploy``,
-``package_templates``, ``review_change_set``, ``guard_changes``, ``confirm``, ``execute`` and
-``protect_prod``, each a function below taking the run's ``Context``. Options arrive frozen
+``package_templates``, ``review_change_set``, ``guard_changes``, ``confirm``, ``execute``,
+``protect_prod`` and ``smoke_test``, each a function below taking the run's ``Context``. Options arrive frozen
 (``options.py``), built once by ``cli.py``.
 
 Order matters and is the point: everything that can be checked without AWS is checked first
@@ -25,7 +25,7 @@ from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
-from karematch_cfn.deploy import changeset, events, guard, inputs, package, protect
+from karematch_cfn.deploy import changeset, events, guard, inputs, package, protect, smoke
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
@@ -35,6 +35,7 @@ from karematch_cfn.deploy.errors import (
     Interrupted,
     LintError,
     ProtectionIncomplete,
+    SmokeFailed,
 )
 from karematch_cfn.deploy.live import service as live_service
 from karematch_cfn.deploy.options import DeployOptions, PackageOptions, Sources, Target
@@ -535,7 +536,8 @@ def deploy(opts: DeployOptions, hooks: Hooks | None = None) -> int:
         if not confirm(ctx):
             return 0
         status = execute(ctx, plan, review, lifted)
-        return protect_prod(ctx, status)
+        live = protect_prod(ctx, status)
+        return smoke_test(ctx, plan, live)
     except KeyboardInterrupt:
         raise _interrupted(aws, hooks.console, run) from None
     except DeployError as exc:
@@ -722,16 +724,40 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
     return status
 
 
-def protect_prod(ctx: Context, status: str) -> int:
+def protect_prod(ctx: Context, status: str) -> dict[str, Any] | None:
     """Protect: after a prod deploy, stack policies and termination protection (exit 6 if
-    either is missing); then the root's Outputs."""
+    either is missing); then the root's Outputs. Returns the stack as it is now."""
     aws, console, prep = ctx.aws, ctx.console, ctx.prep
     console.say(f"{prep.stack_name}: {status} ({int(console.elapsed())}s)")
     missing: list[tuple[str, str]] = []
     if prep.params.environment == names.PRODUCTION:
         missing = protect.apply(aws.cfn, console, ctx.run.stack_id or prep.stack_name, prep.stack_name)
-    _print_outputs(aws, console, prep.stack_name)
+    live = _print_outputs(aws, console, prep.stack_name)
     _protection_outcome(missing, prep.stack_name, f"deployed ({status})")
+    return live
+
+
+def smoke_test(ctx: Context, plan: Plan, live: dict[str, Any] | None) -> int:
+    """Smoke: the API's /health, a deep SPA route and a missing asset (``smoke.py``), unless
+    --no-smoke. A failure is exit 10: deployed, and how to go back to the previous image."""
+    if not ctx.opts.smoke or live is None:
+        return 0
+    try:
+        smoke.run(
+            smoke.checks(ctx.aws, live), ctx.console, deadline=ctx.opts.smoke_deadline, sleep=ctx.hooks.sleep
+        )
+    except SmokeFailed as exc:
+        previous = {
+            p["ParameterKey"]: p.get("ParameterValue") for p in (plan.stack or {}).get("Parameters", [])
+        }
+        exc.hints.append(f"{ctx.prep.stack_name} is deployed; the smoke test ran after it")
+        if previous.get(names.IMAGE_TAG):
+            exc.hints.append(
+                f"to go back to the previous image: karematch-cfn deploy --env {ctx.opts.target.env} "
+                f"--image-tag {previous[names.IMAGE_TAG]}"
+            )
+        exc.hints.append(f"run it again: karematch-cfn smoke --env {ctx.opts.target.env}")
+        raise
     return 0
 
 
@@ -794,8 +820,9 @@ def no_changes(ctx: Context) -> int:
     return 0
 
 
-def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> None:
-    """The root's Outputs, when the service returns them (moto drops them after a change set)."""
+def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> dict[str, Any] | None:
+    """The root's Outputs, when the service returns them (moto drops them after a change set);
+    returns the stack."""
     stack = changeset.describe_stack(aws.cfn, stack_name)
     outputs = (stack or {}).get("Outputs") or []
     if outputs:
@@ -808,6 +835,7 @@ def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> None:
                 )
             )
         )
+    return stack
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ EXIT_UNPROTECTED = 6
 EXIT_STACK_MISSING = 7
 EXIT_BUSY = 8
 EXIT_ROLLED_BACK = 9
+EXIT_SMOKE = 10
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -51,7 +52,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         "deployed (or no changes), but prod protection was NOT fully applied: "
         "what failed and the commands to apply it are printed",
     ),
-    (EXIT_STACK_MISSING, "status, destroy: the stack does not exist (nothing was changed)"),
+    (
+        EXIT_STACK_MISSING,
+        "status, destroy, smoke, publish-frontend: the stack does not exist (nothing was changed)",
+    ),
     (
         EXIT_BUSY,
         "status: the stack (or a nested stack) is busy: an operation is in progress; wait and run it again",
@@ -60,6 +64,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         EXIT_ROLLED_BACK,
         "status: the stack is stable but its last deploy failed and was rolled back "
         "(UPDATE_ROLLBACK_COMPLETE): the previous version runs",
+    ),
+    (
+        EXIT_SMOKE,
+        "smoke (also at the end of deploy): a check failed after retrying until its deadline; "
+        "a deploy that ends so is deployed",
     ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
@@ -131,3 +140,7 @@ class StackBusy(DeployError):
 
 class RolledBack(DeployError):
     code = EXIT_ROLLED_BACK
+
+
+class SmokeFailed(DeployError):
+    code = EXIT_SMOKE

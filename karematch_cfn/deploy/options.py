@@ -40,6 +40,8 @@ class DeployOptions:
     yes: bool = False
     dry_run: bool = False
     poll_interval: float = 5.0
+    smoke: bool = True  # --no-smoke: no smoke test after a successful deploy
+    smoke_deadline: float = 120.0  # seconds the smoke test retries a failing check
 
 
 @dataclass(frozen=True)
