@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_destroy(sub)
     _add_publish_frontend(sub)
     _add_smoke(sub)
+    _add_drift(sub)
     return parser
 
 
@@ -329,6 +330,17 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help=f"how long the smoke test retries a failing check (default: 120; at most {MAX_POLL_SECONDS:g})",
     )
+    d.add_argument(
+        "--check-drift",
+        action="store_true",
+        help="detect drift before an update outside prod too (prod always does) and refuse a "
+        "drifted stack (exit 11)",
+    )
+    d.add_argument(
+        "--allow-drift",
+        action="store_true",
+        help="deploy without the drift check, overwriting changes made outside CloudFormation",
+    )
     d.set_defaults(handler="deploy")
 
 
@@ -345,6 +357,8 @@ def _deploy_options(args: argparse.Namespace) -> DeployOptions:
         poll_interval=args.poll_interval,
         smoke=not args.no_smoke,
         smoke_deadline=args.smoke_deadline,
+        check_drift=args.check_drift,
+        allow_drift=args.allow_drift,
     )
 
 
@@ -598,6 +612,65 @@ def _run_smoke(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# drift
+# ------------------------------------------------------------------------------------------
+DRIFT_DESCRIPTION = """\
+Detect drift (changes made outside CloudFormation) on the root stack and on every nested stack:
+detection does not descend into nested stacks, so it is started on each, all at once, and
+waited for. Each drifted resource is printed (Child/LogicalId, type, MODIFIED or DELETED) with
+the properties that differ, expected and actual values (values of password, secret, token or
+credential properties masked). Expected drift is left out and counted: the ECS service's
+DesiredCount, which autoscaling moves. Exit 0 no drift; 11 drift found; 4 when a detection
+failed (its reason is printed) and nothing drifted. deploy runs the same check before every
+prod update (--check-drift elsewhere) and refuses a drifted stack unless --allow-drift.
+"""
+
+
+def _add_drift(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "drift",
+        help="detect changes made outside CloudFormation, nested stacks included",
+        description=DRIFT_DESCRIPTION,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _where(p, env_help=_env_help("check"))
+    p.add_argument(
+        "--poll-interval",
+        type=_poll_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help=f"seconds between polls of the detections (default: 5; at most {MAX_POLL_SECONDS:g})",
+    )
+    p.set_defaults(handler="drift")
+
+
+def _run_drift(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import changeset, drift
+    from karematch_cfn.deploy.deployer import check_stack_environment
+    from karematch_cfn.deploy.errors import DeployFailed, DriftFound, StackMissing
+
+    target = _target(args)
+    aws = _aws(target, hooks)
+    stack = changeset.describe_stack(aws.cfn, target.stack_name)
+    if stack is None:
+        raise StackMissing(f"stack {target.stack_name} does not exist in {aws.region}; nothing to check")
+    check_stack_environment(stack, target.env, target.stack_name)
+    report = drift.detect(
+        aws, hooks.console, stack["StackId"], interval=args.poll_interval, sleep=hooks.sleep
+    )
+    drift.show(report, hooks.console)
+    if report.drifted:
+        raise DriftFound(
+            f"{target.stack_name}: {len(report.drifted)} resource(s) changed outside CloudFormation",
+            "bring each change into the templates or undo it; a deploy would overwrite it",
+        )
+    if report.problems:
+        raise DeployFailed(f"drift detection failed on {len(report.problems)} stack(s); see the warnings")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
 # running a command
 # ------------------------------------------------------------------------------------------
 HANDLERS = {
@@ -607,6 +680,7 @@ HANDLERS = {
     "destroy": _run_destroy,
     "publish-frontend": _run_publish_frontend,
     "smoke": _run_smoke,
+    "drift": _run_drift,
 }
 
 

@@ -25,12 +25,13 @@ from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
-from karematch_cfn.deploy import changeset, events, guard, inputs, package, protect, smoke
+from karematch_cfn.deploy import changeset, drift, events, guard, inputs, package, protect, smoke
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
     DeployError,
     DeployFailed,
+    DriftFound,
     GuardRefused,
     Interrupted,
     LintError,
@@ -567,7 +568,29 @@ def plan_deploy(ctx: Context) -> Plan:
     kind = changeset.plan(stack, prep.stack_name)
     run.stack_existed = stack is not None
     run.stack_id = stack["StackId"] if stack else None
+    if kind == changeset.UPDATE:
+        check_drift(ctx, stack["StackId"])
     return Plan(who, stack, kind, plan_parameters(aws, prep, stack, kind))
+
+
+def check_drift(ctx: Context, stack_id: str) -> None:
+    """Before a prod update (or with --check-drift): refuse a drifted stack (exit 11) unless
+    --allow-drift, since the update would silently overwrite the hand changes."""
+    opts = ctx.opts
+    if not (opts.check_drift or ctx.prep.params.environment == names.PRODUCTION):
+        return
+    if opts.allow_drift:
+        ctx.console.say("drift: not checked (--allow-drift)")
+        return
+    report = drift.detect(ctx.aws, ctx.console, stack_id, interval=opts.poll_interval, sleep=ctx.hooks.sleep)
+    drift.show(report, ctx.console)
+    if report.drifted:
+        raise DriftFound(
+            f"{ctx.prep.stack_name} has {len(report.drifted)} resource(s) changed outside CloudFormation; "
+            "nothing was deployed (the update would overwrite them)",
+            "bring the change into the templates, or undo it by hand, then deploy again; or deploy "
+            "with --allow-drift to overwrite it",
+        )
 
 
 def package_templates(ctx: Context, plan: Plan) -> package.Packaged:

@@ -15,6 +15,7 @@ EXIT_STACK_MISSING = 7
 EXIT_BUSY = 8
 EXIT_ROLLED_BACK = 9
 EXIT_SMOKE = 10
+EXIT_DRIFT = 11
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -69,6 +70,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         EXIT_SMOKE,
         "smoke (also at the end of deploy): a check failed after retrying until its deadline; "
         "a deploy that ends so is deployed",
+    ),
+    (
+        EXIT_DRIFT,
+        "drift: resources were changed outside CloudFormation (each printed with its differing "
+        "properties); deploy in prod (or with --check-drift) refuses such a stack unless --allow-drift",
     ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
@@ -144,3 +150,7 @@ class RolledBack(DeployError):
 
 class SmokeFailed(DeployError):
     code = EXIT_SMOKE
+
+
+class DriftFound(DeployError):
+    code = EXIT_DRIFT

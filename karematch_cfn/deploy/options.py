@@ -42,6 +42,8 @@ class DeployOptions:
     poll_interval: float = 5.0
     smoke: bool = True  # --no-smoke: no smoke test after a successful deploy
     smoke_deadline: float = 120.0  # seconds the smoke test retries a failing check
+    check_drift: bool = False  # also outside prod (prod always checks)
+    allow_drift: bool = False  # deploy over drift (no check)
 
 
 @dataclass(frozen=True)

@@ -362,14 +362,19 @@ def assume_from_github(provider_arn: Any, subjects: list[Any]) -> PolicyDocument
 
 
 # CloudFormation calls of a change-set deploy (karematch_cfn/deploy): reading stacks and their
-# events, creating, reading and deleting change sets. No DeleteStack: only the prod root has
+# events, creating, reading and deleting change sets, drift detection (deploy checks it before a
+# prod update; detection also reads each resource with the caller's permissions). No DeleteStack: only the prod root has
 # termination protection, so it would let a pull request delete dev or staging; the empty
 # REVIEW_IN_PROGRESS stack a first dry run leaves is reused by the first deploy.
 STACK_PLAN_ACTIONS = (
     "CreateChangeSet",
     "DeleteChangeSet",
     "DescribeChangeSet",
+    "DescribeStackDriftDetectionStatus",
     "DescribeStackEvents",
+    "DescribeStackResourceDrifts",
+    "DetectStackDrift",
+    "DetectStackResourceDrift",
     "DescribeStackResource",
     "DescribeStackResources",
     "DescribeStacks",
