@@ -52,7 +52,13 @@ Deploy the nested template tree as the stack karematch-ENV, in this order:
   6. execute after confirmation, streaming stack events (nested stacks included) until a
      terminal status; on failure print the first failed resources and how to recover;
   7. after a prod deploy: stack policies denying Update:Replace/Update:Delete on the stateful
-     resources, then termination protection on the root (exit 6 if either is not applied).
+     resources, then termination protection on the root (exit 6 if either is not applied);
+  8. the smoke test (see the smoke command; --no-smoke skips it; exit 10 if it fails).
+Before an update of prod (or with --check-drift) a drifted stack is refused (exit 11) unless
+--allow-drift. An update that touches the ECS service, task definition or load balancer of a
+running service carries the service-health alarms as rollback triggers (--monitoring-minutes),
+unless one is already in ALARM; the smoke test then runs inside the monitoring window and its
+failure cancels the update, which rolls back.
 On an update, ImageTag keeps its deployed value and DesiredCount the live task count of the
 ECS service (autoscaling's) unless --image-tag / --desired-count are given. On a first create,
 EnableDeletionProtection is false (a failed create can roll back); the next deploy turns it on.
@@ -91,6 +97,13 @@ def _poll_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or not 0 < value <= MAX_POLL_SECONDS:  # refuses nan and inf
         raise argparse.ArgumentTypeError(f"{text!r}: allowed: more than 0, at most {MAX_POLL_SECONDS:g}")
+    return value
+
+
+def _monitoring_minutes(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 180:  # RollbackConfiguration.MonitoringTimeInMinutes: 0 to 180
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: 0 to 180")
     return value
 
 
@@ -331,6 +344,14 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         help=f"how long the smoke test retries a failing check (default: 120; at most {MAX_POLL_SECONDS:g})",
     )
     d.add_argument(
+        "--monitoring-minutes",
+        type=_monitoring_minutes,
+        default=10,
+        metavar="MINUTES",
+        help="rollback triggers' monitoring period after an update that touches the service, "
+        "task definition or load balancer (default: 10; 0 to 180; 0 never arms them)",
+    )
+    d.add_argument(
         "--check-drift",
         action="store_true",
         help="detect drift before an update outside prod too (prod always does) and refuse a "
@@ -357,6 +378,7 @@ def _deploy_options(args: argparse.Namespace) -> DeployOptions:
         poll_interval=args.poll_interval,
         smoke=not args.no_smoke,
         smoke_deadline=args.smoke_deadline,
+        monitoring_minutes=args.monitoring_minutes,
         check_drift=args.check_drift,
         allow_drift=args.allow_drift,
     )

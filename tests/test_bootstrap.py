@@ -484,7 +484,7 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
 @pytest.mark.parametrize("role", GITHUB_ROLES)
 def test_github_roles_have_nothing_else(role):
     services = {a.split(":")[0] for a in _actions_of(_allows(role))}
-    assert services <= {"cloudformation", "iam", "s3", "ecs", "cloudfront"}
+    assert services <= {"cloudformation", "iam", "s3", "ecs", "cloudfront", "cloudwatch"}
     assert not [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
 
 
@@ -815,6 +815,7 @@ def test_plan_role_grants_every_call_of_a_dry_run():
         "cloudformation:SetStackPolicy",
         "cloudformation:UpdateTerminationProtection",
         "iam:CreateServiceLinkedRole",
+        "cloudformation:CancelUpdateStack",
         # publish-frontend: a release, not a dry run
         "s3:DeleteObjects",
         "cloudfront:CreateInvalidation",

@@ -135,6 +135,7 @@ def create(
     description: str,
     role_arn: str | None = None,
     tags: list[dict[str, str]] | None = None,
+    rollback: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """CreateChangeSet with nested change sets; returns (change set id, stack id), or
     (NO_CHANGES, "") when the service refuses it for having nothing to do."""
@@ -152,6 +153,8 @@ def create(
         kwargs["RoleARN"] = role_arn
     if tags:
         kwargs["Tags"] = tags
+    if rollback is not None:
+        kwargs["RollbackConfiguration"] = rollback
     try:
         out = cfn.create_change_set(**kwargs)
         return out["Id"], out.get("StackId", "")

@@ -26,6 +26,7 @@ from typing import Any
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy import changeset, drift, events, guard, inputs, package, protect, smoke
+from karematch_cfn.deploy import triggers as triggersmod
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
@@ -345,6 +346,8 @@ class Run:
     change_set_id: str | None = None
     stack_id: str | None = None
     executing: bool = False
+    smoked: bool = False  # the smoke test already ran (inside the monitoring window)
+    smoke_failure: SmokeFailed | None = None  # ... and failed: the update was cancelled
 
 
 def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
@@ -507,14 +510,17 @@ class Plan:
     stack: dict[str, Any] | None
     kind: str
     parameters: ParameterPlan
+    triggers: triggersmod.Triggers
 
 
 @dataclass(frozen=True)
 class Review:
-    """The change set the user reviews: its id and its tree of nested change sets."""
+    """The change set the user reviews: its id, its tree of nested change sets, and whether
+    it carries the rollback triggers."""
 
     change_set_id: str
     root: changeset.Node
+    armed: bool = False
 
 
 def deploy(opts: DeployOptions, hooks: Hooks | None = None) -> int:
@@ -570,7 +576,20 @@ def plan_deploy(ctx: Context) -> Plan:
     run.stack_id = stack["StackId"] if stack else None
     if kind == changeset.UPDATE:
         check_drift(ctx, stack["StackId"])
-    return Plan(who, stack, kind, plan_parameters(aws, prep, stack, kind))
+    parameters = plan_parameters(aws, prep, stack, kind)
+    triggers = triggersmod.available(
+        aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
+    )
+    return Plan(who, stack, kind, parameters, triggers)
+
+
+def image_changes(plan: Plan) -> bool:
+    """Whether this deploy sends another ImageTag than the live one (the task definition changes)."""
+    live = {p["ParameterKey"]: p.get("ParameterValue") for p in (plan.stack or {}).get("Parameters", [])}
+    sent = {e["ParameterKey"]: e for e in plan.parameters.entries}.get(names.IMAGE_TAG)
+    return (
+        sent is not None and "ParameterValue" in sent and sent["ParameterValue"] != live.get(names.IMAGE_TAG)
+    )
 
 
 def check_drift(ctx: Context, stack_id: str) -> None:
@@ -608,34 +627,29 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
         f"creating {article} {plan.kind} change set for {prep.stack_name} "
         f"(capabilities: {', '.join(prep.capabilities) or 'none'})"
     )
-    cs_id, stack_id = changeset.create(
-        aws.cfn,
-        stack_name=prep.stack_name,
-        change_set_type=plan.kind,
-        template=packaged.template_argument(),
-        parameters=plan.parameters.entries,
-        capabilities=prep.capabilities,
-        name=changeset.change_set_name(),
-        description=f"karematch-cfn deploy --env {ctx.opts.target.env}",
-        role_arn=ctx.opts.cfn_role_arn,
-    )
-    if cs_id == changeset.NO_CHANGES:
+    armed = bool(plan.triggers.alarm_arns) and image_changes(plan)  # the usual case; checked below
+    created = _create_change_set(ctx, plan, packaged, armed)
+    if created is None:
         return None
-    run.change_set_id = cs_id
-    run.stack_id = stack_id or run.stack_id
-    poll = min(ctx.opts.poll_interval, changeset.MAX_POLL)
-    first = changeset.wait(aws.cfn, console, cs_id, poll, ctx.hooks.sleep)
-    run.stack_id = first.get("StackId") or run.stack_id
-    if first["Status"] == "FAILED":
-        reason = first.get("StatusReason") or "no reason given"
-        if changeset.is_no_change_reason(reason):
-            return None
+    cs_id, root = created
+    if (
+        plan.kind == changeset.UPDATE
+        and plan.triggers.alarm_arns
+        and triggersmod.touches_service(root) != armed
+    ):
+        armed = not armed
+        console.say(
+            "re-creating the change set "
+            + ("with" if armed else "without")
+            + " rollback triggers: it "
+            + ("touches" if armed else "does not touch")
+            + " the service, task definition or load balancer"
+        )
         discard(aws, console, run)
-        raise DeployFailed(f"the change set failed: {reason}")
-
-    root = changeset.fetch_tree(
-        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
-    )
+        created = _create_change_set(ctx, plan, packaged, armed)
+        if created is None:
+            return None
+        cs_id, root = created
     settings_only = not changeset.has_changes(root)
     if (
         settings_only
@@ -652,8 +666,47 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
     console.say(*changeset.table_lines(root, prep.stack_name))
     if settings_only:
         console.say("", f"Stack {prep.stack_name}: no resource changes (parameters/outputs/tags only)")
+    if plan.kind == changeset.UPDATE:
+        console.say("", plan.triggers.line(armed))
     console.say("")
-    return Review(cs_id, root)
+    return Review(cs_id, root, armed)
+
+
+def _create_change_set(
+    ctx: Context, plan: Plan, packaged: package.Packaged, armed: bool
+) -> tuple[str, changeset.Node] | None:
+    """Create the change set (an update always states its rollback configuration: a stack keeps
+    its last one otherwise), wait for it and read its tree; None when nothing would change."""
+    aws, console, prep, run = ctx.aws, ctx.console, ctx.prep, ctx.run
+    cs_id, stack_id = changeset.create(
+        aws.cfn,
+        stack_name=prep.stack_name,
+        change_set_type=plan.kind,
+        template=packaged.template_argument(),
+        parameters=plan.parameters.entries,
+        capabilities=prep.capabilities,
+        name=changeset.change_set_name(),
+        description=f"karematch-cfn deploy --env {ctx.opts.target.env}",
+        role_arn=ctx.opts.cfn_role_arn,
+        rollback=plan.triggers.configuration(armed) if plan.kind == changeset.UPDATE else None,
+    )
+    if cs_id == changeset.NO_CHANGES:
+        return None
+    run.change_set_id = cs_id
+    run.stack_id = stack_id or run.stack_id
+    poll = min(ctx.opts.poll_interval, changeset.MAX_POLL)
+    first = changeset.wait(aws.cfn, console, cs_id, poll, ctx.hooks.sleep)
+    run.stack_id = first.get("StackId") or run.stack_id
+    if first["Status"] == "FAILED":
+        reason = first.get("StatusReason") or "no reason given"
+        if changeset.is_no_change_reason(reason):
+            return None
+        discard(aws, console, run)
+        raise DeployFailed(f"the change set failed: {reason}")
+    root = changeset.fetch_tree(
+        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
+    )
+    return cs_id, root
 
 
 def guard_changes(ctx: Context, plan: Plan, review: Review) -> list[guard.Refusal]:
@@ -716,6 +769,8 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
         interval=ctx.opts.poll_interval,
         sleep=ctx.hooks.sleep,
     )
+    if review.armed and ctx.opts.smoke:
+        watcher.on_poll = smoke_in_window(ctx, review, watcher)
     with protect.relaxed(aws.cfn, console, run.stack_id or prep.stack_name, [r.name for r in lifted]):
         watcher.prime()
         run.executing = True
@@ -737,6 +792,12 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
             status = watcher.run()
         except DeployError as exc:
             raise lost_sight(aws, run, exc) from None
+    if run.smoke_failure is not None:
+        raise SmokeFailed(
+            f"{run.smoke_failure.message}; the update was cancelled inside the monitoring window "
+            f"and {prep.stack_name} is {status}",
+            "the previous version runs again; fix the cause and deploy again",
+        )
     if status not in events.SUCCESS:
         lines = watcher.failure_lines()
         raise DeployFailed(
@@ -745,6 +806,40 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
             *changeset.recovery_hint(prep.stack_name, status),
         )
     return status
+
+
+def smoke_in_window(ctx: Context, review: Review, watcher: events.Watcher) -> Callable[[str], None]:
+    """With rollback triggers armed: once every root-level resource the change set adds or
+    modifies is complete while the stack is still UPDATE_IN_PROGRESS (the monitoring window),
+    run the smoke test once; a failure cancels the update, so CloudFormation rolls it back."""
+    aws, console, run = ctx.aws, ctx.console, ctx.run
+    changed = {
+        rc["LogicalResourceId"]
+        for rc in changeset.effective_changes(review.root)
+        if rc.get("Action") in ("Add", "Modify")
+    }
+
+    def on_poll(status: str) -> None:
+        if run.smoked or status != "UPDATE_IN_PROGRESS" or not changed <= watcher.settled:
+            return
+        run.smoked = True
+        console.say("smoke: the update is deployed; checking inside the monitoring window")
+        live = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
+        try:
+            smoke.run(
+                smoke.checks(aws, live or {}),
+                console,
+                deadline=ctx.opts.smoke_deadline,
+                sleep=ctx.hooks.sleep,
+            )
+        except SmokeFailed as exc:
+            run.smoke_failure = exc
+            console.error(f"{exc.message}: cancelling the update so it rolls back")
+            awsmod.call(
+                "cancelling the update", aws.cfn.cancel_update_stack, StackName=run.stack_id or run.stack_name
+            )
+
+    return on_poll
 
 
 def protect_prod(ctx: Context, status: str) -> dict[str, Any] | None:
@@ -763,7 +858,7 @@ def protect_prod(ctx: Context, status: str) -> dict[str, Any] | None:
 def smoke_test(ctx: Context, plan: Plan, live: dict[str, Any] | None) -> int:
     """Smoke: the API's /health, a deep SPA route and a missing asset (``smoke.py``), unless
     --no-smoke. A failure is exit 10: deployed, and how to go back to the previous image."""
-    if not ctx.opts.smoke or live is None:
+    if not ctx.opts.smoke or live is None or ctx.run.smoked:
         return 0
     try:
         smoke.run(

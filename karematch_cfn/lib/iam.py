@@ -387,6 +387,7 @@ STACK_PLAN_ACTIONS = (
 # ... and, to deploy: executing the change set, the stack policies around it, termination
 # protection of the root.
 STACK_EXECUTE_ACTIONS = (
+    "CancelUpdateStack",  # a smoke test failing inside the rollback triggers' monitoring window
     "ExecuteChangeSet",
     "SetStackPolicy",
     "UntagResource",
@@ -574,4 +575,14 @@ def invalidate_distributions(distribution_arns: list[Any]) -> Statement:
         Effect=Allow,
         Action=[Action("cloudfront", "CreateInvalidation")],
         Resource=list(distribution_arns),
+    )
+
+
+def describe_alarms(alarm_arns: list[Any]) -> Statement:
+    """cloudwatch:DescribeAlarms (a deploy arms rollback triggers only while they are calm)."""
+    return Statement(
+        Sid="DescribeServiceHealthAlarms",
+        Effect=Allow,
+        Action=[Action("cloudwatch", "DescribeAlarms")],
+        Resource=list(alarm_arns),
     )

@@ -686,6 +686,8 @@ def build() -> Template:
     execution = add_execution_role(t)
     stacks = [arns.stacks(name) for name in stack_names()]
     services = [arns.regional("ecs", f"service/{_any_env(names.CLUSTER)}/{_any_env(names.SERVICE)}")]
+    # The rollback triggers' alarms (alarms.name: karematch-<env>-<purpose>).
+    alarms = [arns.regional("cloudwatch", f"alarm:karematch-{env}-*") for env in names.ENVIRONMENTS]
     pass_execution = iam.pass_role("PassExecutionRole", [GetAtt(execution, "Arn")], [CLOUDFORMATION_SERVICE])
     deploy = add_github_role(
         t,
@@ -702,6 +704,7 @@ def build() -> Template:
             iam.read_bucket_settings("CheckArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
             iam.read_write_objects("ReadWriteTemplates", [_templates(names.ARTIFACTS_BUCKET)]),
             iam.describe_ecs_services(services),
+            iam.describe_alarms(alarms),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
@@ -727,6 +730,7 @@ def build() -> Template:
             iam.find_bucket("FindPlanArtifactsBucket", [arns.bucket(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.read_write_objects("ReadWritePlanTemplates", [_templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.describe_ecs_services(services),
+            iam.describe_alarms(alarms),
         ],
     )
     render.add_outputs(

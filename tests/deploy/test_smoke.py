@@ -171,11 +171,14 @@ def test_a_deploy_whose_smoke_test_fails_is_exit_10_and_says_how_to_go_back(moto
     flow = Flow(moto)
     live = {"EnvironmentName": "dev", "ImageTag": "v1", "DesiredCount": "2", "NotifyToken": ""}
     flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=live), StackName=s.STACK)
-    flow.add(
-        "list_stack_resources",
-        s.resources(("AuditLogGroup", "AWS::Logs::LogGroup", "audit")),
-        StackName=s.ROOT_ID,
-    )
+    # the live task count (no ECS service: the previous DesiredCount is kept), then the rollback
+    # triggers (no service-health alarms in this tree: not armed)
+    for _ in range(2):
+        flow.add(
+            "list_stack_resources",
+            s.resources(("AuditLogGroup", "AWS::Logs::LogGroup", "audit")),
+            StackName=s.ROOT_ID,
+        )
     flow.created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
     executes(flow, [], "UPDATE_COMPLETE")
     after = s.stack(
@@ -190,3 +193,6 @@ def test_a_deploy_whose_smoke_test_fails_is_exit_10_and_says_how_to_go_back(moto
     assert "smoke: FAIL  API /health" in r.out
     assert "karematch-dev is deployed; the smoke test ran after it" in r.err
     assert "karematch-cfn deploy --env dev --image-tag v1" in r.err
+    assert "Rollback triggers: not armed: the stack has no service-health alarms" in r.out
+    rollback = flow.requests["CreateChangeSet"][0]["RollbackConfiguration"]
+    assert rollback == {"RollbackTriggers": [], "MonitoringTimeInMinutes": 0}  # stated, not inherited
