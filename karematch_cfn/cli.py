@@ -731,7 +731,7 @@ def run(args: argparse.Namespace, hooks: deployer.Hooks | None = None) -> int:
             console.hint(hint)
         return exc.code
     except KeyboardInterrupt:
-        console.error("interrupted before anything was deployed")
+        console.error("interrupted before anything was changed")
         return EXIT_INTERRUPTED
 
 

@@ -22,7 +22,7 @@ from karematch_cfn import names
 from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy import changeset, events, inputs, protect
 from karematch_cfn.deploy.console import Console, table
-from karematch_cfn.deploy.errors import BadInput, DeployFailed, StackMissing
+from karematch_cfn.deploy.errors import BadInput, DeployFailed, Interrupted, StackMissing
 from karematch_cfn.deploy.options import Target
 
 NESTED_STACK = "AWS::CloudFormation::Stack"
@@ -184,6 +184,34 @@ def destroy_command(
             console.say("not deleted (the name typed does not match)")
             return 0
 
+    try:
+        _delete(aws, console, stack, opts, prod=prod, sleep=sleep)
+    except KeyboardInterrupt:
+        state = changeset.describe_stack(aws.cfn, stack["StackId"])
+        status = state["StackStatus"] if state else "gone"
+        raise Interrupted(
+            f"interrupted; stack {target.stack_name} is {status}",
+            "CloudFormation carries on without this tool; follow it: aws cloudformation "
+            f"describe-stack-events --stack-name {stack['StackId']}",
+            "a delete in progress ends DELETE_COMPLETE by itself (what stays was listed above); "
+            "otherwise run destroy again once the stack is in a *_COMPLETE state",
+        ) from None
+    console.say(f"{target.stack_name}: DELETE_COMPLETE ({int(console.elapsed())}s)")
+    remains(aws, console, kept, stack, include_audit=opts.include_audit_logs)
+    return 0
+
+
+def _delete(
+    aws: awsmod.Aws,
+    console: Console,
+    stack: dict[str, Any],
+    opts: DestroyOptions,
+    *,
+    prod: bool,
+    sleep: Callable[[float], None],
+) -> None:
+    """Prod's protections lifted (only with --allow-prod, checked before), then the delete,
+    watched to DELETE_COMPLETE (anything else raises)."""
     if prod:
         lift_deletion_protection(aws, console, stack, opts.poll_interval, sleep)
         if stack.get("EnableTerminationProtection"):
@@ -194,31 +222,22 @@ def destroy_command(
                 EnableTerminationProtection=False,
             )
             console.say("termination protection lifted (--allow-prod)")
-
+    name = stack["StackName"]
     watcher = events.Watcher(
-        aws.cfn, console, stack["StackId"], target.stack_name, interval=opts.poll_interval, sleep=sleep
+        aws.cfn, console, stack["StackId"], name, interval=opts.poll_interval, sleep=sleep
     )
     watcher.prime()
-    console.say(f"deleting {target.stack_name}")
-    awsmod.call(f"deleting {target.stack_name}", aws.cfn.delete_stack, StackName=stack["StackId"])
-    try:
-        final = watcher.run()
-    except KeyboardInterrupt:
-        raise DeployFailed(
-            f"interrupted; CloudFormation carries on deleting {target.stack_name}",
-            f"follow it: aws cloudformation describe-stack-events --stack-name {stack['StackId']}",
-        ) from None
+    console.say(f"deleting {name}")
+    awsmod.call(f"deleting {name}", aws.cfn.delete_stack, StackName=stack["StackId"])
+    final = watcher.run()
     if final != "DELETE_COMPLETE":
         lines = watcher.failure_lines()
         raise DeployFailed(
-            f"delete of {target.stack_name} ended {final}",
+            f"delete of {name} ended {final}",
             *(["first failures:"] + [f"  {x}" for x in lines] if lines else []),
             f"fix the cause and run destroy again, or keep what cannot be deleted: aws cloudformation "
             f"delete-stack --stack-name {stack['StackId']} --retain-resources LOGICAL_ID ...",
         )
-    console.say(f"{target.stack_name}: DELETE_COMPLETE ({int(console.elapsed())}s)")
-    remains(aws, console, kept, stack, include_audit=opts.include_audit_logs)
-    return 0
 
 
 def lift_deletion_protection(

@@ -302,3 +302,37 @@ def test_termination_protection_outside_prod_is_lifted_only_by_hand():
 
     assert r.code == 2, r.text
     assert "update-termination-protection --no-enable-termination-protection" in r.err
+
+
+def test_ctrl_c_while_deleting_says_the_state_and_that_cloudformation_carries_on():
+    st = Stubs()
+    st.add(
+        "describe_stacks", s.stack("UPDATE_COMPLETE", params={"EnvironmentName": "dev"}), StackName=s.STACK
+    )
+    st.add("list_stack_resources", s.resources(("Topic", "AWS::SNS::Topic", "t")), StackName=s.ROOT_ID)
+    st.add("get_template", s.validated("get_template", {"TemplateBody": TEMPLATE}), StackName=s.ROOT_ID)
+    st.add("describe_stack_events", s.events(), StackName=s.ROOT_ID)
+    st.add("delete_stack", {}, StackName=s.ROOT_ID)
+    st.add("describe_stack_events", s.events(), StackName=s.ROOT_ID)
+    st.add(
+        "describe_stacks",
+        s.stack("DELETE_IN_PROGRESS", params={"EnvironmentName": "dev"}),
+        StackName=s.ROOT_ID,
+    )
+    st.add(
+        "describe_stacks",
+        s.stack("DELETE_IN_PROGRESS", params={"EnvironmentName": "dev"}),
+        StackName=s.ROOT_ID,
+    )
+
+    def interrupt(_seconds):
+        raise KeyboardInterrupt
+
+    hooks = deployer.Hooks(aws=st.aws, sleep=interrupt, interactive=lambda: False)
+    for stub in st.stubs.values():
+        stub.activate()
+    r = _run(["destroy", "--env", "dev", "--stack-name", s.STACK, "--yes"], hooks)
+
+    assert r.code == 130, r.text
+    assert r.err.startswith("error: interrupted; stack karematch-dev is DELETE_IN_PROGRESS")
+    assert "CloudFormation carries on without this tool" in r.err
