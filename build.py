@@ -15,10 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from karematch_cfn import config, names
-from karematch_cfn.tree import PARAMETERS_DIR, ROOT_FILE, TEMPLATES_DIR
+from karematch_cfn.tree import PARAMETERS_DIR, REPO, ROOT_FILE, TEMPLATES_DIR
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -60,6 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=PARAMETERS_DIR,
         metavar="DIR",
         help="directory of <env>.json parameter files to validate (default: parameters/)",
+    )
+    p.add_argument(
+        "--docs-root",
+        type=Path,
+        default=REPO,
+        metavar="DIR",
+        help="directory the generated docs (docs/*.md listed in karematch_cfn/gendocs.py) are "
+        "written under, or with --check compared with (default: the repository)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     return p.parse_args(argv)
@@ -118,22 +124,30 @@ def build(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # wiring/contract errors raised by the stack modules
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    root_template = yaml.safe_load(rendered[ROOT_FILE])
+    from karematch_cfn import gendocs, resolved
+
+    parsed = resolved.parse(rendered)
+    root_template = parsed[ROOT_FILE]
     try:
         checked = validate_parameter_files(args.parameters, root_template)
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    say(f"rendered {len(rendered)} templates; parameter files valid: {', '.join(checked)}")
+    docs = gendocs.render_docs(parsed)
+    say(
+        f"rendered {len(rendered)} templates and {len(docs)} generated docs; "
+        f"parameter files valid: {', '.join(checked)}"
+    )
 
     problems: list[str] = []
     if args.check:
-        problems = tree.diff(rendered, args.out)
+        problems = tree.diff(rendered, args.out) + gendocs.diff(docs, args.docs_root)
         for line in problems:
             print(f"stale: {line}", file=sys.stderr)
         if problems:
             print(
-                f"error: {args.out} is not what the code renders ({len(problems)} file(s)); "
+                f"error: {args.out} or the generated docs are not what the code renders "
+                f"({len(problems)} file(s)); "
                 "run `python build.py`",
                 file=sys.stderr,
             )
@@ -175,8 +189,12 @@ def build(argv: list[str] | None = None) -> int:
         print(f"error: over CloudFormation limits, nothing written: {'; '.join(over)}", file=sys.stderr)
         return EXIT_FINDINGS
     tree.write(rendered, args.out)
+    gendocs.write(docs, args.docs_root)
     say(tree.size_table(rendered))
-    say(f"wrote {len(rendered)} templates to {args.out} ({time.monotonic() - start:.1f}s)")
+    say(
+        f"wrote {len(rendered)} templates to {args.out} and {len(docs)} generated docs "
+        f"({time.monotonic() - start:.1f}s)"
+    )
     return EXIT_OK
 
 

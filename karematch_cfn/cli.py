@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_publish_frontend(sub)
     _add_smoke(sub)
     _add_drift(sub)
+    _add_cost(sub)
     return parser
 
 
@@ -693,6 +694,42 @@ def _run_drift(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# cost: the monthly estimate (karematch_cfn/cost.py); no AWS access
+# ------------------------------------------------------------------------------------------
+COST_DESCRIPTION = """\
+Estimate the monthly cost of one environment from the templates as that environment creates
+them: NAT gateways and their public IPv4 addresses, the load balancer (hours, a baseline of
+capacity units, its public IPv4 addresses), database hours and gp3 storage (twice for
+Multi-AZ), Fargate vCPU and memory at the desired count, KMS keys, secrets, alarms, dashboard,
+trail, WAF when present, Container Insights, backups; usage-based items (data transfer, NAT
+data, logs, CloudFront) rest on karematch_cfn/pricing/usage.yaml. Prices: karematch_cfn/
+pricing/prices.yaml (region and the date they were read). No AWS access.
+"""
+
+
+def _add_cost(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser(
+        "cost",
+        help="estimate the monthly cost of an environment (no AWS access)",
+        description=COST_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument(
+        "--env", required=True, metavar="ENV", help=f"environment: {', '.join(names.ENVIRONMENTS)}"
+    )
+    c.add_argument(
+        "--json", action="store_true", help='print {"monthly_usd": ..., "items": [...]} instead of a table'
+    )
+    c.set_defaults(handler="cost")
+
+
+def _run_cost(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn import cost
+
+    return cost.command(args.env, json_output=args.json)
+
+
+# ------------------------------------------------------------------------------------------
 # running a command
 # ------------------------------------------------------------------------------------------
 HANDLERS = {
@@ -703,6 +740,7 @@ HANDLERS = {
     "publish-frontend": _run_publish_frontend,
     "smoke": _run_smoke,
     "drift": _run_drift,
+    "cost": _run_cost,
 }
 
 
