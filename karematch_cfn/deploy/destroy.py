@@ -74,6 +74,8 @@ def inventory(aws: awsmod.Aws, tree: protect.LiveStack, env: str) -> tuple[list[
     deleted = 0
     for node in tree.walk():
         label = "/".join(node.path)
+        if not node.resources:  # e.g. an empty REVIEW_IN_PROGRESS stack: no template to read
+            continue
         resources = _template(aws, node.stack_id, label or "the root").get("Resources", {})
         for r in node.resources:
             lid, rtype, physical = (

@@ -87,6 +87,12 @@ def status_command(target: Target, aws: awsmod.Aws, console: Console) -> int:
             f"stack {target.stack_name} does not exist in {aws.region}",
             f"deploy it: karematch-cfn deploy --env {target.env}",
         )
+    if stack["StackStatus"] == "REVIEW_IN_PROGRESS":
+        raise StackMissing(
+            f"stack {target.stack_name} is an empty REVIEW_IN_PROGRESS stack (a change set was "
+            "created but never executed): nothing is deployed",
+            f"deploy it: karematch-cfn deploy --env {target.env} (it creates into that stack)",
+        )
     check_stack_environment(stack, target.env, target.stack_name)
     console.say(f"stack {target.stack_name} in {aws.region}")
     busy_root = stack["StackStatus"].endswith("_IN_PROGRESS")

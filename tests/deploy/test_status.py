@@ -143,3 +143,17 @@ def test_status_shows_protection_and_stack_policies(flow):
     ]
     assert [row[-1] for row in rows] == ["set", "set"]
     assert "image tag: none yet" in r.out
+
+
+def test_status_of_a_never_executed_stack_is_missing(moto, karematch):
+    moto.client("cloudformation").create_change_set(
+        StackName="karematch-dev",
+        ChangeSetName="never-executed",
+        ChangeSetType="CREATE",
+        TemplateBody='{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}',
+    )
+
+    r = karematch("status", "--env", "dev")
+
+    assert r.code == 7, r.text
+    assert "empty REVIEW_IN_PROGRESS stack" in r.err
