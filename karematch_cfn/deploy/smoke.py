@@ -13,6 +13,7 @@ tasks), an empty frontend bucket, an Output the stack does not have.
 
 from __future__ import annotations
 
+import http.client
 import secrets
 import ssl
 import time
@@ -156,7 +157,7 @@ def run(
             tries += 1
             try:
                 problem = check.judge(get(check.url))
-            except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, timeout, DNS, TLS
                 problem = str(getattr(exc, "reason", exc)) or type(exc).__name__
             if problem is None:
                 console.say(f"smoke: ok    {check.name}: {check.url}")

@@ -189,3 +189,21 @@ def test_allow_drift_deploys_without_detecting(flow):
     assert r.code == 0, r.text
     assert "drift: not checked (--allow-drift)" in r.out
     assert "DetectStackDrift" not in flow.requests
+
+
+def test_a_role_that_may_not_detect_drift_is_warned_not_blocked(flow):
+    flow.existing()
+    flow.add("list_stack_resources", s.resources(("AuditLogGroup", LOGS, "audit")), StackName=s.ROOT_ID)
+    flow.fail(
+        "detect_stack_drift",
+        "AccessDenied",
+        "not authorized to perform: cloudformation:DetectStackDrift",
+        403,
+    )
+    flow.created().described(s.change_set([], status="FAILED", reason=s.NO_CHANGES_REASON))
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+
+    r = flow.run("--yes", "--check-drift")
+
+    assert r.code == 0, r.text
+    assert "drift: not checked: starting drift detection on root: access denied (AccessDenied)" in r.err
