@@ -65,13 +65,14 @@ def is_audit(env: str, logical_id: str, physical_id: str) -> bool:
     )
 
 
-def inventory(aws: awsmod.Aws, tree: protect.LiveStack, env: str) -> tuple[list[Kept], int]:
-    """(what stays, how many resources go): each live resource with its template's DeletionPolicy.
+def inventory(aws: awsmod.Aws, tree: protect.LiveStack, env: str) -> tuple[list[Kept], dict[str, int]]:
+    """(what stays, how many resources of each type go): each live resource with its
+    template's DeletionPolicy.
 
     A DeletionPolicy given by a condition (Fn::If) counts as kept: the list errs on the side of
     what may remain."""
     kept: list[Kept] = []
-    deleted = 0
+    deleted: dict[str, int] = {}
     for node in tree.walk():
         label = "/".join(node.path)
         if not node.resources:  # e.g. an empty REVIEW_IN_PROGRESS stack: no template to read
@@ -92,7 +93,7 @@ def inventory(aws: awsmod.Aws, tree: protect.LiveStack, env: str) -> tuple[list[
                 name = f"{label}/{lid}" if label else lid
                 kept.append(Kept(name, rtype, physical, policy, is_audit(env, lid, physical)))
             else:
-                deleted += 1
+                deleted[rtype] = deleted.get(rtype, 0) + 1
     return kept, deleted
 
 
@@ -174,7 +175,9 @@ def destroy_command(
     kept, deleted = inventory(aws, tree, target.env)
     stacks = sum(1 for _ in tree.walk())
     console.say(
-        f"will delete {target.stack_name} in {aws.region}: {stacks} stack(s), {deleted} resource(s)",
+        f"will delete {target.stack_name} in {aws.region}: {stacks} stack(s), "
+        f"{sum(deleted.values())} resource(s)",
+        *(f"  {count} x {rtype}" for rtype, count in sorted(deleted.items())),
     )
     if kept:
         console.say(f"will keep {len(kept)} resource(s) (or their final snapshot):", *kept_table(kept))

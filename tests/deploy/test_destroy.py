@@ -40,6 +40,8 @@ def test_destroy_a_dev_environment_on_moto(moto, karematch):
 
     assert r.code == 0, r.text
     assert "will delete karematch-dev in us-east-1: 4 stack(s)" in r.out
+    assert "  3 x AWS::CloudFormation::Stack" in r.out  # the nested stacks go (DeletionPolicy Delete)
+    assert "  1 x AWS::SNS::Topic" in r.out
     kept = {line.split()[0] for line in r.out.split("will keep", 1)[1].splitlines()[2:6]}
     assert kept == {
         "AuditLogGroup",
