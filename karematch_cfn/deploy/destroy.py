@@ -270,6 +270,9 @@ def lift_deletion_protection(
         capabilities=list(stack.get("Capabilities") or []),
         name=changeset.change_set_name(),
         description="karematch-cfn destroy: lift deletion protection",
+        # An update naming no rollback configuration keeps the last deploy's triggers and would
+        # wait out their monitoring period: none here.
+        rollback={"RollbackTriggers": [], "MonitoringTimeInMinutes": 0},
     )
     failed_hint = (
         "nothing was deleted; lift it with a deploy instead: karematch-cfn deploy --env prod "

@@ -179,6 +179,7 @@ def test_destroy_prod_lifts_both_protections_first_and_finds_the_final_snapshot(
         Capabilities=ANY,
         IncludeNestedStacks=True,
         Description=ANY,
+        RollbackConfiguration={"RollbackTriggers": [], "MonitoringTimeInMinutes": 0},
     )
     st.add("describe_change_set", s.change_set([], cs_id=cs), ChangeSetName=cs)
     st.add("describe_stack_events", s.events(), StackName=s.ROOT_ID)
