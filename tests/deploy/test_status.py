@@ -72,7 +72,11 @@ class StatusFlow(Flow):
 
 
 def live(flow: StatusFlow, root_status: str, data_status: str, *, protected: bool = False) -> None:
-    root = s.stack(root_status, params={"EnvironmentName": "dev", "ImageTag": ""})
+    root = s.stack(
+        root_status,
+        params={"EnvironmentName": "dev", "ImageTag": ""},
+        outputs={"LoadBalancerDnsName": "alb-123.us-east-1.elb.amazonaws.com"},
+    )
     root["Stacks"][0]["EnableTerminationProtection"] = protected
     flow.add("describe_stacks", root, StackName=s.STACK)
     flow.add(
@@ -143,6 +147,8 @@ def test_status_shows_protection_and_stack_policies(flow):
     ]
     assert [row[-1] for row in rows] == ["set", "set"]
     assert "image tag: none yet" in r.out
+    outputs = r.out.split("Outputs:", 1)[1].split()
+    assert outputs[outputs.index("LoadBalancerDnsName") + 1] == "alb-123.us-east-1.elb.amazonaws.com"
 
 
 def test_status_of_a_never_executed_stack_is_missing(moto, karematch):
