@@ -55,6 +55,8 @@ class Flow:
                 "s3": s3,
                 "sts": moto.client("sts"),
                 "iam": moto.client("iam"),
+                # The deployer tags the image it deployed (deploy/images.py); moto's ECR answers.
+                "ecr": moto.client("ecr"),
             }
         )
 
