@@ -12,7 +12,7 @@ help:
 	@echo "make build   create .venv, install, render templates/ and lint them"
 	@echo "make test    create .venv, install, run the whole test suite"
 	@echo "make check   fail if templates/ differs from a fresh render (writes nothing)"
-	@echo "make lint    ruff format --check and ruff check (run by make test)"
+	@echo "make lint    ruff format --check, ruff check, zizmor and actionlint over .github/ (run by make test)"
 	@echo "make format  reformat with ruff and apply its safe fixes"
 	@echo "make lock    re-resolve constraints.txt from setup.cfg's ranges (on purpose only)"
 	@echo "make scan    checkov on the dev, staging and prod renderings and bootstrap.yaml (run by make test)"
@@ -29,10 +29,13 @@ build: $(STAMP)
 check: $(STAMP)
 	$(PY) build.py --check
 
-# ruff: the one formatter and linter (settings in pyproject.toml).
+# ruff: the one formatter and linter (settings in pyproject.toml). zizmor: the workflows' and
+# Dependabot's security audit, offline (no GitHub API calls).
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/zizmor --offline --no-progress .github/
+	$(VENV)/bin/actionlint -no-color
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -2,7 +2,8 @@
 """Render every KareMatch template into templates/, validate the parameter files, lint the tree.
 
 Exit codes: 0 success; 1 lint findings, or (with --check) templates/ differs from the code;
-2 bad input (a parameter file, a wiring error in the code, bad options).
+2 bad input (a parameter file, a wiring error in the code, bad options, an --out that cannot be
+written); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from karematch_cfn import config, names
 from karematch_cfn.tree import PARAMETERS_DIR, REPO, ROOT_FILE, TEMPLATES_DIR
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         epilog=(
             "exit codes: 0 success; 1 lint findings or, with --check, templates differ; "
-            "2 bad input (parameter file, wiring error, options)"
+            "2 bad input (parameter file, wiring error, options, an --out that cannot be "
+            "written); 130 interrupted (Ctrl-C)"
         ),
     )
     p.add_argument(
@@ -69,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _out_problem(out: Path, check: bool) -> str | None:
+    from karematch_cfn import tree
+
+    if check:  # only read: it must be a directory (missing: every file reads as stale)
+        return "exists and is not a directory" if out.exists() and not out.is_dir() else None
+    return tree.output_dir_problem(out)
+
+
 def validate_parameter_files(directory: Path, root_template: dict) -> list[str]:
     """Validate every <env>.json; raise ConfigError (one line) on the first problem."""
     found = []
@@ -86,7 +96,24 @@ def validate_parameter_files(directory: Path, root_template: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build (see ``build``); Ctrl-C is one line and exit 130, never a traceback."""
+    try:
+        return build(argv)
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; each template is written whole or not at all, so run build.py "
+            "again (or build.py --check to see what differs)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def build(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = _out_problem(args.out, args.check)
+    if problem:  # before the render and the lint: a bad --out fails first
+        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     say = (lambda *_a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     start = time.monotonic()
 

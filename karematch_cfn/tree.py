@@ -131,3 +131,20 @@ def size_table(rendered: dict[str, str]) -> str:
         cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)] + [r[5]]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def output_dir_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot be written (created if missing), or None: checked before any
+    slow step, so a bad ``--out`` fails first rather than after the lint or an upload."""
+    if directory.exists():
+        if not directory.is_dir():
+            return "exists and is not a directory"
+        return None if os.access(directory, os.W_OK | os.X_OK) else "directory is not writable"
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None

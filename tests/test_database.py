@@ -276,3 +276,9 @@ def test_aws_backup_keeps_daily_recovery_points_in_its_own_encrypted_retained_va
     (resource,) = selection["Resources"]
     ident = helpers.sub_text(helpers.props(instance(t))["DBInstanceIdentifier"])
     assert helpers.sub_text(resource).endswith(f":db:{ident}")
+
+
+def test_the_server_certificate_ca_is_set_explicitly_to_one_the_rds_global_bundle_holds():
+    db = helpers.one_of_type(helpers.template("database.yaml"), "AWS::RDS::DBInstance")
+    # rds-ca-rsa2048-g1, rds-ca-rsa4096-g1, rds-ca-ecc384-g1: the CAs of the global bundle
+    assert re.fullmatch(r"rds-ca-(rsa2048|rsa4096|ecc384)-g1", helpers.props(db)["CACertificateIdentifier"])

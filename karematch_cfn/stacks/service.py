@@ -104,7 +104,7 @@ HEALTH_CHECK_START_PERIOD_SECONDS = 60
 HEALTH_CHECK_GRACE_PERIOD_SECONDS = (
     HEALTH_CHECK_START_PERIOD_SECONDS + names.HEALTHY_THRESHOLD * names.HEALTH_CHECK_INTERVAL_SECONDS
 )
-# HIPAA hardening (docs/deploying.md, "What the backend image must do"): the root filesystem is
+# HIPAA hardening (the image side is in docs/backend-image.md): the root filesystem is
 # read-only; /tmp is a task bind mount (Fargate has no tmpfs), the only writable path; the
 # process runs as a non-root numeric user with every Linux capability dropped; the container's
 # hard memory limit is the task's memory.
