@@ -363,7 +363,7 @@ def _safeguard_section(
             by_row.setdefault((*key, text), []).append(env)
     if scan.BOOTSTRAP_DIR in trees:
         for key, text in _rows(trees[scan.BOOTSTRAP_DIR], safeguard).items():
-            by_row.setdefault((*key, text), []).append("bootstrap (once per account)")
+            by_row.setdefault((*key, text), []).append("bootstrap (once per environment)")
     lines = [
         f"## {safeguard.citation} {safeguard.title}",
         "",
