@@ -124,6 +124,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         "missing, and those settings re-checked and repaired on every use)",
     )
     p.add_argument("--stack-name", metavar="NAME", help="root stack name (default: karematch-ENV)")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="render and lint again even when build.py (or an earlier deploy) already checked "
+        "these exact templates with this toolchain today",
+    )
     p.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE or default)")
     p.add_argument(
         "--region",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from karematch_cfn import tree
+from karematch_cfn import render, tree
 
 TEMPLATES = tree.TEMPLATES_DIR
 
@@ -137,9 +137,13 @@ def test_build_writes_the_tree_and_prints_the_size_table(build_module, capsys, t
 
 def test_lint_findings_exit_1_and_write_nothing(build_module, capsys, tmp_path, monkeypatch):
     # A real template with a real problem (a log group without policies) added to the real tree.
-    real = tree.render_all()
+    texts, data = tree.render_tree()
     broken = "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Logs:\n    Type: AWS::Logs::LogGroup\n"
-    monkeypatch.setattr(tree, "render_all", lambda: {**real, "broken.yaml": broken})
+    monkeypatch.setattr(
+        tree,
+        "render_tree",
+        lambda: ({**texts, "broken.yaml": broken}, {**data, "broken.yaml": render.load(broken)}),
+    )
     out_dir = tmp_path / "out"
     rc, _out, err = _run(build_module, capsys, "--out", str(out_dir))
     assert rc == 1

@@ -103,11 +103,12 @@ def prepare(args: argparse.Namespace, console: Console) -> Prepared:
         desired_count=getattr(args, "desired_count", None),
     )
     console.say(f"parameters: {params.label} (environment {params.environment}) valid")
+    use_cache = not getattr(args, "no_cache", False)
     if project:
-        inputs.check_fresh(directory)
+        inputs.check_fresh(directory, use_cache=use_cache)
         console.say(f"templates: {directory} is what the code renders")
     console.say(f"linting {len(t.files)} template(s) with cfn-lint...")
-    findings = inputs.lint(t)
+    findings = inputs.lint(t, use_cache=use_cache, project=project)
     if findings:
         raise LintError(
             f"{len(findings)} cfn-lint finding(s) in {directory}; nothing was deployed", *findings

@@ -1,0 +1,179 @@
+"""Remembered cfn-lint verdicts, shared by build.py and the deployer, kept outside the repository.
+
+A verdict (the findings, an empty list when clean) is stored under a key made of everything that
+can change it: the content of every generated file (templates, and the docs build.py writes),
+cfn-lint's version and its data files (``cfn-lint --update-specs`` rewrites them without a
+version change), ``.cfnlintrc.yaml``, the project's lint code and rules, the Python version, and
+today's date (cfn-lint's runtime-deprecation rules compare with it). A hit never imports cfn-lint.
+
+The cache lives in ``$KAREMATCH_CFN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/karematch-cfn``,
+else ``~/.cache/karematch-cfn``; ``--no-cache`` (build.py and the deployer) bypasses it, and
+deleting the directory is always safe.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "KAREMATCH_CFN_CACHE_DIR"
+KEEP_DAYS = 7  # verdicts older than this are deleted when a new one is stored
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The project's code that decides a verdict: how cfn-lint is run, and the project's own rules.
+PROJECT_LINT_CODE = (PACKAGE_DIR / "lint.py", PACKAGE_DIR / "lintcache.py", PACKAGE_DIR / "lintrules")
+
+
+def cache_dir() -> Path:
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "karematch-cfn"
+
+
+def cfnlint_data_dir() -> Path | None:
+    """cfn-lint's data directory (schemas, specs), found without importing cfn-lint."""
+    spec = importlib.util.find_spec("cfnlint")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _files_under(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(x for x in p.rglob("*") if x.is_file() and "__pycache__" not in x.parts)
+        elif p.is_file():
+            out.append(p)
+    return out
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Everything but the templates that can change cfn-lint's verdict."""
+
+    cfnlint_version: str
+    cfnlint_data: Path | None
+    config_file: Path
+    project_lint_code: tuple[Path, ...]
+    python_version: str
+    today: str
+
+    @classmethod
+    def current(cls, config_file: Path) -> Toolchain:
+        try:
+            version = importlib.metadata.version("cfn-lint")
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        return cls(
+            cfnlint_version=version,
+            cfnlint_data=cfnlint_data_dir(),
+            config_file=config_file,
+            project_lint_code=PROJECT_LINT_CODE,
+            python_version=sys.version,
+            today=datetime.datetime.now(datetime.UTC).date().isoformat(),
+        )
+
+    def digest(self) -> hashlib._Hash:
+        h = hashlib.sha256()
+        h.update(f"cfn-lint {self.cfnlint_version}\0python {self.python_version}\0{self.today}\0".encode())
+        if self.cfnlint_data is not None:
+            # 2,000+ files (35 MB): name, size and modification time, not the bytes (about 20 ms).
+            for p in _files_under([self.cfnlint_data]):
+                st = p.stat()
+                rel = p.relative_to(self.cfnlint_data).as_posix()
+                h.update(f"data {rel} {st.st_size} {st.st_mtime_ns}\0".encode())
+        h.update(b"config\0" + self.config_file.read_bytes() + b"\0")
+        for p in _files_under(self.project_lint_code):
+            h.update(f"code {p.name}\0".encode() + p.read_bytes() + b"\0")
+        return h
+
+
+def key(generated: Mapping[str, str], toolchain: Toolchain) -> str:
+    """The lint verdict's key: every generated file (path -> text) plus the toolchain."""
+    h = toolchain.digest()
+    h.update(content_digest(generated).encode())
+    return h.hexdigest()
+
+
+def content_digest(generated: Mapping[str, str]) -> str:
+    """One digest of a mapping of generated files (path -> text)."""
+    h = hashlib.sha256()
+    for path in sorted(generated):
+        h.update(f"file {path}\0".encode() + generated[path].encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+def source_key(*, sources: Iterable[Path], parameters_dir: Path) -> str:
+    """What build.py's output depends on: the code that renders, the parameter files it
+    validates, every installed distribution's version (troposphere, awacs, PyYAML...) and Python.
+    With the same source key, rendering again gives the same bytes."""
+    h = hashlib.sha256(f"python {sys.version}\0".encode())
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()):
+        h.update(f"dist {dist}\0".encode())
+    for p in _files_under(sources):
+        if p.suffix == ".py":
+            h.update(f"code {p}\0".encode() + p.read_bytes() + b"\0")
+    for p in sorted(parameters_dir.glob("*.json")) if parameters_dir.is_dir() else []:
+        h.update(f"parameters {p.name}\0".encode() + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _entry(kind: str, k: str) -> Path:
+    return cache_dir() / kind / f"{k}.json"
+
+
+def _read(kind: str, k: str) -> dict | None:
+    try:
+        data = json.loads(_entry(kind, k).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def lookup(k: str) -> list[dict[str, object]] | None:
+    """The remembered lint findings for ``k`` (``[]`` = clean), or None when there is none."""
+    findings = (_read("lint", k) or {}).get("findings")
+    return findings if isinstance(findings, list) else None
+
+
+def store(k: str, findings: list[dict[str, object]]) -> None:
+    """Remember a lint verdict."""
+    _write("lint", k, {"findings": findings})
+
+
+def lookup_build(k: str) -> dict | None:
+    """What a build with source key ``k`` produced: {"outputs": content digest, "sizes": text}."""
+    record = _read("build", k)
+    return record if record and isinstance(record.get("outputs"), str) else None
+
+
+def store_build(k: str, *, outputs: str, sizes: str) -> None:
+    _write("build", k, {"outputs": outputs, "sizes": sizes})
+
+
+def _write(kind: str, k: str, value: dict) -> None:
+    """Best effort: a read-only or full disk only costs the next run its speed."""
+    path = _entry(kind, k)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(value, fh)
+        os.replace(tmp, path)
+        cutoff = time.time() - KEEP_DAYS * 86400
+        for old in path.parent.glob("*.json"):
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
