@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +52,23 @@ def _files_under(paths: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(x for x in p.rglob("*") if x.is_file() and "__pycache__" not in x.parts)
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                out += [Path(root, f) for f in sorted(files)]
         elif p.is_file():
             out.append(p)
     return out
+
+
+def _tree_stat(directory: Path) -> Iterator[str]:
+    """Name, size and modification time of every file under ``directory``, in a fixed order."""
+    for root, dirs, _files in os.walk(directory):
+        dirs.sort()
+        with os.scandir(root) as entries:
+            for e in sorted(entries, key=lambda e: e.name):
+                if e.is_file():
+                    st = e.stat()
+                    yield f"{os.path.relpath(e.path, directory)} {st.st_size} {st.st_mtime_ns}"
 
 
 @dataclass(frozen=True)
@@ -89,10 +102,8 @@ class Toolchain:
         h.update(f"cfn-lint {self.cfnlint_version}\0python {self.python_version}\0{self.today}\0".encode())
         if self.cfnlint_data is not None:
             # 2,000+ files (35 MB): name, size and modification time, not the bytes (about 20 ms).
-            for p in _files_under([self.cfnlint_data]):
-                st = p.stat()
-                rel = p.relative_to(self.cfnlint_data).as_posix()
-                h.update(f"data {rel} {st.st_size} {st.st_mtime_ns}\0".encode())
+            for line in _tree_stat(self.cfnlint_data):
+                h.update(f"data {line}\0".encode())
         h.update(b"config\0" + self.config_file.read_bytes() + b"\0")
         for p in _files_under(self.project_lint_code):
             h.update(f"code {p.name}\0".encode() + p.read_bytes() + b"\0")

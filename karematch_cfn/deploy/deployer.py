@@ -464,7 +464,7 @@ def _deploy(
 ) -> int:
     console = hooks.console
     pplan = plan_parameters(aws, prep, stack, kind)
-    bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket)
+    bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket, defer=True)
     packaged = package.package(aws, console, bucket, prep.tree)
 
     article = "an" if kind == changeset.UPDATE else "a"
