@@ -1,42 +1,75 @@
 # Two entry points: `make build` (emit + lint templates/) and `make test` (the whole suite).
-# Both create .venv with Python 3.11 and install the exact versions in constraints.txt.
+# Both use .venv with Python 3.11 and the exact versions in constraints.txt; `make build` installs
+# only what rendering and linting need, `make test` adds the test and dev extras. Installs run
+# only when setup.cfg, constraints.txt or pyproject.toml changed (stamp files in .venv).
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# uv installs the same pins as pip, many times faster; taken from PyPI into .tools/ once (or
+# UV=/path/to/uv). Without it (offline, unsupported platform) the install falls back to pip.
+UV_VERSION := 0.13.9
+UV     ?= .tools/uv/bin/uv
 
 .PHONY: build test check lint format lock clean help
 
 help:
-	@echo "make build   create .venv, install, render templates/ and lint them"
-	@echo "make test    create .venv, install, run the whole test suite"
+	@echo "make build   create .venv, install what rendering needs, render templates/ and lint them"
+	@echo "make test    create .venv, install everything, run the whole test suite"
 	@echo "make check   fail if templates/ differs from a fresh render (writes nothing)"
 	@echo "make lint    ruff format --check and ruff check (run by make test)"
 	@echo "make format  reformat with ruff and apply its safe fixes"
 	@echo "make lock    re-resolve constraints.txt from setup.cfg's ranges (on purpose only)"
 
-$(STAMP): setup.cfg constraints.txt pyproject.toml
+# $(call install,VENV,CONSTRAINTS,REQUIREMENTS): create VENV with $(PYTHON) if it is missing,
+# then install REQUIREMENTS pinned exactly by CONSTRAINTS, with uv when it is there, else pip.
+# Another tool environment with its own lock file slots in the same way, e.g.
+#   .venv-scan/.installed: constraints-scan.txt ; $(call install,.venv-scan,constraints-scan.txt,TOOL)
+define install
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,dev]'
-	@touch $(STAMP)
+	@test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON))"; $(PYTHON) -m venv $(1); }
+	@if test -x "$(UV)"; then \
+		echo "==> installing $(3) into $(1) with uv (exact pins from $(2))"; \
+		"$(UV)" pip install --python $(1)/bin/python -c $(2) $(3); \
+	else \
+		echo "==> installing $(3) into $(1) with pip (exact pins from $(2); uv unavailable)"; \
+		$(1)/bin/python -m pip install --disable-pip-version-check --progress-bar off -c $(2) $(3); \
+	fi
+	@touch $@
+endef
 
-build: $(STAMP)
+# uv from PyPI, once; failure is not an error (the install falls back to pip).
+.tools/uv/bin/uv:
+	@command -v $(PYTHON) >/dev/null || exit 0; \
+	echo "==> fetching uv $(UV_VERSION) from PyPI into .tools/uv (once)"; \
+	{ $(PYTHON) -m venv .tools/uv && .tools/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; } \
+		|| { echo "note: uv unavailable; installing with pip"; rm -rf .tools/uv; }
+
+# What build.py needs (troposphere, awacs, cfn-lint, boto3, PyYAML) ...
+$(VENV)/.installed-build: setup.cfg constraints.txt pyproject.toml | $(UV)
+	$(call install,$(VENV),constraints.txt,-e .)
+
+# ... and, for the suite, the test and dev extras (pytest, moto's server, ruff).
+$(VENV)/.installed-test: $(VENV)/.installed-build
+	$(call install,$(VENV),constraints.txt,-e '.[test$(,)dev]')
+
+, := ,
+
+build: $(VENV)/.installed-build
 	$(PY) build.py
 
-check: $(STAMP)
+check: $(VENV)/.installed-build
 	$(PY) build.py --check
 
 # ruff: the one formatter and linter (settings in pyproject.toml).
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-format: $(STAMP)
+format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) lint
+test: $(VENV)/.installed-test lint
 	$(PY) -m pytest
 
 lock:

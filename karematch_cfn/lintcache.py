@@ -19,6 +19,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -29,6 +30,9 @@ from pathlib import Path
 ENV_VAR = "KAREMATCH_CFN_CACHE_DIR"
 KEEP_DAYS = 7  # verdicts older than this are deleted when a new one is stored
 PACKAGE_DIR = Path(__file__).resolve().parent
+# What rendering depends on besides the project's code (troposphere turns objects into data,
+# PyYAML into bytes); a change of version re-renders.
+RENDER_DISTRIBUTIONS = ("troposphere", "awacs", "cfn-flip", "PyYAML")
 # The project's code that decides a verdict: how cfn-lint is run, and the project's own rules.
 PROJECT_LINT_CODE = (PACKAGE_DIR / "lint.py", PACKAGE_DIR / "lintcache.py", PACKAGE_DIR / "lintrules")
 
@@ -81,6 +85,7 @@ class Toolchain:
     project_lint_code: tuple[Path, ...]
     python_version: str
     today: str
+    cfnlint_requirements: tuple[str, ...] = ()  # name==version of what cfn-lint requires
 
     @classmethod
     def current(cls, config_file: Path) -> Toolchain:
@@ -95,11 +100,14 @@ class Toolchain:
             project_lint_code=PROJECT_LINT_CODE,
             python_version=sys.version,
             today=datetime.datetime.now(datetime.UTC).date().isoformat(),
+            cfnlint_requirements=tuple(f"{d}=={_version(d)}" for d in _requirements("cfn-lint")),
         )
 
     def digest(self) -> hashlib._Hash:
         h = hashlib.sha256()
         h.update(f"cfn-lint {self.cfnlint_version}\0python {self.python_version}\0{self.today}\0".encode())
+        for dist in self.cfnlint_requirements:
+            h.update(f"requires {dist}\0".encode())
         if self.cfnlint_data is not None:
             # 2,000+ files (35 MB): name, size and modification time, not the bytes (about 20 ms).
             for line in _tree_stat(self.cfnlint_data):
@@ -125,13 +133,29 @@ def content_digest(generated: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _requirements(dist: str) -> list[str]:
+    """The names of what ``dist`` requires (any extra markers ignored)."""
+    try:
+        reqs = importlib.metadata.requires(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return sorted({re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0] for r in reqs if "extra ==" not in r})
+
+
 def source_key(*, sources: Iterable[Path], parameters_dir: Path) -> str:
     """What build.py's output depends on: the code that renders, the parameter files it
     validates, every installed distribution's version (troposphere, awacs, PyYAML...) and Python.
     With the same source key, rendering again gives the same bytes."""
     h = hashlib.sha256(f"python {sys.version}\0".encode())
-    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()):
-        h.update(f"dist {dist}\0".encode())
+    for dist in RENDER_DISTRIBUTIONS:
+        h.update(f"dist {dist} {_version(dist)}\0".encode())
     for p in _files_under(sources):
         if p.suffix == ".py":
             h.update(f"code {p}\0".encode() + p.read_bytes() + b"\0")

@@ -46,6 +46,7 @@ def toolchain(tmp_path) -> lintcache.Toolchain:
         project_lint_code=(REPO / "karematch_cfn" / "lint.py", rules),
         python_version="3.11.7 (main)",
         today="2026-12-01",
+        cfnlint_requirements=("jsonschema==4.26.0",),
     )
 
 
@@ -73,6 +74,10 @@ CHANGES = {
             (tc.project_lint_code[1] / "StatefulPolicies.py").read_text() + "\n# changed\n"
         )
         and tc,
+        GENERATED,
+    ),
+    "a library cfn-lint requires": lambda tc: (
+        dataclasses.replace(tc, cfnlint_requirements=("jsonschema==4.27.0",)),
         GENERATED,
     ),
     "the Python version": lambda tc: (dataclasses.replace(tc, python_version="3.12.1 (main)"), GENERATED),
