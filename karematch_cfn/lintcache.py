@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from karematch_cfn.paths import REPO
+
 ENV_VAR = "KAREMATCH_CFN_CACHE_DIR"
 KEEP_DAYS = 7  # verdicts older than this are deleted when a new one is stored
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -158,7 +160,7 @@ def source_key(*, sources: Iterable[Path], parameters_dir: Path) -> str:
         h.update(f"dist {dist} {_version(dist)}\0".encode())
     for p in _files_under(sources):
         if p.suffix == ".py":
-            h.update(f"code {p}\0".encode() + p.read_bytes() + b"\0")
+            h.update(f"code {os.path.relpath(p, REPO)}\0".encode() + p.read_bytes() + b"\0")
     for p in sorted(parameters_dir.glob("*.json")) if parameters_dir.is_dir() else []:
         h.update(f"parameters {p.name}\0".encode() + p.read_bytes() + b"\0")
     return h.hexdigest()

@@ -156,5 +156,5 @@ def test_help_documents_every_option(build_module, capsys):
         build_module.main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--check", "--no-lint", "--out", "--parameters", "--quiet", "exit codes"):
+    for option in ("--check", "--no-lint", "--no-cache", "--out", "--parameters", "--quiet", "exit codes"):
         assert option in text
