@@ -137,6 +137,17 @@ class Moto:
 # performed"), where AWS creates it and marks it FAILED; the AWS CLI's --no-fail-on-empty-changeset
 # only knows the latter, so on moto its no-op exits 255 with this message: counted as a no-op.
 MOTO_NO_UPDATES = "No updates are to be performed"
+# What each call of ours that the AWS CLI does not make checks (printed under the figures).
+WHY = {
+    "GetCallerIdentity": "the account: the default bucket's name and the expected owner of every S3 call",
+    "S3 HEAD bucket": "the default bucket exists (else it is created), before the first upload only",
+    "S3 GET encryption": "the bucket's hardening read back before an upload (repaired if missing)",
+    "S3 GET publicAccessBlock": "the bucket's hardening read back before an upload",
+    "S3 GET versioning": "the bucket's hardening read back before an upload",
+    "S3 GET lifecycle": "the bucket's hardening read back before an upload",
+    "DescribeStackEvents": "the progress shown while CloudFormation works, and the first failures",
+    "DescribeStacks": "the stack's state before the change set, and while it is executed",
+}
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
@@ -209,7 +220,7 @@ def main() -> int:
     tools = {"ours": ours, "aws cli": cli}
     results: dict[tuple[str, str], list[float]] = {}
     calls: dict[tuple[str, str], Counter] = {}
-    rss: dict[str, int] = {}
+    rss: dict[tuple[str, str], int] = {}
     try:
         (tree / "notify.yaml").write_text(CHILD.format(version="v0"))
         for name in ("ours", "aws cli"):  # the first deploy creates each tool's stack
@@ -224,7 +235,7 @@ def main() -> int:
                     took, peak = _run(tools[name], env, REPO)
                     results.setdefault((name, kind), []).append(took)
                     calls[(name, kind)] = Counter(moto.calls())
-                    rss[name] = max(rss.get(name, 0), peak)
+                    rss[(name, kind)] = max(rss.get((name, kind), 0), peak)
     finally:
         moto.stop()
     print(f"two-template tree on moto, medians of {args.repeat} alternating runs (fresh process each):")
@@ -232,16 +243,28 @@ def main() -> int:
         mine, theirs = (statistics.median(results[(n, kind)]) for n in ("ours", "aws cli"))
         n_mine, n_theirs = (sum(calls[(n, kind)].values()) for n in ("ours", "aws cli"))
         print(
-            f"  {kind:6}  ours {mine:.2f}s {n_mine} calls | aws cli package+deploy {theirs:.2f}s "
-            f"{n_theirs} calls | time ratio {mine / theirs:.2f}"
+            f"  {kind:6}  ours {mine:.2f}s {n_mine} calls {rss[('ours', kind)] / 1024:.0f} MB | "
+            f"aws cli package+deploy {theirs:.2f}s {n_theirs} calls "
+            f"{rss[('aws cli', kind)] / 1024:.0f} MB | time ratio {mine / theirs:.2f}"
         )
         for n in ("ours", "aws cli"):
             listed = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(calls[(n, kind)].items()))
             print(f"          {n}: {listed}")
-    print(
-        f"  peak RSS: ours {rss['ours'] / 1024:.0f} MB, aws cli {rss['aws cli'] / 1024:.0f} MB "
-        "(largest single process)"
+    print("  (MB: peak RSS of the largest process of the command)")
+    extra = sorted(
+        {c for kind in ("no-op", "update") for c in calls[("ours", kind)]}
+        - {c for kind in ("no-op", "update") for c in calls[("aws cli", kind)]}
+        | {
+            c
+            for kind in ("no-op", "update")
+            for c, n in calls[("ours", kind)].items()
+            if n > calls[("aws cli", kind)].get(c, 0)
+        }
     )
+    if extra:
+        print("  calls ours makes (or makes more often) that the AWS CLI does not, and what they check:")
+        for c in extra:
+            print(f"    {c}: {WHY.get(c, 'see docs/deploying.md')}")
     return 0
 
 

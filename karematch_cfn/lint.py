@@ -1,7 +1,13 @@
-"""cfn-lint, run once over a whole tree laid out like templates/, with .cfnlintrc.yaml.
+"""cfn-lint over a whole tree laid out like templates/, with .cfnlintrc.yaml.
 
 Files, not strings: E3043 (nested-stack parameters match the child) runs only when the root
-has a file name and its children are readable beside it.
+has a file name and its children are readable beside it; every share of a parallel run lints
+whole files in that one directory, so the root always sees its children.
+
+Speed: cfn-lint's imports and rules (about a second) are loaded once, in a process that can be
+started before the templates exist (``Warm``), and forked copies of it lint the files in
+parallel. ``lint_cached`` answers from the remembered verdict (``lintcache``) when it can,
+without importing cfn-lint.
 """
 
 from __future__ import annotations
@@ -85,8 +91,9 @@ def _serve(conn, config_file: Path, jobs: int) -> None:
         files = conn.recv()
         if files is None:  # not needed after all (a cache hit)
             return
+        shares = _shares(files, jobs)
         children = []
-        for share in _shares(files, jobs)[1:]:
+        for share in shares[1:]:
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the forked worker
@@ -101,7 +108,7 @@ def _serve(conn, config_file: Path, jobs: int) -> None:
                 os._exit(code)
             os.close(write_end)
             children.append((pid, read_end))
-        findings = _lint_share(_shares(files, jobs)[0], config_file, rules)
+        findings = _lint_share(shares[0], config_file, rules)
         for pid, read_end in children:
             with os.fdopen(read_end, "rb") as fh:
                 data = fh.read()
