@@ -6,9 +6,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # uv installs the same pins as pip, many times faster; taken from PyPI into .tools/ once (or
-# UV=/path/to/uv). Without it (offline, unsupported platform) the install falls back to pip.
+# UV=/path/to/uv). Without it (offline, unsupported platform, or UV=none) pip installs instead.
 UV_VERSION := 0.13.9
-UV     ?= .tools/uv/bin/uv
+UV_HERE := .tools/uv/bin/uv
+UV     ?= $(UV_HERE)
 
 .PHONY: build test check lint format lock clean help
 
@@ -26,26 +27,30 @@ help:
 #   .venv-scan/.installed: constraints-scan.txt ; $(call install,.venv-scan,constraints-scan.txt,TOOL)
 define install
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
-	@test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON))"; $(PYTHON) -m venv $(1); }
 	@if test -x "$(UV)"; then \
+		test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON), uv)"; \
+			"$(UV)" venv --quiet --python "$$(command -v $(PYTHON))" $(1); }; \
 		echo "==> installing $(3) into $(1) with uv (exact pins from $(2))"; \
 		"$(UV)" pip install --python $(1)/bin/python -c $(2) $(3); \
 	else \
+		test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON))"; $(PYTHON) -m venv $(1); }; \
+		$(1)/bin/python -m pip --version >/dev/null 2>&1 || $(1)/bin/python -m ensurepip --default-pip >/dev/null; \
 		echo "==> installing $(3) into $(1) with pip (exact pins from $(2); uv unavailable)"; \
 		$(1)/bin/python -m pip install --disable-pip-version-check --progress-bar off -c $(2) $(3); \
 	fi
 	@touch $@
 endef
 
-# uv from PyPI, once; failure is not an error (the install falls back to pip).
-.tools/uv/bin/uv:
+# uv from PyPI, once (no virtual environment needed: its wheel is one binary); failure is not
+# an error, the install then falls back to pip.
+$(UV_HERE):
 	@command -v $(PYTHON) >/dev/null || exit 0; \
 	echo "==> fetching uv $(UV_VERSION) from PyPI into .tools/uv (once)"; \
-	{ $(PYTHON) -m venv .tools/uv && .tools/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; } \
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv "uv==$(UV_VERSION)" \
 		|| { echo "note: uv unavailable; installing with pip"; rm -rf .tools/uv; }
 
 # What build.py needs (troposphere, awacs, cfn-lint, boto3, PyYAML) ...
-$(VENV)/.installed-build: setup.cfg constraints.txt pyproject.toml | $(UV)
+$(VENV)/.installed-build: setup.cfg constraints.txt pyproject.toml | $(filter $(UV_HERE),$(UV))
 	$(call install,$(VENV),constraints.txt,-e .)
 
 # ... and, for the suite, the test and dev extras (pytest, moto's server, ruff).
