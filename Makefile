@@ -31,7 +31,7 @@ define install
 		test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON), uv)"; \
 			"$(UV)" venv --quiet --python "$$(command -v $(PYTHON))" $(1); }; \
 		echo "==> installing $(3) into $(1) with uv (exact pins from $(2))"; \
-		"$(UV)" pip install --python $(1)/bin/python -c $(2) $(3); \
+		"$(UV)" pip install --compile-bytecode --python $(1)/bin/python -c $(2) $(3); \
 	else \
 		test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON))"; $(PYTHON) -m venv $(1); }; \
 		$(1)/bin/python -m pip --version >/dev/null 2>&1 || $(1)/bin/python -m ensurepip --default-pip >/dev/null; \
