@@ -10,6 +10,9 @@ PY     := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 UV_HERE := .tools/uv/bin/uv
 UV     ?= $(UV_HERE)
+# uv leaves byte-compiling to Python's first import (pip compiles all 3,900 files up front);
+# where Python may not write bytecode (PYTHONDONTWRITEBYTECODE), uv compiles at install instead.
+UV_COMPILE := $(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode)
 
 .PHONY: build test check lint format lock clean help
 
@@ -31,7 +34,7 @@ define install
 		test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON), uv)"; \
 			"$(UV)" venv --quiet --python "$$(command -v $(PYTHON))" $(1); }; \
 		echo "==> installing $(3) into $(1) with uv (exact pins from $(2))"; \
-		"$(UV)" pip install --compile-bytecode --python $(1)/bin/python -c $(2) $(3); \
+		"$(UV)" pip install $(UV_COMPILE) --python $(1)/bin/python -c $(2) $(3); \
 	else \
 		test -x $(1)/bin/python || { echo "==> creating $(1) ($(PYTHON))"; $(PYTHON) -m venv $(1); }; \
 		$(1)/bin/python -m pip --version >/dev/null 2>&1 || $(1)/bin/python -m ensurepip --default-pip >/dev/null; \
