@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from karematch_cfn import lintcache
-from karematch_cfn.paths import PARAMETERS_DIR, SOURCES, TEMPLATES_DIR
+from karematch_cfn.paths import PARAMETERS_DIR, REPO, SOURCES, TEMPLATES_DIR
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -63,6 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="directory of <env>.json parameter files to validate (default: parameters/)",
     )
+    p.add_argument(
+        "--docs-root",
+        type=Path,
+        default=REPO,
+        metavar="DIR",
+        help="directory the generated docs (docs/*.md listed in karematch_cfn/gendocs.py) are "
+        "written under, or with --check compared with (default: the repository)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     return p.parse_args(argv)
 
@@ -94,7 +102,7 @@ def unchanged(args: argparse.Namespace, source: str) -> str | None:
     record = lintcache.lookup_build(source)
     if record is None:
         return None
-    on_disk = tree_files.generated_on_disk(args.out)
+    on_disk = tree_files.generated_on_disk(args.out, docs_root=args.docs_root, doc_paths=record["docs"])
     if lintcache.content_digest(on_disk) != record["outputs"]:
         return None
     if not args.no_lint:
@@ -118,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         if sizes is not None:
             lint_note = "" if args.no_lint else " and cfn-lint found nothing"
             say(
-                f"{args.out}: up to date: nothing changed since it was rendered{lint_note} (--no-cache to redo)"
+                f"{args.out} and the generated docs: up to date: nothing changed since they were "
+                f"rendered{lint_note} (--no-cache to redo)"
             )
             if not args.check:
                 say(sizes)
@@ -131,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_lint:
         from karematch_cfn import lint, tree_files
 
-        predicted = lintcache.key(
-            tree_files.generated_on_disk(args.out), lintcache.Toolchain.current(lint.CONFIG_FILE)
+        last = lintcache.lookup_build(source) if source else None
+        on_disk = tree_files.generated_on_disk(
+            args.out, docs_root=args.docs_root, doc_paths=last["docs"] if last else ()
         )
+        predicted = lintcache.key(on_disk, lintcache.Toolchain.current(lint.CONFIG_FILE))
         if not use_cache or lintcache.lookup(predicted) is None:
             warm = lint.Warm()
     try:
@@ -156,17 +167,24 @@ def build(args: argparse.Namespace, *, say, start: float, source: str, warm) -> 
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    say(f"rendered {len(rendered)} templates; parameter files valid: {', '.join(checked)}")
-    generated = tree_files.generated(rendered)
+    from karematch_cfn import gendocs
+
+    docs = gendocs.render_docs(data)  # the data the templates were dumped from: no re-parse
+    say(
+        f"rendered {len(rendered)} templates and {len(docs)} generated docs; "
+        f"parameter files valid: {', '.join(checked)}"
+    )
+    generated = tree_files.generated(rendered, docs)
 
     problems: list[str] = []
     if args.check:
-        problems = tree.diff(rendered, args.out)
+        problems = tree.diff(rendered, args.out) + gendocs.diff(docs, args.docs_root)
         for line in problems:
             print(f"stale: {line}", file=sys.stderr)
         if problems:
             print(
-                f"error: {args.out} is not what the code renders ({len(problems)} file(s)); "
+                f"error: {args.out} or the generated docs are not what the code renders "
+                f"({len(problems)} file(s)); "
                 "run `python build.py`",
                 file=sys.stderr,
             )
@@ -209,7 +227,9 @@ def build(args: argparse.Namespace, *, say, start: float, source: str, warm) -> 
         failed = bool(findings) or bool(problems)
         if not failed:
             if source:
-                lintcache.store_build(source, outputs=lintcache.content_digest(generated), sizes=table)
+                lintcache.store_build(
+                    source, outputs=lintcache.content_digest(generated), sizes=table, docs=list(docs)
+                )
             say(f"{args.out}: up to date ({time.monotonic() - start:.1f}s)")
         return EXIT_FINDINGS if failed else EXIT_OK
     if findings:
@@ -220,10 +240,16 @@ def build(args: argparse.Namespace, *, say, start: float, source: str, warm) -> 
         print(f"error: over CloudFormation limits, nothing written: {'; '.join(over)}", file=sys.stderr)
         return EXIT_FINDINGS
     tree.write(rendered, args.out)
+    gendocs.write(docs, args.docs_root)
     if source:
-        lintcache.store_build(source, outputs=lintcache.content_digest(generated), sizes=table)
+        lintcache.store_build(
+            source, outputs=lintcache.content_digest(generated), sizes=table, docs=list(docs)
+        )
     say(table)
-    say(f"wrote {len(rendered)} templates to {args.out} ({time.monotonic() - start:.1f}s)")
+    say(
+        f"wrote {len(rendered)} templates to {args.out} and {len(docs)} generated docs "
+        f"({time.monotonic() - start:.1f}s)"
+    )
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ from karematch_cfn.deploy.errors import (
     DeployError,
     exit_code_text,
 )
+from karematch_cfn.deploy.options import DeployOptions, PackageOptions, Sources, Target
 
 if TYPE_CHECKING:
     from karematch_cfn.deploy import deployer
@@ -138,8 +139,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _target(args: argparse.Namespace) -> Target:
+    return Target(
+        env=args.env,
+        stack_name=args.stack_name or names.DEFAULT_STACK_NAME.format(env=args.env),
+        profile=args.profile,
+        region=args.region,
+    )
+
+
+def _sources(args: argparse.Namespace) -> Sources:
+    return Sources(
+        template_dir=args.template_dir,
+        parameter_file=args.parameters,
+        assignments=tuple(args.parameter or ()),
+        artifact_bucket=args.artifact_bucket,
+        use_cache=not args.no_cache,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser: ``deploy`` and ``package`` with every option."""
+    """The full parser: every subcommand with every option (one ``_add_*`` block each)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=DESCRIPTION,
@@ -147,7 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_deploy(sub)
+    _add_package(sub)
+    _add_cost(sub)
+    return parser
 
+
+# ------------------------------------------------------------------------------------------
+# deploy
+# ------------------------------------------------------------------------------------------
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "deploy",
         help="package, review, guard, execute and watch a change set",
@@ -208,6 +237,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(handler="deploy")
 
+
+def _deploy_options(args: argparse.Namespace) -> DeployOptions:
+    return DeployOptions(
+        target=_target(args),
+        sources=_sources(args),
+        image_tag=args.image_tag,
+        desired_count=args.desired_count,
+        allow_replacement=tuple(args.allow_replacement or ()),
+        cfn_role_arn=args.cfn_role_arn,
+        yes=args.yes,
+        dry_run=args.dry_run,
+        poll_interval=args.poll_interval,
+    )
+
+
+def _run_deploy(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import deployer
+
+    return deployer.deploy(_deploy_options(args), hooks)
+
+
+# ------------------------------------------------------------------------------------------
+# package
+# ------------------------------------------------------------------------------------------
+def _add_package(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "package",
         help="upload the templates and write the packaged root",
@@ -224,7 +278,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory to write the packaged root karematch.yaml and parameters.json into",
     )
     p.set_defaults(handler="package")
-    return parser
+
+
+def _run_package(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import deployer
+
+    return deployer.package_command(
+        PackageOptions(target=_target(args), sources=_sources(args), out=args.out), hooks
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# cost: the monthly estimate (karematch_cfn/cost.py); no AWS access
+# ------------------------------------------------------------------------------------------
+COST_DESCRIPTION = """\
+Estimate the monthly cost of one environment from the templates as that environment creates
+them: NAT gateways and their public IPv4 addresses, the load balancer (hours, a baseline of
+capacity units, its public IPv4 addresses), database hours and gp3 storage (twice for
+Multi-AZ), Fargate vCPU and memory at the desired count, KMS keys, secrets, alarms, dashboard,
+trail, WAF when present, Container Insights, backups; usage-based items (data transfer, NAT
+data, logs, CloudFront) rest on karematch_cfn/pricing/usage.yaml. Prices: karematch_cfn/
+pricing/prices.yaml (region and the date they were read). No AWS access.
+"""
+
+
+def _add_cost(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser(
+        "cost",
+        help="estimate the monthly cost of an environment (no AWS access)",
+        description=COST_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument(
+        "--env", required=True, metavar="ENV", help=f"environment: {', '.join(names.ENVIRONMENTS)}"
+    )
+    c.add_argument(
+        "--json", action="store_true", help='print {"monthly_usd": ..., "items": [...]} instead of a table'
+    )
+    c.set_defaults(handler="cost")
+
+
+def _run_cost(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn import cost
+
+    return cost.command(args.env, json_output=args.json)
+
+
+# ------------------------------------------------------------------------------------------
+# running a command
+# ------------------------------------------------------------------------------------------
+HANDLERS = {
+    "deploy": _run_deploy,
+    "package": _run_package,
+    "cost": _run_cost,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,9 +350,8 @@ def run(args: argparse.Namespace, hooks: deployer.Hooks | None = None) -> int:
 
     hooks = hooks or deployer.Hooks()
     console = hooks.console
-    handlers = {"deploy": deployer.deploy, "package": deployer.package_command}
     try:
-        return handlers[args.handler](args, hooks)
+        return HANDLERS[args.handler](args, hooks)
     except DeployError as exc:
         console.error(exc.message)
         for hint in exc.hints:

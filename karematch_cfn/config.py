@@ -35,10 +35,6 @@ class EnvironmentConfig:
     environment: str
     values: Mapping[str, str]
 
-    def cfn_parameters(self) -> list[dict[str, str]]:
-        """The values in the shape CreateStack/CreateChangeSet take."""
-        return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(self.values.items())]
-
 
 def _allowed_text(spec: Mapping[str, Any]) -> str:
     if "AllowedValues" in spec:

@@ -152,15 +152,14 @@ def _requirements(dist: str) -> list[str]:
 
 
 def source_key(*, sources: Iterable[Path], parameters_dir: Path) -> str:
-    """What build.py's output depends on: the code that renders, the parameter files it
-    validates, every installed distribution's version (troposphere, awacs, PyYAML...) and Python.
+    """What build.py's output depends on: the code that renders and its data files, the parameter
+    files it validates, the versions of what rendering uses (``RENDER_DISTRIBUTIONS``) and Python.
     With the same source key, rendering again gives the same bytes."""
     h = hashlib.sha256(f"python {sys.version}\0".encode())
     for dist in RENDER_DISTRIBUTIONS:
         h.update(f"dist {dist} {_version(dist)}\0".encode())
     for p in _files_under(sources):
-        if p.suffix == ".py":
-            h.update(f"code {os.path.relpath(p, REPO)}\0".encode() + p.read_bytes() + b"\0")
+        h.update(f"source {os.path.relpath(p, REPO)}\0".encode() + p.read_bytes() + b"\0")
     for p in sorted(parameters_dir.glob("*.json")) if parameters_dir.is_dir() else []:
         h.update(f"parameters {p.name}\0".encode() + p.read_bytes() + b"\0")
     return h.hexdigest()
@@ -190,13 +189,16 @@ def store(k: str, findings: list[dict[str, object]]) -> None:
 
 
 def lookup_build(k: str) -> dict | None:
-    """What a build with source key ``k`` produced: {"outputs": content digest, "sizes": text}."""
+    """What a build with source key ``k`` produced: {"outputs": content digest of every generated
+    file, "sizes": the size table, "docs": the generated docs' repository paths}."""
     record = _read("build", k)
-    return record if record and isinstance(record.get("outputs"), str) else None
+    if not record or not isinstance(record.get("outputs"), str) or not isinstance(record.get("docs"), list):
+        return None
+    return record
 
 
-def store_build(k: str, *, outputs: str, sizes: str) -> None:
-    _write("build", k, {"outputs": outputs, "sizes": sizes})
+def store_build(k: str, *, outputs: str, sizes: str, docs: list[str]) -> None:
+    _write("build", k, {"outputs": outputs, "sizes": sizes, "docs": docs})
 
 
 def _write(kind: str, k: str, value: dict) -> None:

@@ -147,6 +147,7 @@ CONTAINER_PORT = 5000  # spec section 4: target group / container port
 DATABASE_PORT = 5432  # spec section 3
 HEALTH_CHECK_PATH = "/health"  # spec sections 2 and 4
 HEALTH_CHECK_INTERVAL_SECONDS = 30  # spec sections 2 and 4: "every 30s"
+HEALTHY_THRESHOLD = 2  # spec section 4: "2 consecutive successes" (ALB; the service's grace period)
 DATABASE_NAME = "karematch"  # spec section 3
 ANYWHERE_IPV4 = "0.0.0.0/0"
 

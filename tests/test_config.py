@@ -44,10 +44,6 @@ def test_valid_file_loads_only_the_values_it_sets(tmp_path):
     cfg = config.load(_file(tmp_path, "dev.json", {"EnvironmentName": "dev", "DesiredCount": "1"}), ROOT)
     assert cfg.environment == "dev"
     assert dict(cfg.values) == {"EnvironmentName": "dev", "DesiredCount": "1"}
-    assert cfg.cfn_parameters() == [
-        {"ParameterKey": "DesiredCount", "ParameterValue": "1"},
-        {"ParameterKey": "EnvironmentName", "ParameterValue": "dev"},
-    ]
 
 
 @pytest.mark.parametrize(

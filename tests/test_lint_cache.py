@@ -164,7 +164,7 @@ def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_build_then_deploy_lint_shares_the_verdict_without_importing_cfn_lint(tmp_path):
     env = {lintcache.ENV_VAR: str(tmp_path / "cache")}
     out = tmp_path / "templates"
-    build = [sys.executable, "build.py", "--out", str(out)]
+    build = [sys.executable, "build.py", "--out", str(out), "--docs-root", str(tmp_path)]
     first = subprocess.run(build, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert "informational rules included" in first.stdout  # really linted
@@ -174,7 +174,9 @@ def test_build_then_deploy_lint_shares_the_verdict_without_importing_cfn_lint(tm
         f"""
         import sys
         from pathlib import Path
+        from karematch_cfn import tree
         from karematch_cfn.deploy import inputs
+        tree.REPO = Path({str(tmp_path)!r})  # where this build wrote the generated docs
         t = inputs.load_tree(Path({str(out)!r}))
         print(inputs.lint(t, project=True), "cfnlint" in sys.modules)
         """,
@@ -195,6 +197,17 @@ def test_build_then_deploy_lint_shares_the_verdict_without_importing_cfn_lint(tm
     assert "nothing changed" in again.stdout
     imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if "|" in line}
     assert "cfnlint" not in imported and "troposphere" not in imported
+
+    # A generated doc edited by hand: no shortcut, --check names it.
+    doc = next((tmp_path / "docs").glob("*.md"))
+    original = doc.read_text()
+    doc.write_text(original + "edited\n")
+    stale_doc = subprocess.run(
+        [*build, "--check", "--no-lint"], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert stale_doc.returncode == 1
+    assert doc.name in stale_doc.stderr
+    doc.write_text(original)
 
     # One template edited by hand: --check renders, finds it and fails.
     (out / "network.yaml").write_text((out / "network.yaml").read_text() + "# edited\n")

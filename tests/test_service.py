@@ -198,6 +198,19 @@ def test_service_registers_the_container_port_with_the_target_group():
     assert svc["HealthCheckGracePeriodSeconds"] >= _container(t)["HealthCheck"]["StartPeriod"]
 
 
+def test_grace_period_covers_the_start_period_and_the_healthy_checks():
+    """Start period, then the target group's healthy threshold of checks one interval apart."""
+    svc = helpers.props(helpers.one_of_type(_t(), SERVICE))
+    tg = helpers.props(
+        helpers.one_of_type(helpers.template("loadbalancer.yaml"), "AWS::ElasticLoadBalancingV2::TargetGroup")
+    )
+    needed = (
+        _container(_t())["HealthCheck"]["StartPeriod"]
+        + tg["HealthyThresholdCount"] * tg["HealthCheckIntervalSeconds"]
+    )
+    assert svc["HealthCheckGracePeriodSeconds"] == needed
+
+
 def test_desired_count_parameter_defaults_to_the_spec_count():
     param = _t()["Parameters"][names.DESIRED_COUNT]
     assert int(param["Default"]) == spec.number(r"Desired count: (\d+) tasks \(configurable\)", SECTION)

@@ -1,6 +1,7 @@
 """The deployer: everything that talks to AWS (boto3) lives in this package.
 
-``deployer.py`` orchestrates; the other modules each do one step: ``inputs`` (parameter file,
+``deployer.py`` orchestrates (its ``deploy()`` names the phases in order); ``options`` holds the
+frozen options ``cli.py`` builds; the other modules each do one step: ``inputs`` (parameter file,
 lint, freshness: no AWS), ``aws`` (session, clients, identity), ``package`` (artifacts bucket,
 uploads, TemplateURL rewrite), ``changeset`` (create, wait, read every page and every nested
 change set, the review table), ``guard`` (refuse to lose data: pure functions over the change

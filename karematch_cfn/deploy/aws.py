@@ -53,10 +53,6 @@ def error_message(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def is_access_error(exc: BaseException) -> bool:
-    return error_code(exc) in ACCESS_ERROR_CODES
-
-
 def translate(exc: BaseException, doing: str) -> DeployError:
     """A botocore failure as the one-line error (and exit code) the user should see."""
     if isinstance(exc, DeployError):

@@ -1,4 +1,9 @@
-"""The two commands: ``deploy`` (package, review, guard, execute, watch, protect) and ``package``.
+"""The two commands: ``deploy`` and ``package``.
+
+``deploy()`` reads as its story: ``prepare`` (no AWS), then the phases ``plan_deploy``,
+``package_templates``, ``review_change_set``, ``guard_changes``, ``confirm``, ``execute`` and
+``protect_prod``, each a function below taking the run's ``Context``. Options arrive frozen
+(``options.py``), built once by ``cli.py``.
 
 Order matters and is the point: everything that can be checked without AWS is checked first
 (parameter file, lint, freshness, limits), then who we are, then the stack's state, and only
@@ -9,7 +14,6 @@ a relaxed stack policy) is cleaned up or reported.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -32,6 +36,7 @@ from karematch_cfn.deploy.errors import (
     LintError,
     ProtectionIncomplete,
 )
+from karematch_cfn.deploy.options import DeployOptions, PackageOptions, Sources, Target
 
 ECS_SERVICE = "AWS::ECS::Service"
 ECS_CLUSTER = "AWS::ECS::Cluster"
@@ -88,34 +93,39 @@ def is_project_dir(directory: Path) -> bool:
         return False
 
 
-def prepare(args: argparse.Namespace, console: Console) -> Prepared:
+def prepare(
+    target: Target,
+    sources: Sources,
+    console: Console,
+    *,
+    image_tag: str | None = None,
+    desired_count: int | None = None,
+) -> Prepared:
     """Parameter file, lint, freshness, limits: everything checked before touching AWS."""
-    inputs.check_environment(args.env)
-    directory = tree.TEMPLATES_DIR if args.template_dir is None else args.template_dir
+    inputs.check_environment(target.env)
+    directory = tree.TEMPLATES_DIR if sources.template_dir is None else sources.template_dir
     project = is_project_dir(directory)
     t = inputs.load_tree(directory)
     params = inputs.load_parameters(
         t,
-        args.env,
-        args.parameters,
-        inputs.parse_assignments(args.parameter),
-        image_tag=getattr(args, "image_tag", None),
-        desired_count=getattr(args, "desired_count", None),
+        target.env,
+        sources.parameter_file,
+        inputs.parse_assignments(list(sources.assignments)),
+        image_tag=image_tag,
+        desired_count=desired_count,
     )
     console.say(f"parameters: {params.label} (environment {params.environment}) valid")
-    use_cache = not getattr(args, "no_cache", False)
     if project:
-        inputs.check_fresh(directory, use_cache=use_cache)
+        inputs.check_fresh(directory, use_cache=sources.use_cache)
         console.say(f"templates: {directory} is what the code renders")
     console.say(f"linting {len(t.files)} template(s) with cfn-lint...")
-    findings = inputs.lint(t, use_cache=use_cache, project=project)
+    findings = inputs.lint(t, use_cache=sources.use_cache, project=project)
     if findings:
         raise LintError(
             f"{len(findings)} cfn-lint finding(s) in {directory}; nothing was deployed", *findings
         )
     inputs.check_limits(t)
-    stack_name = getattr(args, "stack_name", None) or names.DEFAULT_STACK_NAME.format(env=args.env)
-    return Prepared(t, params, inputs.capabilities(t), stack_name)
+    return Prepared(t, params, inputs.capabilities(t), target.stack_name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,11 +204,79 @@ def _deletion_protection(
         source[key] = "template default"
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One parameter decision on an update: send ``value``, or with ``previous`` keep the
+    stack's previous value (UsePreviousValue); ``None`` and not ``previous`` changes nothing
+    and only says why."""
+
+    value: str | None
+    source: str
+    note: str
+    previous: bool = False
+
+
+def live_image_tag(specs: dict[str, Any], params: inputs.Parameters, live: dict[str, Any]) -> Choice | None:
+    """ImageTag on an update: the deployed tag unless --image-tag (or the command line) sets one."""
+    key = names.IMAGE_TAG
+    if key not in specs or key in params.explicit or key not in live:
+        return None
+    return Choice(
+        None,
+        "previous value (kept)",
+        f"{key}: keeping the deployed tag {live[key]!r} (--image-tag TAG to deploy another)",
+        previous=True,
+    )
+
+
+def live_desired_count(
+    aws: awsmod.Aws,
+    prep: Prepared,
+    stack: dict[str, Any] | None,
+    live: dict[str, Any],
+) -> Choice | None:
+    """DesiredCount on an update: autoscaling's live task count (within the template's range)
+    unless --desired-count sets one; the file's value while the service has no image yet."""
+    key = names.DESIRED_COUNT
+    specs = prep.tree.parameter_specs()
+    params = prep.params
+    if key not in specs or key in params.explicit:
+        return None
+    had_image = names.IMAGE_TAG not in specs or bool(live.get(names.IMAGE_TAG))
+    if not had_image:
+        return Choice(
+            None,
+            params.label,
+            f"{key}: {params.values.get(key, 'the template default')} from {params.label} (the "
+            "service had no image yet, so its live count is not autoscaling's)",
+        )
+    found = _service_desired_count(aws, stack["StackId"]) if stack else None
+    if found is not None:
+        count, service = found
+        kept = _clamp(count, specs[key])
+        return Choice(
+            str(kept),
+            f"live count of {service}",
+            f"{key}: keeping the live task count {count} of service {service}"
+            + (f" (within the template's range: {kept})" if kept != count else "")
+            + " (autoscaling owns it; --desired-count N to set it)",
+        )
+    if key in live:
+        return Choice(
+            None,
+            "previous value (kept)",
+            f"{key}: no single live ECS service found; keeping the stack's previous value {live[key]!r}",
+            previous=True,
+        )
+    return None
+
+
 def plan_parameters(
     aws: awsmod.Aws, prep: Prepared, stack: dict[str, Any] | None, kind: str
 ) -> ParameterPlan:
-    """The file's values; on an update, the live ImageTag and task count unless given;
-    EnableDeletionProtection false on a first create."""
+    """The file's values; EnableDeletionProtection false on a first create; on an update two
+    decisions: the live image tag (``live_image_tag``) and the live task count
+    (``live_desired_count``)."""
     specs = prep.tree.parameter_specs()
     params = prep.params
     values = dict(params.values)
@@ -208,41 +286,20 @@ def plan_parameters(
     live = {p["ParameterKey"]: p.get("ParameterValue") for p in (stack or {}).get("Parameters", [])}
     _deletion_protection(specs, params, kind, values, source, notes)
     if kind == changeset.UPDATE:
-        if names.IMAGE_TAG in specs and names.IMAGE_TAG not in params.explicit and names.IMAGE_TAG in live:
-            values.pop(names.IMAGE_TAG, None)
-            previous.add(names.IMAGE_TAG)
-            notes.append(
-                f"{names.IMAGE_TAG}: keeping the deployed tag {live[names.IMAGE_TAG]!r} "
-                "(--image-tag TAG to deploy another)"
-            )
-        if names.DESIRED_COUNT in specs and names.DESIRED_COUNT not in params.explicit:
-            had_image = names.IMAGE_TAG not in specs or bool(live.get(names.IMAGE_TAG))
-            if not had_image:
-                notes.append(
-                    f"{names.DESIRED_COUNT}: {values.get(names.DESIRED_COUNT, 'the template default')} "
-                    f"from {params.label} (the service had no image yet, so its live count "
-                    "is not autoscaling's)"
-                )
-            else:
-                found = _service_desired_count(aws, stack["StackId"]) if stack else None
-                if found is not None:
-                    count, service = found
-                    kept = _clamp(count, specs[names.DESIRED_COUNT])
-                    values[names.DESIRED_COUNT] = str(kept)
-                    source[names.DESIRED_COUNT] = f"live count of {service}"
-                    notes.append(
-                        f"{names.DESIRED_COUNT}: keeping the live task count {count} of "
-                        f"service {service}"
-                        + (f" (within the template's range: {kept})" if kept != count else "")
-                        + " (autoscaling owns it; --desired-count N to set it)"
-                    )
-                elif names.DESIRED_COUNT in live:
-                    values.pop(names.DESIRED_COUNT, None)
-                    previous.add(names.DESIRED_COUNT)
-                    notes.append(
-                        f"{names.DESIRED_COUNT}: no single live ECS service found; keeping "
-                        f"the stack's previous value {live[names.DESIRED_COUNT]!r}"
-                    )
+        decisions = {
+            names.IMAGE_TAG: live_image_tag(specs, params, live),
+            names.DESIRED_COUNT: live_desired_count(aws, prep, stack, live),
+        }
+        for key, choice in decisions.items():
+            if choice is None:
+                continue
+            notes.append(choice.note)
+            if choice.previous:
+                values.pop(key, None)
+                previous.add(key)
+            elif choice.value is not None:
+                values[key] = choice.value
+                source[key] = choice.source
     elif names.IMAGE_TAG in specs and not values.get(
         names.IMAGE_TAG, specs[names.IMAGE_TAG].get("Default", "")
     ):
@@ -390,34 +447,252 @@ def check_stack_environment(stack: dict[str, Any] | None, env: str, stack_name: 
         )
 
 
-def deploy(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
+# ------------------------------------------------------------------------------------------
+# deploy: plan, package, review, guard, confirm, execute, protect
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """What every phase of one deploy reads: the options, the test seams, the clients, the
+    checked inputs, and what this run has created so far."""
+
+    opts: DeployOptions
+    hooks: Hooks
+    aws: awsmod.Aws
+    prep: Prepared
+    run: Run
+
+    @property
+    def console(self) -> Console:
+        return self.hooks.console
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan phase's answer: who we are, the live stack (None before the first create),
+    CREATE or UPDATE, and the parameters to send."""
+
+    who: awsmod.Identity
+    stack: dict[str, Any] | None
+    kind: str
+    parameters: ParameterPlan
+
+
+@dataclass(frozen=True)
+class Review:
+    """The change set the user reviews: its id and its tree of nested change sets."""
+
+    change_set_id: str
+    root: changeset.Node
+
+
+def deploy(opts: DeployOptions, hooks: Hooks | None = None) -> int:
+    """The deploy, phase by phase; everything AWS-free is checked before the first AWS call."""
     hooks = hooks or Hooks()
-    console = hooks.console
-    if not (args.yes or args.dry_run) and not hooks.interactive():
+    check_deploy_options(opts, hooks)
+    prep = prepare(
+        opts.target, opts.sources, hooks.console, image_tag=opts.image_tag, desired_count=opts.desired_count
+    )
+    aws = hooks.aws or awsmod.Aws.from_options(opts.target.profile, opts.target.region)
+    run = Run(prep.stack_name, stack_existed=True)  # until we know: never delete what we did not make
+    ctx = Context(opts, hooks, aws, prep, run)
+    try:
+        plan = plan_deploy(ctx)
+        packaged = package_templates(ctx, plan)
+        review = review_change_set(ctx, plan, packaged)
+        if review is None:
+            return no_changes(ctx)
+        lifted = guard_changes(ctx, plan, review)
+        if not confirm(ctx):
+            return 0
+        status = execute(ctx, plan, review, lifted)
+        return protect_prod(ctx, status)
+    except KeyboardInterrupt:
+        raise _interrupted(aws, hooks.console, run) from None
+    except DeployError as exc:
+        _left_behind(aws, hooks.console, run, opts.dry_run, exc)
+        raise
+
+
+def check_deploy_options(opts: DeployOptions, hooks: Hooks) -> None:
+    """What the options alone can refuse (exit 2), before any file is read."""
+    if not (opts.yes or opts.dry_run) and not hooks.interactive():
         raise BadInput(
             "no terminal to confirm the change set; pass --yes to execute without "
             "asking (CI) or --dry-run to only review it"
         )
-    for name in args.allow_replacement or []:
+    for name in opts.allow_replacement:
         if not name or name.startswith("/") or name.endswith("/") or "//" in name:
             raise BadInput(f"--allow-replacement {name!r}: expected ChildStack/LogicalId")
-    prep = prepare(args, console)
-    aws = hooks.aws or awsmod.Aws.from_options(args.profile, args.region)
-    run = Run(prep.stack_name, stack_existed=True)  # until we know: never delete what we did not make
-    try:
-        who = awsmod.identity(aws)
-        console.say(f"account {who.account} as {who.arn}; region {aws.region}; stack {prep.stack_name}")
-        stack = changeset.describe_stack(aws.cfn, prep.stack_name)
-        check_stack_environment(stack, args.env, prep.stack_name)
-        kind = changeset.plan(stack, prep.stack_name)
-        run.stack_existed = stack is not None
-        run.stack_id = stack["StackId"] if stack else None
-        return _deploy(args, hooks, aws, who, prep, stack, kind, run)
-    except KeyboardInterrupt:
-        raise _interrupted(aws, console, run) from None
-    except DeployError as exc:
-        _left_behind(aws, console, run, args.dry_run, exc)
-        raise
+
+
+def plan_deploy(ctx: Context) -> Plan:
+    """Plan: who we are, the live stack (of this environment), CREATE or UPDATE, the parameters."""
+    aws, prep, run = ctx.aws, ctx.prep, ctx.run
+    who = awsmod.identity(aws)
+    ctx.console.say(f"account {who.account} as {who.arn}; region {aws.region}; stack {prep.stack_name}")
+    stack = changeset.describe_stack(aws.cfn, prep.stack_name)
+    check_stack_environment(stack, ctx.opts.target.env, prep.stack_name)
+    kind = changeset.plan(stack, prep.stack_name)
+    run.stack_existed = stack is not None
+    run.stack_id = stack["StackId"] if stack else None
+    return Plan(who, stack, kind, plan_parameters(aws, prep, stack, kind))
+
+
+def package_templates(ctx: Context, plan: Plan) -> package.Packaged:
+    """Package: the artifacts bucket, then every child template under its content-hash key."""
+    bucket = package.ensure_bucket(
+        ctx.aws, ctx.console, plan.who.account, ctx.opts.sources.artifact_bucket, defer=True
+    )
+    return package.package(ctx.aws, ctx.console, bucket, ctx.prep.tree)
+
+
+def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> Review | None:
+    """Review: create the change set, wait for it, read every nested change set and print the
+    parameters and the tables. None when nothing would change."""
+    aws, console, prep, run = ctx.aws, ctx.console, ctx.prep, ctx.run
+    article = "an" if plan.kind == changeset.UPDATE else "a"
+    console.say(
+        f"creating {article} {plan.kind} change set for {prep.stack_name} "
+        f"(capabilities: {', '.join(prep.capabilities) or 'none'})"
+    )
+    cs_id, stack_id = changeset.create(
+        aws.cfn,
+        stack_name=prep.stack_name,
+        change_set_type=plan.kind,
+        template=packaged.template_argument(),
+        parameters=plan.parameters.entries,
+        capabilities=prep.capabilities,
+        name=changeset.change_set_name(),
+        description=f"karematch-cfn deploy --env {ctx.opts.target.env}",
+        role_arn=ctx.opts.cfn_role_arn,
+    )
+    if cs_id == changeset.NO_CHANGES:
+        return None
+    run.change_set_id = cs_id
+    run.stack_id = stack_id or run.stack_id
+    poll = min(ctx.opts.poll_interval, changeset.MAX_POLL)
+    first = changeset.wait(aws.cfn, console, cs_id, poll, ctx.hooks.sleep)
+    run.stack_id = first.get("StackId") or run.stack_id
+    if first["Status"] == "FAILED":
+        reason = first.get("StatusReason") or "no reason given"
+        if changeset.is_no_change_reason(reason):
+            return None
+        discard(aws, console, run)
+        raise DeployFailed(f"the change set failed: {reason}")
+
+    root = changeset.fetch_tree(
+        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
+    )
+    settings_only = not changeset.has_changes(root)
+    if (
+        settings_only
+        and plan.kind == changeset.UPDATE
+        and plan.stack is not None
+        and unchanged_from_live(aws, prep, packaged, plan.parameters, plan.stack)
+    ):
+        return None
+
+    console.say("", "Parameters:")
+    console.say(*("  " + x for x in table(plan.parameters.rows, ("Parameter", "Value", "From"))))
+    for note in plan.parameters.notes:
+        console.say(f"  note: {note}")
+    console.say(*changeset.table_lines(root, prep.stack_name))
+    if settings_only:
+        console.say("", f"Stack {prep.stack_name}: no resource changes (parameters/outputs/tags only)")
+    console.say("")
+    return Review(cs_id, root)
+
+
+def guard_changes(ctx: Context, plan: Plan, review: Review) -> list[guard.Refusal]:
+    """Guard: refuse (exit 3) to lose a stateful resource unless --allow-replacement names it.
+    Returns the refusals the user lifted (their stack policies are relaxed while executing)."""
+    console = ctx.console
+    live = {p["ParameterKey"]: p for p in (plan.stack or {}).get("Parameters", [])}
+    new = {p["ParameterKey"]: p for p in plan.parameters.entries}
+    refusals = guard.check(review.root, guard.LiveResolver(ctx.aws.cfn, new, live))
+    refused, lifted, unused = guard.split_allowed(refusals, list(ctx.opts.allow_replacement))
+    for name in unused:
+        console.warn(f"--allow-replacement {name}: no such refusal in this change set")
+    for r in lifted:
+        console.say(f"guard: allowed by --allow-replacement: {r}")
+    if not refused:
+        return lifted
+    for r in refused:
+        console.error(f"guard: {r}")
+    if ctx.opts.dry_run:  # a dry run deletes its change set, even when refused
+        discard(ctx.aws, console, ctx.run)
+        kept = "the change set was deleted (dry run)"
+    else:
+        kept = (
+            "the change set is kept for review: aws cloudformation describe-change-set "
+            f"--change-set-name {review.change_set_id}"
+        )
+    raise GuardRefused(
+        f"the data guard refused {len(refused)} change(s) to stateful resources; nothing was executed",
+        kept,
+        "if a replacement is intended (data migrated or disposable), deploy again with "
+        + " ".join(f"--allow-replacement {r.name}" for r in refused),
+    )
+
+
+def confirm(ctx: Context) -> bool:
+    """Confirm: a dry run stops here; otherwise --yes or the user's answer. A change set that
+    is not executed is deleted."""
+    if ctx.opts.dry_run:
+        ctx.console.say("dry run: nothing executed")
+        discard(ctx.aws, ctx.console, ctx.run)
+        return False
+    if ctx.opts.yes or ctx.hooks.confirm(f"Execute this change set on {ctx.prep.stack_name}? [y/N] "):
+        return True
+    ctx.console.say("not executed")
+    discard(ctx.aws, ctx.console, ctx.run)
+    return False
+
+
+def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal]) -> str:
+    """Execute: run the change set and stream the stack's events until a terminal status;
+    raise with the first failures and the way back unless it succeeded."""
+    aws, console, prep, run = ctx.aws, ctx.console, ctx.prep, ctx.run
+    if plan.kind == changeset.CREATE:
+        ensure_service_linked_roles(aws, console, prep.tree)
+    watcher = events.Watcher(
+        aws.cfn,
+        console,
+        run.stack_id or prep.stack_name,
+        prep.stack_name,
+        interval=ctx.opts.poll_interval,
+        sleep=ctx.hooks.sleep,
+    )
+    with protect.relaxed(aws.cfn, console, run.stack_id or prep.stack_name, [r.name for r in lifted]):
+        watcher.prime()
+        run.executing = True
+        console.say(f"executing change set {review.change_set_id}")
+        awsmod.call(
+            "executing the change set", aws.cfn.execute_change_set, ChangeSetName=review.change_set_id
+        )
+        run.change_set_id = None  # executed: CloudFormation owns it now
+        status = watcher.run()
+    if status not in events.SUCCESS:
+        lines = watcher.failure_lines()
+        raise DeployFailed(
+            f"deploy of {prep.stack_name} failed: the stack is {status}",
+            *(["first failures:"] + [f"  {x}" for x in lines] if lines else []),
+            *changeset.recovery_hint(prep.stack_name, status),
+        )
+    return status
+
+
+def protect_prod(ctx: Context, status: str) -> int:
+    """Protect: after a prod deploy, stack policies and termination protection (exit 6 if
+    either is missing); then the root's Outputs."""
+    aws, console, prep = ctx.aws, ctx.console, ctx.prep
+    console.say(f"{prep.stack_name}: {status} ({int(console.elapsed())}s)")
+    missing: list[tuple[str, str]] = []
+    if prep.params.environment == names.PRODUCTION:
+        missing = protect.apply(aws.cfn, console, ctx.run.stack_id or prep.stack_name, prep.stack_name)
+    _print_outputs(aws, console, prep.stack_name)
+    _protection_outcome(missing, prep.stack_name, f"deployed ({status})")
+    return 0
 
 
 def unchanged_from_live(
@@ -452,139 +727,6 @@ def unchanged_from_live(
     return body == inputs.parse_template(packaged.root_text, "the packaged root")
 
 
-def _deploy(
-    args: argparse.Namespace,
-    hooks: Hooks,
-    aws: awsmod.Aws,
-    who: awsmod.Identity,
-    prep: Prepared,
-    stack: dict[str, Any] | None,
-    kind: str,
-    run: Run,
-) -> int:
-    console = hooks.console
-    pplan = plan_parameters(aws, prep, stack, kind)
-    bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket, defer=True)
-    packaged = package.package(aws, console, bucket, prep.tree)
-
-    article = "an" if kind == changeset.UPDATE else "a"
-    console.say(
-        f"creating {article} {kind} change set for {prep.stack_name} "
-        f"(capabilities: {', '.join(prep.capabilities) or 'none'})"
-    )
-    cs_id, stack_id = changeset.create(
-        aws.cfn,
-        stack_name=prep.stack_name,
-        change_set_type=kind,
-        template=packaged.template_argument(),
-        parameters=pplan.entries,
-        capabilities=prep.capabilities,
-        name=changeset.change_set_name(),
-        description=f"karematch-cfn deploy --env {args.env}",
-        role_arn=args.cfn_role_arn,
-    )
-    if cs_id == changeset.NO_CHANGES:
-        return _no_changes(args, aws, console, prep, run)
-    run.change_set_id = cs_id
-    run.stack_id = stack_id or run.stack_id
-    first = changeset.wait(aws.cfn, console, cs_id, min(args.poll_interval, changeset.MAX_POLL), hooks.sleep)
-    run.stack_id = first.get("StackId") or run.stack_id
-    if first["Status"] == "FAILED":
-        reason = first.get("StatusReason") or "no reason given"
-        if changeset.is_no_change_reason(reason):
-            return _no_changes(args, aws, console, prep, run)
-        discard(aws, console, run)
-        raise DeployFailed(f"the change set failed: {reason}")
-
-    root = changeset.fetch_tree(
-        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
-    )
-    settings_only = not changeset.has_changes(root)
-    if (
-        settings_only
-        and kind == changeset.UPDATE
-        and stack is not None
-        and unchanged_from_live(aws, prep, packaged, pplan, stack)
-    ):
-        return _no_changes(args, aws, console, prep, run)
-
-    console.say("", "Parameters:")
-    console.say(*("  " + x for x in table(pplan.rows, ("Parameter", "Value", "From"))))
-    for note in pplan.notes:
-        console.say(f"  note: {note}")
-    console.say(*changeset.table_lines(root, prep.stack_name))
-    if settings_only:
-        console.say("", f"Stack {prep.stack_name}: no resource changes (parameters/outputs/tags only)")
-    console.say("")
-
-    live = {p["ParameterKey"]: p for p in (stack or {}).get("Parameters", [])}
-    new = {p["ParameterKey"]: p for p in pplan.entries}
-    refusals = guard.check(root, guard.LiveResolver(aws.cfn, new, live))
-    refused, lifted, unused = guard.split_allowed(refusals, args.allow_replacement or [])
-    for name in unused:
-        console.warn(f"--allow-replacement {name}: no such refusal in this change set")
-    for r in lifted:
-        console.say(f"guard: allowed by --allow-replacement: {r}")
-    if refused:
-        for r in refused:
-            console.error(f"guard: {r}")
-        if args.dry_run:  # a dry run deletes its change set, even when refused
-            discard(aws, console, run)
-            kept = "the change set was deleted (dry run)"
-        else:
-            kept = (
-                "the change set is kept for review: aws cloudformation describe-change-set "
-                f"--change-set-name {cs_id}"
-            )
-        raise GuardRefused(
-            f"the data guard refused {len(refused)} change(s) to stateful resources; nothing was executed",
-            kept,
-            "if a replacement is intended (data migrated or disposable), deploy again with "
-            + " ".join(f"--allow-replacement {r.name}" for r in refused),
-        )
-
-    if args.dry_run:
-        console.say("dry run: nothing executed")
-        discard(aws, console, run)
-        return 0
-    if not args.yes and not hooks.confirm(f"Execute this change set on {prep.stack_name}? [y/N] "):
-        console.say("not executed")
-        discard(aws, console, run)
-        return 0
-    if kind == changeset.CREATE:
-        ensure_service_linked_roles(aws, console, prep.tree)
-
-    watcher = events.Watcher(
-        aws.cfn,
-        console,
-        run.stack_id or prep.stack_name,
-        prep.stack_name,
-        interval=args.poll_interval,
-        sleep=hooks.sleep,
-    )
-    with protect.relaxed(aws.cfn, console, run.stack_id or prep.stack_name, [r.name for r in lifted]):
-        watcher.prime()
-        run.executing = True
-        console.say(f"executing change set {cs_id}")
-        awsmod.call("executing the change set", aws.cfn.execute_change_set, ChangeSetName=cs_id)
-        run.change_set_id = None  # executed: CloudFormation owns it now
-        status = watcher.run()
-    if status not in events.SUCCESS:
-        lines = watcher.failure_lines()
-        raise DeployFailed(
-            f"deploy of {prep.stack_name} failed: the stack is {status}",
-            *(["first failures:"] + [f"  {x}" for x in lines] if lines else []),
-            *changeset.recovery_hint(prep.stack_name, status),
-        )
-    console.say(f"{prep.stack_name}: {status} ({int(console.elapsed())}s)")
-    missing: list[tuple[str, str]] = []
-    if prep.params.environment == names.PRODUCTION:
-        missing = protect.apply(aws.cfn, console, run.stack_id or prep.stack_name, prep.stack_name)
-    _print_outputs(aws, console, prep.stack_name)
-    _protection_outcome(missing, prep.stack_name, f"deployed ({status})")
-    return 0
-
-
 def _protection_outcome(missing: list[tuple[str, str]], stack_name: str, done: str) -> None:
     """Exit 6 when prod protection is incomplete: say the stack is deployed and how to protect it."""
     if not missing:
@@ -598,11 +740,13 @@ def _protection_outcome(missing: list[tuple[str, str]], stack_name: str, done: s
     )
 
 
-def _no_changes(args: argparse.Namespace, aws: awsmod.Aws, console: Console, prep: Prepared, run: Run) -> int:
+def no_changes(ctx: Context) -> int:
+    """Nothing to change: delete the change set; a prod stack still gets its protection."""
+    aws, console, prep = ctx.aws, ctx.console, ctx.prep
     console.say(f"no changes: {prep.stack_name} already matches the templates and parameters")
-    if run.change_set_id:
-        discard(aws, console, run)
-    if prep.params.environment == names.PRODUCTION and not args.dry_run:
+    if ctx.run.change_set_id:
+        discard(aws, console, ctx.run)
+    if prep.params.environment == names.PRODUCTION and not ctx.opts.dry_run:
         stack = changeset.describe_stack(aws.cfn, prep.stack_name)
         if stack is not None:
             missing = protect.apply(aws.cfn, console, stack["StackId"], prep.stack_name)
@@ -644,16 +788,16 @@ def write_parameter_file(path: Path, prep: Prepared, notes: list[str]) -> list[s
     return sorted(k for k in values if k in no_echo)
 
 
-def package_command(args: argparse.Namespace, hooks: Hooks | None = None) -> int:
+def package_command(opts: PackageOptions, hooks: Hooks | None = None) -> int:
     hooks = hooks or Hooks()
     console = hooks.console
-    prep = prepare(args, console)
-    aws = hooks.aws or awsmod.Aws.from_options(args.profile, args.region)
+    prep = prepare(opts.target, opts.sources, console)
+    aws = hooks.aws or awsmod.Aws.from_options(opts.target.profile, opts.target.region)
     who = awsmod.identity(aws)
     console.say(f"account {who.account} as {who.arn}; region {aws.region}")
-    bucket = package.ensure_bucket(aws, console, who.account, args.artifact_bucket)
+    bucket = package.ensure_bucket(aws, console, who.account, opts.sources.artifact_bucket)
     packaged = package.package(aws, console, bucket, prep.tree, upload_root=True)
-    out: Path = args.out
+    out = opts.out
     try:
         out.mkdir(parents=True, exist_ok=True)
         target = out / prep.tree.root.name

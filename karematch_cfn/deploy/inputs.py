@@ -205,9 +205,10 @@ def check_fresh(directory: Path, *, use_cache: bool = True) -> None:
         lintcache.source_key(sources=paths.SOURCES, parameters_dir=tree.PARAMETERS_DIR) if use_cache else ""
     )
     record = lintcache.lookup_build(source) if source else None
-    on_disk = tree_files.generated_on_disk(directory)
-    if record is not None and record["outputs"] == lintcache.content_digest(on_disk):
-        return
+    if record is not None:
+        on_disk = tree_files.generated_on_disk(directory, docs_root=tree.REPO, doc_paths=record["docs"])
+        if record["outputs"] == lintcache.content_digest(on_disk):
+            return
     try:
         rendered = tree.render_all()
     except ValueError as exc:  # wiring/contract errors raised by the stack modules
@@ -231,8 +232,12 @@ def lint(t: Tree, *, use_cache: bool = True, project: bool = False) -> list[str]
     from karematch_cfn import lint as cfnlint
 
     base = t.directory.resolve()
-    if project:
-        generated = tree_files.generated_on_disk(t.directory)
+    if project:  # the same mapping as build.py's: the templates and the generated docs
+        from karematch_cfn import gendocs
+
+        generated = tree_files.generated_on_disk(
+            t.directory, docs_root=tree.REPO, doc_paths=[path for path, _ in gendocs.GENERATED]
+        )
     else:
         generated = {
             "templates/" + os.path.relpath(p, base).replace(os.sep, "/"): f.text for p, f in t.files.items()

@@ -25,6 +25,7 @@ from karematch_cfn.deploy import aws as awsmod
 from karematch_cfn.deploy.console import Console
 from karematch_cfn.deploy.errors import AccessProblem, BadInput
 from karematch_cfn.deploy.inputs import Template, Tree
+from karematch_cfn.lib import buckets
 
 KEY_PREFIX = names.ARTIFACTS_KEY_PREFIX
 # Lifecycle of a bucket the deployer creates: keys expire after EXPIRE_DAYS; a key older than
@@ -197,7 +198,7 @@ def hardening(name: str, partition: str, https: bool) -> list[Setting]:
                 "ServerSideEncryptionConfiguration": {
                     "Rules": [
                         {
-                            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": buckets.SSE_S3},
                             "BucketKeyEnabled": True,
                         }
                     ]

@@ -25,7 +25,7 @@ GREATER_OR_EQUAL = "GreaterThanOrEqualToThreshold"
 LESS = "LessThanThreshold"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Evaluation:
     """How an alarm looks at its metric: statistic, period (s), M of N datapoints, missing data."""
 
@@ -48,6 +48,7 @@ def dimensions(**dims: Any) -> list[MetricDimension]:
 def metric_alarm(
     t: Template,
     logical_id: str,
+    *,
     purpose: str,
     description: str,
     namespace: Any,

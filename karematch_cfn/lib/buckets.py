@@ -27,15 +27,18 @@ from troposphere.s3 import (
 
 from karematch_cfn.lib import arns, iam
 
+# SSE-S3 (Amazon S3 managed keys, AES-256): the one name for it. ECR's EncryptionType calls the
+# same encryption "AES256" too.
 SSE_S3 = "AES256"
 
 
 def private_bucket(
     logical_id: str,
+    *,
     name_pattern: str,
     lifecycle: list[LifecycleRule],
     tags: Tags,
-    sse_algorithm: str = SSE_S3,
+    sse_algorithm: str,
     bucket_key: bool = False,
 ) -> Bucket:
     """A private, versioned bucket named by a ``names`` Fn::Sub pattern (policies are the

@@ -472,7 +472,7 @@ def describe_ecs_services(service_arns: list[Any]) -> Statement:
 
 
 def provision(
-    sid: str, service: str, actions: Any, resources: list[Any], condition: Condition | None = None
+    sid: str, *, service: str, actions: Any, resources: list[Any], condition: Condition | None = None
 ) -> Statement:
     """Let CloudFormation create, read, update and delete one service's resources: ``actions``
     (names without the service prefix) on ``resources`` (ARN patterns scoped to the account)."""

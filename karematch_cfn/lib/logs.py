@@ -26,6 +26,7 @@ def log_group(logical_id: str, name_pattern: str, retention: Any, **extra: Any) 
 
 def delivery_role(
     logical_id: str,
+    *,
     service: str,
     group_pattern: str,
     policy_name: str,

@@ -60,8 +60,8 @@ def secret_document() -> str:
     )
 
 
-def build() -> Template:
-    t = render.new_template("KareMatch app secret: the backend's JSON secret, from generated values")
+def declare_inputs(t: Template) -> None:
+    """The Parameters, read only through the secret document's Fn::Sub placeholders."""
     names.declare(t, names.ENVIRONMENT_NAME)
     for pname, description in (
         (names.DATABASE_SECRET_ARN, "ARN of the master-credentials secret (username, password)"),
@@ -71,6 +71,11 @@ def build() -> Template:
         (names.DATABASE_ENDPOINT_PORT, "Port of the RDS endpoint"),
     ):
         names.declare(t, pname, description)
+
+
+def build() -> Template:
+    t = render.new_template("KareMatch app secret: the backend's JSON secret, from generated values")
+    declare_inputs(t)
     secret = Secret(
         APP_SECRET,
         Name=Sub(names.APP_SECRET),

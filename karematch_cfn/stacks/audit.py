@@ -20,6 +20,7 @@ Outputs:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from troposphere import GetAtt, Ref, Sub, Template
@@ -51,11 +52,16 @@ KEY_ALIAS = f"alias/karematch-{names.ENV}-cloudtrail"
 LOGS_SERVICE = "logs.${AWS::Region}.amazonaws.com"
 # CloudTrail writes log files under AWSLogs/<account id>/ (and digests beside them).
 TRAIL_OBJECTS_PREFIX = "AWSLogs/${AWS::AccountId}/"
-BUCKET_DEFAULT_ENCRYPTION = "AES256"
 
 # Security alarms: any single event in a 5-minute window alerts (CIS: threshold 1).
 SECURITY_EVENTS_THRESHOLD = 1
-SECURITY_EVENT = Evaluation("Sum", 5 * 60, 1, 1, alarms.NOT_BREACHING)
+SECURITY_EVENT = Evaluation(
+    statistic="Sum",
+    period=5 * 60,
+    evaluation_periods=1,
+    datapoints_to_alarm=1,
+    treat_missing_data=alarms.NOT_BREACHING,
+)
 SECURITY_NAMESPACE = f"KareMatch/{names.ENV}/Security"
 
 
@@ -112,7 +118,8 @@ SECURITY_CHECKS = (
 )
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     retention_days: Ref
     alarm_topic: Ref
 
@@ -121,7 +128,7 @@ def declare_inputs(t: Template) -> Inputs:
     names.declare(t, names.ENVIRONMENT_NAME)
     retention = Ref(names.declare(t, names.LOG_RETENTION_DAYS))
     topic = Ref(names.declare(t, names.ALARM_TOPIC_ARN, "SNS topic notified by the security alarms"))
-    return Inputs(retention, topic)
+    return Inputs(retention_days=retention, alarm_topic=topic)
 
 
 def add_key(t: Template) -> Key:
@@ -151,8 +158,8 @@ def add_bucket(t: Template, p: Inputs) -> Bucket:
     # CloudTrail to use the key outside its trail encryption context.
     bucket = buckets.private_bucket(
         TRAIL_BUCKET,
-        names.TRAIL_BUCKET,
-        [
+        name_pattern=names.TRAIL_BUCKET,
+        lifecycle=[
             LifecycleRule(
                 Id="ExpireAfterRetention",
                 Status="Enabled",
@@ -160,8 +167,8 @@ def add_bucket(t: Template, p: Inputs) -> Bucket:
                 NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=p.retention_days),
             )
         ],
-        tags.standard(),
-        sse_algorithm=BUCKET_DEFAULT_ENCRYPTION,
+        tags=tags.standard(),
+        sse_algorithm=buckets.SSE_S3,
     )
     return t.add_resource(policies.retain_except_on_create(bucket))
 
@@ -187,17 +194,17 @@ def add_log_delivery(t: Template, p: Inputs, key: Key) -> tuple[LogGroup, Role]:
     role = t.add_resource(
         logs.delivery_role(
             TRAIL_LOGS_ROLE,
-            "cloudtrail.amazonaws.com",
-            names.TRAIL_LOG_GROUP,
-            "DeliverTrailToCloudWatchLogs",
-            "CloudTrail delivers the trail's events to its CloudWatch Logs group",
+            service="cloudtrail.amazonaws.com",
+            group_pattern=names.TRAIL_LOG_GROUP,
+            policy_name="DeliverTrailToCloudWatchLogs",
+            description="CloudTrail delivers the trail's events to its CloudWatch Logs group",
         )
     )
     return group, role
 
 
 def add_trail(
-    t: Template, bucket: Bucket, bucket_policy: BucketPolicy, key: Key, group: LogGroup, role: Role
+    t: Template, *, bucket: Bucket, bucket_policy: BucketPolicy, key: Key, group: LogGroup, role: Role
 ) -> Trail:
     trail = Trail(
         TRAIL,
@@ -238,15 +245,15 @@ def add_security_alarms(t: Template, p: Inputs, group: LogGroup) -> None:
         alarms.metric_alarm(
             t,
             f"{check.metric}Alarm",
-            f"cis-{_kebab(check.metric)}",
-            check.description,
-            Sub(SECURITY_NAMESPACE),
-            check.metric,
-            {},
-            alarms.GREATER_OR_EQUAL,
-            SECURITY_EVENTS_THRESHOLD,
-            SECURITY_EVENT,
-            [p.alarm_topic],
+            purpose=f"cis-{_kebab(check.metric)}",
+            description=check.description,
+            namespace=Sub(SECURITY_NAMESPACE),
+            metric=check.metric,
+            dims={},
+            comparison=alarms.GREATER_OR_EQUAL,
+            threshold=SECURITY_EVENTS_THRESHOLD,
+            evaluation=SECURITY_EVENT,
+            actions=[p.alarm_topic],
         )
 
 
@@ -263,6 +270,6 @@ def build() -> Template:
     bucket = add_bucket(t, p)
     bucket_policy = add_bucket_policy(t, bucket)
     group, role = add_log_delivery(t, p, key)
-    add_trail(t, bucket, bucket_policy, key, group, role)
+    add_trail(t, bucket=bucket, bucket_policy=bucket_policy, key=key, group=group, role=role)
     add_security_alarms(t, p, group)
     return t

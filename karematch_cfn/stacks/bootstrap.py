@@ -95,7 +95,6 @@ GATED_ENVIRONMENTS = ("staging", names.PRODUCTION)
 CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
 
 # Artifacts: key prefix and lifecycle shared with the deployer (names.ARTIFACTS_*).
-SSE_ALGORITHM = "AES256"  # SSE-S3: templates hold no secrets, and no key policy to manage
 DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 1-hour default
 
 # ------------------------------------------------------------------------------------------
@@ -418,13 +417,11 @@ def stack_names() -> list[str]:
 
 @dataclass(frozen=True)
 class Inputs:
-    repository: Ref
-    create_provider: Ref
     existing_provider: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
-    repo = t.add_parameter(
+    t.add_parameter(  # read through Fn::Sub (the OIDC subjects)
         Parameter(
             GITHUB_REPOSITORY,
             Type="String",
@@ -466,7 +463,7 @@ def declare_inputs(t: Template) -> Inputs:
             ],
         },
     )
-    return Inputs(Ref(repo), Ref(create), Ref(existing))
+    return Inputs(existing_provider=Ref(existing))
 
 
 def add_oidc_provider(t: Template, p: Inputs) -> If:
@@ -487,7 +484,7 @@ def add_oidc_provider(t: Template, p: Inputs) -> If:
     return If(CREATES_OIDC_PROVIDER, Ref(provider), p.existing_provider)
 
 
-def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
+def add_artifacts_bucket(t: Template, *, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
     """Encrypted, versioned, private (owner-enforced, TLS only) bucket for packaged templates;
     old keys and versions expire. Kept if the bootstrap stack lets go of it, except when its
     first create rolls back (a retained named bucket would block the retry)."""
@@ -495,8 +492,8 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
         policies.retain_except_on_create(
             buckets.private_bucket(
                 logical_id,
-                name_pattern,
-                [
+                name_pattern=name_pattern,
+                lifecycle=[
                     LifecycleRule(
                         Id="ExpireOldTemplates",
                         Status="Enabled",
@@ -509,8 +506,8 @@ def add_artifacts_bucket(t: Template, logical_id: str, policy_id: str, name_patt
                         ),
                     )
                 ],
-                Tags(Project="karematch"),
-                sse_algorithm=SSE_ALGORITHM,
+                tags=Tags(Project="karematch"),
+                sse_algorithm=buckets.SSE_S3,  # templates hold no secrets, and no key policy to manage
                 bucket_key=True,
             )
         )
@@ -532,55 +529,77 @@ def execution_statements() -> dict[str, list]:
     ]
     return {
         "ExecutionNetworkComputePolicy": [
-            iam.provision("ProvisionNetwork", "ec2", EC2_ACTIONS, [regional("ec2", "*")]),
-            iam.provision("ProvisionContainers", "ecs", ECS_ACTIONS, [regional("ecs", "*")]),
             iam.provision(
-                "ProvisionRepository", "ecr", ECR_ACTIONS, [regional("ecr", "repository/karematch-*")]
+                "ProvisionNetwork", service="ec2", actions=EC2_ACTIONS, resources=[regional("ec2", "*")]
+            ),
+            iam.provision(
+                "ProvisionContainers", service="ecs", actions=ECS_ACTIONS, resources=[regional("ecs", "*")]
+            ),
+            iam.provision(
+                "ProvisionRepository",
+                service="ecr",
+                actions=ECR_ACTIONS,
+                resources=[regional("ecr", "repository/karematch-*")],
             ),
             iam.provision(
                 "ProvisionLoadBalancer",
-                "elasticloadbalancing",
-                LOAD_BALANCING_ACTIONS,
-                [regional("elasticloadbalancing", "*")],
+                service="elasticloadbalancing",
+                actions=LOAD_BALANCING_ACTIONS,
+                resources=[regional("elasticloadbalancing", "*")],
             ),
             iam.provision(
                 "ProvisionAutoScaling",
-                "application-autoscaling",
-                AUTOSCALING_ACTIONS,
-                [regional("application-autoscaling", "scalable-target/*")],
+                service="application-autoscaling",
+                actions=AUTOSCALING_ACTIONS,
+                resources=[regional("application-autoscaling", "scalable-target/*")],
             ),
         ],
         "ExecutionDataEdgePolicy": [
-            iam.provision("ProvisionDatabase", "rds", RDS_ACTIONS, [regional("rds", "*")]),
+            iam.provision(
+                "ProvisionDatabase", service="rds", actions=RDS_ACTIONS, resources=[regional("rds", "*")]
+            ),
             iam.provision(
                 "ProvisionSecrets",
-                "secretsmanager",
-                SECRETS_ACTIONS,
-                [regional("secretsmanager", "secret:karematch-*")],
+                service="secretsmanager",
+                actions=SECRETS_ACTIONS,
+                resources=[regional("secretsmanager", "secret:karematch-*")],
             ),
             iam.provision(
                 "ProvisionKeys",
-                "kms",
-                KMS_ACTIONS,
-                [regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
+                service="kms",
+                actions=KMS_ACTIONS,
+                resources=[regional("kms", "key/*"), regional("kms", "alias/karematch-*")],
             ),
             iam.provision(
-                "ProvisionLogs", "logs", LOGS_ACTIONS, [regional("logs", "log-group:*karematch-*")]
+                "ProvisionLogs",
+                service="logs",
+                actions=LOGS_ACTIONS,
+                resources=[regional("logs", "log-group:*karematch-*")],
             ),
-            iam.provision("ProvisionBuckets", "s3", S3_BUCKET_ACTIONS, buckets),
-            iam.provision("ProvisionTopics", "sns", SNS_ACTIONS, [regional("sns", "karematch-*")]),
+            iam.provision("ProvisionBuckets", service="s3", actions=S3_BUCKET_ACTIONS, resources=buckets),
+            iam.provision(
+                "ProvisionTopics",
+                service="sns",
+                actions=SNS_ACTIONS,
+                resources=[regional("sns", "karematch-*")],
+            ),
             iam.provision(
                 "ProvisionAlarms",
-                "cloudwatch",
-                CLOUDWATCH_ACTIONS,
-                [regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
+                service="cloudwatch",
+                actions=CLOUDWATCH_ACTIONS,
+                resources=[regional("cloudwatch", "alarm:*"), account("cloudwatch", "dashboard/*")],
             ),
-            iam.provision("ProvisionCdn", "cloudfront", CLOUDFRONT_ACTIONS, [account("cloudfront", "*")]),
+            iam.provision(
+                "ProvisionCdn",
+                service="cloudfront",
+                actions=CLOUDFRONT_ACTIONS,
+                resources=[account("cloudfront", "*")],
+            ),
             iam.provision(
                 "ProvisionTrail",
-                "cloudtrail",
-                CLOUDTRAIL_ACTIONS,
-                [regional("cloudtrail", "trail/karematch-*")],
+                service="cloudtrail",
+                actions=CLOUDTRAIL_ACTIONS,
+                resources=[regional("cloudtrail", "trail/karematch-*")],
             ),
         ],
         "ExecutionIdentityPolicy": [
@@ -597,9 +616,9 @@ def execution_statements() -> dict[str, list]:
             ),
             iam.provision(
                 "ManageNestedStacks",
-                "cloudformation",
-                NESTED_STACK_ACTIONS,
-                [arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS],
+                service="cloudformation",
+                actions=NESTED_STACK_ACTIONS,
+                resources=[arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS],
             ),
             iam.read_objects(
                 "ReadPackagedTemplates",
@@ -635,6 +654,7 @@ def add_execution_role(t: Template) -> Role:
 def add_github_role(
     t: Template,
     logical_id: str,
+    *,
     name: str,
     description: str,
     provider: If,
@@ -679,9 +699,17 @@ def build() -> Template:
     )
     p = declare_inputs(t)
     provider = add_oidc_provider(t, p)
-    artifacts = add_artifacts_bucket(t, ARTIFACTS_BUCKET, ARTIFACTS_BUCKET_POLICY, names.ARTIFACTS_BUCKET)
+    artifacts = add_artifacts_bucket(
+        t,
+        logical_id=ARTIFACTS_BUCKET,
+        policy_id=ARTIFACTS_BUCKET_POLICY,
+        name_pattern=names.ARTIFACTS_BUCKET,
+    )
     plan_artifacts = add_artifacts_bucket(
-        t, PLAN_ARTIFACTS_BUCKET, PLAN_ARTIFACTS_BUCKET_POLICY, PLAN_ARTIFACTS_BUCKET_PATTERN
+        t,
+        logical_id=PLAN_ARTIFACTS_BUCKET,
+        policy_id=PLAN_ARTIFACTS_BUCKET_POLICY,
+        name_pattern=PLAN_ARTIFACTS_BUCKET_PATTERN,
     )
     execution = add_execution_role(t)
     stacks = [arns.stacks(name) for name in stack_names()]
@@ -690,11 +718,11 @@ def build() -> Template:
     deploy = add_github_role(
         t,
         DEPLOY_ROLE,
-        DEPLOY_ROLE_NAME,
-        "KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
-        provider,
-        deploy_subjects(),
-        [
+        name=DEPLOY_ROLE_NAME,
+        description="KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
+        provider=provider,
+        subjects=deploy_subjects(),
+        statements=[
             iam.plan_stack_changes(stacks),
             iam.execute_stack_changes(stacks),
             pass_execution,
@@ -707,16 +735,16 @@ def build() -> Template:
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
             ),
         ],
-        DEPLOY_SESSION_SECONDS,
+        session_seconds=DEPLOY_SESSION_SECONDS,
     )
     plan = add_github_role(
         t,
         PLAN_ROLE,
-        PLAN_ROLE_NAME,
-        "KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
-        provider,
-        plan_subjects(),
-        [
+        name=PLAN_ROLE_NAME,
+        description="KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
+        provider=provider,
+        subjects=plan_subjects(),
+        statements=[
             iam.plan_stack_changes(stacks),
             pass_execution,
             iam.find_bucket("FindPlanArtifactsBucket", [arns.bucket(PLAN_ARTIFACTS_BUCKET_PATTERN)]),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from troposphere import Equals, GetAtt, If, Ref, Sub, Template
+from troposphere import GetAtt, If, Ref, Sub, Template
 from troposphere.logs import LogGroup
 from troposphere.rds import DBInstance, DBParameterGroup, DBSubnetGroup
 
@@ -73,17 +73,21 @@ DB_PARAMETERS = {
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
     instance_class: Ref
     log_retention: Ref
     subnets: Ref
     security_group: Ref
-    secret_arn: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    # Read only through the credentials' dynamic references (Fn::Sub).
+    names.declare(
+        t,
+        names.DATABASE_SECRET_ARN,
+        "ARN of the generated master-credentials secret (JSON keys username, password)",
+    )
     return Inputs(
-        environment=Ref(names.declare(t, names.ENVIRONMENT_NAME)),
         instance_class=Ref(names.declare(t, names.DATABASE_INSTANCE_CLASS)),
         log_retention=Ref(names.declare(t, names.LOG_RETENTION_DAYS)),
         subnets=Ref(
@@ -91,13 +95,6 @@ def declare_inputs(t: Template) -> Inputs:
         ),
         security_group=Ref(
             names.declare(t, names.DATABASE_SECURITY_GROUP_ID, "Security group of the RDS instance")
-        ),
-        secret_arn=Ref(
-            names.declare(
-                t,
-                names.DATABASE_SECRET_ARN,
-                "ARN of the generated master-credentials secret (JSON keys username, password)",
-            )
         ),
     )
 
@@ -140,6 +137,7 @@ def _credential(secret_key: str) -> Sub:
 def add_instance(
     t: Template,
     p: Inputs,
+    *,
     subnet_group: DBSubnetGroup,
     parameter_group: DBParameterGroup,
     log_group: LogGroup,
@@ -195,12 +193,12 @@ def add_instance(
 def build() -> Template:
     t = render.new_template("KareMatch database: RDS PostgreSQL 15, encrypted, SSL forced")
     p = declare_inputs(t)
-    t.add_condition(names.IS_PRODUCTION, Equals(p.environment, names.PRODUCTION))
+    conditions.is_production(t)
     conditions.protect_from_deletion(t)
     subnet_group = add_subnet_group(t, p)
     parameter_group = add_parameter_group(t)
     log_group = add_log_group(t, p)
-    db = add_instance(t, p, subnet_group, parameter_group, log_group)
+    db = add_instance(t, p, subnet_group=subnet_group, parameter_group=parameter_group, log_group=log_group)
     render.add_outputs(
         t,
         {

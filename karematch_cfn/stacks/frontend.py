@@ -18,7 +18,7 @@ Outputs:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from troposphere import And, Equals, GetAtt, If, Not, Or, Ref, Sub, Template
 from troposphere.cloudfront import (
@@ -80,7 +80,6 @@ OAC_NAME = f"karematch-{names.ENV}-frontend-oac"
 ORIGIN_ID = "FrontendBucketOrigin"
 
 # Spec section 5 numbers.
-ENCRYPTION = "AES256"  # spec: AES-256 server-side encryption
 NONCURRENT_VERSION_DAYS = 90  # spec: delete old versions after 90 days
 PRICE_CLASS = "PriceClass_100"  # spec: US, Canada, Europe
 DEFAULT_ROOT_OBJECT = "index.html"  # spec
@@ -129,12 +128,14 @@ MIN_TLS_POLICY = "TLSv1.2_2021"  # only possible with a custom domain and certif
 SSL_SUPPORT_METHOD = "sni-only"
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     domain: Ref
     certificate: Ref
 
 
-class CachePolicies(NamedTuple):
+@dataclass(frozen=True)
+class CachePolicies:
     no_cache: CachePolicy
     static: CachePolicy
     no_cache_headers: ResponseHeadersPolicy
@@ -163,14 +164,14 @@ def declare_inputs(t: Template) -> Inputs:
             ]
         },
     )
-    return Inputs(domain, certificate)
+    return Inputs(domain=domain, certificate=certificate)
 
 
 def add_bucket(t: Template) -> Bucket:
     bucket = buckets.private_bucket(
         BUCKET,
-        names.FRONTEND_BUCKET,
-        [
+        name_pattern=names.FRONTEND_BUCKET,
+        lifecycle=[
             LifecycleRule(
                 Id="ExpireOldVersions",
                 Status="Enabled",
@@ -183,8 +184,8 @@ def add_bucket(t: Template) -> Bucket:
                 ),
             )
         ],
-        tags.standard(),
-        sse_algorithm=ENCRYPTION,
+        tags=tags.standard(),
+        sse_algorithm=buckets.SSE_S3,  # spec: AES-256 server-side encryption
     )
     # The deployed frontend and its 90 days of history survive a stack deletion; a rolled-back
     # first create (bucket still empty) leaves no named bucket behind to block the retry.
@@ -219,7 +220,7 @@ def add_origin_access_control(t: Template) -> OriginAccessControl:
 
 
 def _cache_policy(
-    logical_id: str, name: str, comment: str, min_ttl: int, default_ttl: int, max_ttl: int
+    logical_id: str, *, name: str, comment: str, min_ttl: int, default_ttl: int, max_ttl: int
 ) -> CachePolicy:
     return CachePolicy(
         logical_id,
@@ -242,7 +243,7 @@ def _cache_policy(
 
 
 def _headers_policy(
-    logical_id: str, name: str, comment: str, cache_control: str, override: bool
+    logical_id: str, *, name: str, comment: str, cache_control: str, override: bool
 ) -> ResponseHeadersPolicy:
     return ResponseHeadersPolicy(
         logical_id,
@@ -273,48 +274,50 @@ def add_policies(t: Template) -> CachePolicies:
     no_cache = t.add_resource(
         _cache_policy(
             NO_CACHE_POLICY,
-            NO_CACHE_POLICY_NAME,
-            "index.html, SPA routes, HTML and JSON: not cached (spec: max-age=0)",
-            NO_CACHE_MAX_AGE,
-            NO_CACHE_MAX_AGE,
-            NO_CACHE_EDGE_MAX_TTL,
+            name=NO_CACHE_POLICY_NAME,
+            comment="index.html, SPA routes, HTML and JSON: not cached (spec: max-age=0)",
+            min_ttl=NO_CACHE_MAX_AGE,
+            default_ttl=NO_CACHE_MAX_AGE,
+            max_ttl=NO_CACHE_EDGE_MAX_TTL,
         )
     )
     static = t.add_resource(
         _cache_policy(
             STATIC_CACHE_POLICY,
-            STATIC_CACHE_POLICY_NAME,
-            "Hashed static assets (JS, CSS, images, fonts): cached one year",
-            ASSET_MIN_TTL,
-            STATIC_ASSET_TTL,
-            STATIC_ASSET_TTL,
+            name=STATIC_CACHE_POLICY_NAME,
+            comment="Hashed static assets (JS, CSS, images, fonts): cached one year",
+            min_ttl=ASSET_MIN_TTL,
+            default_ttl=STATIC_ASSET_TTL,
+            max_ttl=STATIC_ASSET_TTL,
         )
     )
     # HTML must never be cached by browsers: override whatever the object metadata says.
     no_cache_headers = t.add_resource(
         _headers_policy(
             NO_CACHE_HEADERS_POLICY,
-            NO_CACHE_HEADERS_NAME,
-            "Security headers; HTML/JSON not cached by browsers",
-            NO_CACHE_CONTROL,
-            True,
+            name=NO_CACHE_HEADERS_NAME,
+            comment="Security headers; HTML/JSON not cached by browsers",
+            cache_control=NO_CACHE_CONTROL,
+            override=True,
         )
     )
     # Assets: a year unless the uploader set its own Cache-Control on an unhashed file.
     static_headers = t.add_resource(
         _headers_policy(
             STATIC_HEADERS_POLICY,
-            STATIC_HEADERS_NAME,
-            "Security headers; static assets cached one year by browsers",
-            STATIC_CACHE_CONTROL,
-            False,
+            name=STATIC_HEADERS_NAME,
+            comment="Security headers; static assets cached one year by browsers",
+            cache_control=STATIC_CACHE_CONTROL,
+            override=False,
         )
     )
-    return CachePolicies(no_cache, static, no_cache_headers, static_headers)
+    return CachePolicies(
+        no_cache=no_cache, static=static, no_cache_headers=no_cache_headers, static_headers=static_headers
+    )
 
 
 def add_distribution(
-    t: Template, p: Inputs, bucket: Bucket, oac: OriginAccessControl, cp: CachePolicies
+    t: Template, p: Inputs, *, bucket: Bucket, oac: OriginAccessControl, cp: CachePolicies
 ) -> Distribution:
     common = {
         "TargetOriginId": ORIGIN_ID,
@@ -391,7 +394,7 @@ def build() -> Template:
     bucket = add_bucket(t)
     oac = add_origin_access_control(t)
     cp = add_policies(t)
-    distribution = add_distribution(t, p, bucket, oac, cp)
+    distribution = add_distribution(t, p, bucket=bucket, oac=oac, cp=cp)
     add_bucket_policy(t, bucket)
     render.add_outputs(
         t,

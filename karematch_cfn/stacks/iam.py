@@ -19,6 +19,8 @@ Outputs:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, Template
 from troposphere.iam import Policy, Role
 
@@ -89,10 +91,15 @@ def add_task_role(t: Template, app_secret: Ref) -> Role:
     )
 
 
-def build() -> Template:
-    t = render.new_template("KareMatch IAM: the ECS task execution role and the task role")
+@dataclass(frozen=True)
+class Inputs:
+    app_secret: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
     names.declare(t, names.ENVIRONMENT_NAME)
     app_secret = Ref(names.declare(t, names.APP_SECRET_ARN, "ARN of the app secret"))
+    # Read only through Fn::Sub placeholders (the database user's ARN).
     names.declare(
         t, names.DATABASE_RESOURCE_ID, "DbiResourceId of the RDS instance (for IAM database authentication)"
     )
@@ -105,8 +112,14 @@ def build() -> Template:
         ConstraintDescription="empty, or a PostgreSQL user name (letters, digits, underscores)",
     )
     t.add_condition(HAS_DATABASE_IAM_USER, Not(Equals(Ref(db_user), "")))
-    execution = add_task_execution_role(t, app_secret)
-    task = add_task_role(t, app_secret)
+    return Inputs(app_secret=app_secret)
+
+
+def build() -> Template:
+    t = render.new_template("KareMatch IAM: the ECS task execution role and the task role")
+    p = declare_inputs(t)
+    execution = add_task_execution_role(t, p.app_secret)
+    task = add_task_role(t, p.app_secret)
     render.add_outputs(
         t,
         {

@@ -78,7 +78,6 @@ ELB_PRINCIPAL_KEY = "AccountPrincipal"
 SCHEME = "internet-facing"
 TARGET_PROTOCOL = "HTTP"
 TARGET_TYPE = "ip"  # Fargate tasks register by ENI address
-HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 3
 STICKINESS_SECONDS = 24 * 60 * 60  # "24-hour cookie"
 DEREGISTRATION_DELAY_SECONDS = 30
@@ -92,7 +91,6 @@ STICKINESS_TYPE = "lb_cookie"
 REDIRECT_STATUS = "HTTP_301"
 LOG_PREFIX = "alb"
 LOG_KEY_PREFIX = f"{LOG_PREFIX}/AWSLogs/${{AWS::AccountId}}/"
-LOG_ENCRYPTION = "AES256"  # SSE-S3: the only encryption ALB access-log delivery supports
 ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 # ELB user guide, "Enable access logs for your Application Load Balancer", step 2: regions
@@ -146,7 +144,6 @@ SERVICE_PRINCIPAL_REGIONS = (
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
     retention_days: Ref
     certificate: Ref
     vpc: Ref
@@ -155,23 +152,25 @@ class Inputs:
 
 
 def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
     return Inputs(
-        environment=names.declare(t, names.ENVIRONMENT_NAME),
-        retention_days=names.declare(t, names.LOG_RETENTION_DAYS, "Days the ALB access-log objects are kept"),
-        certificate=names.declare(t, names.CERTIFICATE_ARN),
-        vpc=names.declare(t, names.VPC_ID, "VPC of the target group"),
-        public_subnets=names.declare(
-            t, names.PUBLIC_SUBNET_IDS, "Public subnets (one per AZ) for the load balancer"
+        retention_days=Ref(
+            names.declare(t, names.LOG_RETENTION_DAYS, "Days the ALB access-log objects are kept")
         ),
-        alb_security_group=names.declare(
-            t, names.ALB_SECURITY_GROUP_ID, "Security group of the load balancer"
+        certificate=Ref(names.declare(t, names.CERTIFICATE_ARN)),
+        vpc=Ref(names.declare(t, names.VPC_ID, "VPC of the target group")),
+        public_subnets=Ref(
+            names.declare(t, names.PUBLIC_SUBNET_IDS, "Public subnets (one per AZ) for the load balancer")
+        ),
+        alb_security_group=Ref(
+            names.declare(t, names.ALB_SECURITY_GROUP_ID, "Security group of the load balancer")
         ),
     )
 
 
 def add_conditions(t: Template, p: Inputs) -> None:
     conditions.protect_from_deletion(t)
-    t.add_condition(HAS_CERTIFICATE, Not(Equals(Ref(p.certificate), "")))
+    t.add_condition(HAS_CERTIFICATE, Not(Equals(p.certificate, "")))
     t.add_mapping(ELB_LOG_DELIVERY, elb_log_delivery_mapping())
     t.add_condition(HAS_ELB_ACCOUNT, Not(Equals(elb_account_principal(), NO_ELB_ACCOUNT)))
 
@@ -199,18 +198,18 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
     # noncurrent versions expire on the same retention as current ones.
     bucket = buckets.private_bucket(
         LOG_BUCKET,
-        names.ALB_LOG_BUCKET,
-        [
+        name_pattern=names.ALB_LOG_BUCKET,
+        lifecycle=[
             LifecycleRule(
                 Id="ExpireAccessLogs",
                 Status="Enabled",
                 Prefix=f"{LOG_PREFIX}/",
-                ExpirationInDays=Ref(p.retention_days),
-                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=Ref(p.retention_days)),
+                ExpirationInDays=p.retention_days,
+                NoncurrentVersionExpiration=NoncurrentVersionExpiration(NoncurrentDays=p.retention_days),
             )
         ],
-        tags.standard(names.ALB_LOG_BUCKET),
-        sse_algorithm=LOG_ENCRYPTION,
+        tags=tags.standard(names.ALB_LOG_BUCKET),
+        sse_algorithm=buckets.SSE_S3,  # the only encryption ALB access-log delivery supports
     )
     # Audit logs outlive the stack (removed only if the create that made it rolls back).
     policies.retain_except_on_create(bucket)
@@ -232,7 +231,7 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
     return bucket, policy
 
 
-def add_load_balancer(t: Template, p: Inputs, bucket: Bucket, policy: BucketPolicy) -> LoadBalancer:
+def add_load_balancer(t: Template, p: Inputs, *, bucket: Bucket, policy: BucketPolicy) -> LoadBalancer:
     attributes = {
         "access_logs.s3.enabled": "true",
         "access_logs.s3.bucket": Ref(bucket),
@@ -246,8 +245,8 @@ def add_load_balancer(t: Template, p: Inputs, bucket: Bucket, policy: BucketPoli
         Type="application",
         Scheme=SCHEME,
         IpAddressType="ipv4",
-        Subnets=Ref(p.public_subnets),
-        SecurityGroups=[Ref(p.alb_security_group)],
+        Subnets=p.public_subnets,
+        SecurityGroups=[p.alb_security_group],
         LoadBalancerAttributes=[LoadBalancerAttributes(Key=k, Value=v) for k, v in attributes.items()],
         Tags=tags.standard(names.LOAD_BALANCER),
         # ELB test-writes to the bucket when access logs are enabled: the grant must exist first.
@@ -269,13 +268,13 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
         Protocol=TARGET_PROTOCOL,
         Port=names.CONTAINER_PORT,
         TargetType=TARGET_TYPE,
-        VpcId=Ref(p.vpc),
+        VpcId=p.vpc,
         HealthCheckEnabled=True,
         HealthCheckProtocol=TARGET_PROTOCOL,
         HealthCheckPath=names.HEALTH_CHECK_PATH,
         HealthCheckIntervalSeconds=names.HEALTH_CHECK_INTERVAL_SECONDS,
         HealthCheckTimeoutSeconds=HEALTH_CHECK_TIMEOUT_SECONDS,
-        HealthyThresholdCount=HEALTHY_THRESHOLD,
+        HealthyThresholdCount=names.HEALTHY_THRESHOLD,
         UnhealthyThresholdCount=UNHEALTHY_THRESHOLD,
         Matcher=Matcher(HttpCode=HEALTHY_HTTP_CODES),
         TargetGroupAttributes=[TargetGroupAttribute(Key=k, Value=v) for k, v in attributes.items()],
@@ -284,7 +283,7 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
     return t.add_resource(tg)
 
 
-def add_listeners(t: Template, p: Inputs, lb: LoadBalancer, tg: TargetGroup) -> None:
+def add_listeners(t: Template, p: Inputs, *, lb: LoadBalancer, tg: TargetGroup) -> None:
     forward = Action(Type="forward", TargetGroupArn=Ref(tg))
     t.add_resource(
         Listener(
@@ -294,7 +293,7 @@ def add_listeners(t: Template, p: Inputs, lb: LoadBalancer, tg: TargetGroup) -> 
             Port=names.HTTPS_PORT,
             Protocol="HTTPS",
             SslPolicy=SSL_POLICY,
-            Certificates=[Certificate(CertificateArn=Ref(p.certificate))],
+            Certificates=[Certificate(CertificateArn=p.certificate)],
             DefaultActions=[forward],
         )
     )
@@ -328,9 +327,9 @@ def build() -> Template:
     p = declare_inputs(t)
     add_conditions(t, p)
     bucket, policy = add_log_bucket(t, p)
-    lb = add_load_balancer(t, p, bucket, policy)
+    lb = add_load_balancer(t, p, bucket=bucket, policy=policy)
     tg = add_target_group(t, p)
-    add_listeners(t, p, lb, tg)
+    add_listeners(t, p, lb=lb, tg=tg)
     render.add_outputs(
         t,
         {

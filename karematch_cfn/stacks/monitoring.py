@@ -19,7 +19,8 @@ Outputs:
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from troposphere import Equals, GetAtt, If, Not, Ref, Sub, Template
 from troposphere.cloudwatch import Alarm, Dashboard, Metric, MetricDataQuery, MetricStat
@@ -71,13 +72,43 @@ SERVER_ERRORS_WINDOW_SECONDS = 5 * 60
 # How each alarm evaluates (docs/decisions.md, Monitoring).
 FIVE_MINUTES = 5 * 60
 ONE_MINUTE = 60
-SUSTAINED_RESOURCE = Evaluation("Average", FIVE_MINUTES, 3, 3, alarms.MISSING)  # 15 min
-STORAGE = Evaluation("Minimum", FIVE_MINUTES, 1, 1, alarms.MISSING)
+SUSTAINED_RESOURCE = Evaluation(  # 15 min
+    statistic="Average",
+    period=FIVE_MINUTES,
+    evaluation_periods=3,
+    datapoints_to_alarm=3,
+    treat_missing_data=alarms.MISSING,
+)
+STORAGE = Evaluation(
+    statistic="Minimum",
+    period=FIVE_MINUTES,
+    evaluation_periods=1,
+    datapoints_to_alarm=1,
+    treat_missing_data=alarms.MISSING,
+)
 # p95, the statistic of the spec's performance target ("API Response Time: < 500ms (p95)").
-RESPONSE_TIME = Evaluation("p95", FIVE_MINUTES, 3, 3, alarms.NOT_BREACHING)
+RESPONSE_TIME = Evaluation(
+    statistic="p95",
+    period=FIVE_MINUTES,
+    evaluation_periods=3,
+    datapoints_to_alarm=3,
+    treat_missing_data=alarms.NOT_BREACHING,
+)
 # Outages: minute resolution, two consecutive minutes, no data = nothing running = breaching.
-AVAILABILITY = Evaluation("Minimum", ONE_MINUTE, 2, 2, alarms.BREACHING)
-SERVER_ERRORS = Evaluation("Sum", SERVER_ERRORS_WINDOW_SECONDS, 1, 1, alarms.NOT_BREACHING)
+AVAILABILITY = Evaluation(
+    statistic="Minimum",
+    period=ONE_MINUTE,
+    evaluation_periods=2,
+    datapoints_to_alarm=2,
+    treat_missing_data=alarms.BREACHING,
+)
+SERVER_ERRORS = Evaluation(
+    statistic="Sum",
+    period=SERVER_ERRORS_WINDOW_SECONDS,
+    evaluation_periods=1,
+    datapoints_to_alarm=1,
+    treat_missing_data=alarms.NOT_BREACHING,
+)
 
 RDS_NAMESPACE = "AWS/RDS"
 ALB_NAMESPACE = "AWS/ApplicationELB"
@@ -97,11 +128,13 @@ WIDGET_HEIGHT = 6
 DASHBOARD_COLUMNS = 3
 
 
-class Inputs(NamedTuple):
+@dataclass(frozen=True)
+class Inputs:
     alarm_email: Ref
 
 
-class Notify(NamedTuple):
+@dataclass(frozen=True)
+class Notify:
     topic: Topic
 
     @property
@@ -125,7 +158,7 @@ def declare_inputs(t: Template) -> Inputs:
     # Before CI has pushed an image the service runs 0 tasks on purpose: the two availability
     # alarms show ALARM but do not page until ImageTag is set.
     conditions.has_image(t)
-    return Inputs(email)
+    return Inputs(alarm_email=email)
 
 
 def add_topic(t: Template, p: Inputs) -> Notify:
@@ -171,7 +204,7 @@ def add_topic(t: Template, p: Inputs) -> Notify:
             Endpoint=p.alarm_email,
         )
     )
-    return Notify(topic)
+    return Notify(topic=topic)
 
 
 def add_database_alarms(t: Template, n: Notify) -> None:
@@ -208,16 +241,16 @@ def add_database_alarms(t: Template, n: Notify) -> None:
         alarms.metric_alarm(
             t,
             logical_id,
-            purpose,
-            description,
-            RDS_NAMESPACE,
-            metric,
-            dims,
-            comparison,
-            threshold,
-            evaluation,
-            n.actions,
-            n.actions,
+            purpose=purpose,
+            description=description,
+            namespace=RDS_NAMESPACE,
+            metric=metric,
+            dims=dims,
+            comparison=comparison,
+            threshold=threshold,
+            evaluation=evaluation,
+            actions=n.actions,
+            ok_actions=n.actions,
         )
 
 
@@ -226,46 +259,46 @@ def add_service_alarms(t: Template, n: Notify) -> None:
     alarms.metric_alarm(
         t,
         RESPONSE_TIME_ALARM,
-        "alb-response-time-high",
-        f"ALB p95 target response time above {RESPONSE_TIME_SECONDS} s for 15 minutes",
-        ALB_NAMESPACE,
-        "TargetResponseTime",
-        {"LoadBalancer": lb},
-        alarms.GREATER,
-        RESPONSE_TIME_SECONDS,
-        RESPONSE_TIME,
-        n.actions,
-        n.actions,
+        purpose="alb-response-time-high",
+        description=f"ALB p95 target response time above {RESPONSE_TIME_SECONDS} s for 15 minutes",
+        namespace=ALB_NAMESPACE,
+        metric="TargetResponseTime",
+        dims={"LoadBalancer": lb},
+        comparison=alarms.GREATER,
+        threshold=RESPONSE_TIME_SECONDS,
+        evaluation=RESPONSE_TIME,
+        actions=n.actions,
+        ok_actions=n.actions,
     )
     alarms.metric_alarm(
         t,
         HEALTHY_HOSTS_ALARM,
-        "alb-no-healthy-hosts",
-        f"Fewer than {HEALTHY_HOSTS_MINIMUM} healthy target for 2 minutes (no data counts)",
-        ALB_NAMESPACE,
-        "HealthyHostCount",
-        {"TargetGroup": Ref(names.TARGET_GROUP_FULL_NAME), "LoadBalancer": lb},
-        alarms.LESS,
-        HEALTHY_HOSTS_MINIMUM,
-        AVAILABILITY,
-        n.actions,
-        n.actions,
+        purpose="alb-no-healthy-hosts",
+        description=f"Fewer than {HEALTHY_HOSTS_MINIMUM} healthy target for 2 minutes (no data counts)",
+        namespace=ALB_NAMESPACE,
+        metric="HealthyHostCount",
+        dims={"TargetGroup": Ref(names.TARGET_GROUP_FULL_NAME), "LoadBalancer": lb},
+        comparison=alarms.LESS,
+        threshold=HEALTHY_HOSTS_MINIMUM,
+        evaluation=AVAILABILITY,
+        actions=n.actions,
+        ok_actions=n.actions,
         actions_enabled=If(names.HAS_IMAGE, True, False),
     )
     alarms.metric_alarm(
         t,
         RUNNING_TASKS_ALARM,
-        "ecs-no-running-tasks",
-        "No running backend task for 2 minutes (spec: running tasks = 0; no data counts; "
+        purpose="ecs-no-running-tasks",
+        description="No running backend task for 2 minutes (spec: running tasks = 0; no data counts; "
         "needs Container Insights on the cluster)",
-        CONTAINER_INSIGHTS_NAMESPACE,
-        "RunningTaskCount",
-        {"ClusterName": Ref(names.CLUSTER_NAME), "ServiceName": Ref(names.SERVICE_NAME)},
-        alarms.LESS,
-        RUNNING_TASKS_MINIMUM,
-        AVAILABILITY,
-        n.actions,
-        n.actions,
+        namespace=CONTAINER_INSIGHTS_NAMESPACE,
+        metric="RunningTaskCount",
+        dims={"ClusterName": Ref(names.CLUSTER_NAME), "ServiceName": Ref(names.SERVICE_NAME)},
+        comparison=alarms.LESS,
+        threshold=RUNNING_TASKS_MINIMUM,
+        evaluation=AVAILABILITY,
+        actions=n.actions,
+        ok_actions=n.actions,
         actions_enabled=If(names.HAS_IMAGE, True, False),
     )
     add_server_errors_alarm(t, n)
@@ -339,7 +372,7 @@ def add_metric_filters(t: Template) -> None:
 
 
 def _metric_widget(
-    title: str, metrics: list[list[Any]], stat: str = "Average", period: int = FIVE_MINUTES
+    title: str, metrics: list[list[Any]], *, stat: str = "Average", period: int = FIVE_MINUTES
 ) -> dict[str, Any]:
     return {
         "type": "metric",

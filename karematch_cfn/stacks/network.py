@@ -128,7 +128,7 @@ def _route_table(t: Template, logical_id: str, vpc: VPC, *name: object) -> Route
     return t.add_resource(RouteTable(logical_id, VpcId=Ref(vpc), Tags=tags.standard(_name(*name))))
 
 
-def _associate(t: Template, tier: Tier, subnets: list[Subnet], tables: list[RouteTable]) -> None:
+def _associate(t: Template, tier: Tier, *, subnets: list[Subnet], tables: list[RouteTable]) -> None:
     """Subnet n uses tables[n-1] (or the only table)."""
     for index, subnet in enumerate(subnets):
         table = tables[index] if len(tables) > 1 else tables[0]
@@ -158,12 +158,12 @@ def add_public_routing(t: Template, vpc: VPC, public: list[Subnet]) -> VPCGatewa
             DependsOn=[attachment.title],
         )
     )
-    _associate(t, PUBLIC, public, [table])
+    _associate(t, PUBLIC, subnets=public, tables=[table])
     return attachment
 
 
 def add_private_routing(
-    t: Template, vpc: VPC, public: list[Subnet], private: list[Subnet], attachment: VPCGatewayAttachment
+    t: Template, vpc: VPC, *, public: list[Subnet], private: list[Subnet], attachment: VPCGatewayAttachment
 ) -> list[RouteTable]:
     """A NAT gateway in each public subnet; private subnet n routes through NAT gateway n."""
     if len(public) != len(private):
@@ -201,14 +201,14 @@ def add_private_routing(
             )
         )
         tables.append(table)
-    _associate(t, PRIVATE, private, tables)
+    _associate(t, PRIVATE, subnets=private, tables=tables)
     return tables
 
 
 def add_database_routing(t: Template, vpc: VPC, database: list[Subnet]) -> RouteTable:
     """A route table with only the implicit local route: nothing leaves the VPC."""
     table = _route_table(t, DATABASE_ROUTE_TABLE, vpc, DATABASE.name.lower(), "rt")
-    _associate(t, DATABASE, database, [table])
+    _associate(t, DATABASE, subnets=database, tables=[table])
     return table
 
 
@@ -232,12 +232,12 @@ def add_flow_log(t: Template, vpc: VPC, retention: Ref) -> LogGroup:
     role = t.add_resource(
         logs.delivery_role(
             FLOW_LOG_ROLE,
-            FLOW_LOGS_SERVICE,
-            names.FLOW_LOG_GROUP,
-            "WriteFlowLogs",
-            "Lets VPC flow logs write to the VPC's flow log group",
+            service=FLOW_LOGS_SERVICE,
+            group_pattern=names.FLOW_LOG_GROUP,
+            policy_name="WriteFlowLogs",
+            description="Lets VPC flow logs write to the VPC's flow log group",
             # Confused deputy: only flow logs acting for this account may assume it.
-            {"aws:SourceAccount": Ref("AWS::AccountId")},
+            conditions={"aws:SourceAccount": Ref("AWS::AccountId")},
             RoleName=Sub(names.FLOW_LOG_ROLE),
         )
     )
@@ -261,20 +261,29 @@ def _ids(subnets: list[Subnet]) -> Join:
     return Join(",", [Ref(s) for s in subnets])
 
 
+@dataclass(frozen=True)
+class Inputs:
+    retention_days: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    return Inputs(retention_days=Ref(names.declare(t, names.LOG_RETENTION_DAYS)))
+
+
 def build() -> Template:
     t = render.new_template(
         "KareMatch network: VPC with public, private and isolated database subnets in 2 AZs, "
         "NAT gateway per AZ, VPC flow logs"
     )
-    names.declare(t, names.ENVIRONMENT_NAME)
-    retention = names.declare(t, names.LOG_RETENTION_DAYS)
+    p = declare_inputs(t)
     vpc = add_vpc(t)
     public, private, database = (add_subnets(t, vpc, tier) for tier in TIERS)
     attachment = add_public_routing(t, vpc, public)
-    private_tables = add_private_routing(t, vpc, public, private, attachment)
+    private_tables = add_private_routing(t, vpc, public=public, private=private, attachment=attachment)
     add_database_routing(t, vpc, database)
     add_s3_endpoint(t, vpc, private_tables)
-    group = add_flow_log(t, vpc, Ref(retention))
+    group = add_flow_log(t, vpc, p.retention_days)
     render.add_outputs(
         t,
         {

@@ -13,6 +13,7 @@ Outputs:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from troposphere import AWSHelperFn, Equals, GetAtt, If, Not, Ref, Sub, Template
 from troposphere.ecr import (
@@ -23,13 +24,12 @@ from troposphere.ecr import (
 )
 
 from karematch_cfn import names, render
-from karematch_cfn.lib import iam, policies, tags
+from karematch_cfn.lib import buckets, iam, policies, tags
 
 REPOSITORY = "BackendRepository"
 HAS_PULL_ROLE = "HasPullRole"
 
 IMAGE_TAG_MUTABILITY = "MUTABLE"  # spec: mutable tags
-ENCRYPTION = "AES256"
 KEEP_TAGGED_IMAGES = 10  # spec: keep last 10 tagged images
 UNTAGGED_EXPIRY_DAYS = 7  # spec: delete untagged images after 7 days
 
@@ -68,7 +68,7 @@ def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
         REPOSITORY,
         RepositoryName=Sub(names.REPOSITORY),
         ImageTagMutability=IMAGE_TAG_MUTABILITY,
-        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION),
+        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=buckets.SSE_S3),
         ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
         LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text()),
         RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)), Ref("AWS::NoValue")),
@@ -78,17 +78,29 @@ def add_repository(t: Template, pull_role: AWSHelperFn) -> Repository:
     return t.add_resource(policies.retain_except_on_create(repo))
 
 
+@dataclass(frozen=True)
+class Inputs:
+    pull_role: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    role = Ref(
+        names.declare(
+            t,
+            names.TASK_EXECUTION_ROLE_ARN,
+            "ARN of the ECS task execution role allowed to pull; empty = no repository policy",
+            Default="",
+        )
+    )
+    t.add_condition(HAS_PULL_ROLE, Not(Equals(role, "")))
+    return Inputs(pull_role=role)
+
+
 def build() -> Template:
     t = render.new_template("KareMatch container registry: the backend ECR repository")
-    names.declare(t, names.ENVIRONMENT_NAME)
-    role = names.declare(
-        t,
-        names.TASK_EXECUTION_ROLE_ARN,
-        "ARN of the ECS task execution role allowed to pull; empty = no repository policy",
-        Default="",
-    )
-    t.add_condition(HAS_PULL_ROLE, Not(Equals(Ref(role), "")))
-    repo = add_repository(t, Ref(role))
+    p = declare_inputs(t)
+    repo = add_repository(t, p.pull_role)
     render.add_outputs(
         t,
         {

@@ -64,7 +64,7 @@ ROOT_OUTPUTS = (
 
 
 def _wire(
-    child: Child, child_template: Template, root_params: set[str], producers: dict[str, Child]
+    child: Child, *, child_template: Template, root_params: set[str], producers: dict[str, Child]
 ) -> dict[str, Any]:
     """The Parameters block of one child's Stack resource."""
     fed: dict[str, Any] = {}
@@ -91,7 +91,7 @@ def _refs(node: Any) -> set[str]:
 
 
 def _lift_rules(
-    t: Template, kids: list[Child], child_templates: dict[str, Template], root_params: set[str]
+    t: Template, *, kids: list[Child], child_templates: dict[str, Template], root_params: set[str]
 ) -> None:
     """Copy each child Rule that reads only root knobs into the root, so CloudFormation (and
     config.check_rules before a deploy) refuses a bad combination before creating anything,
@@ -149,7 +149,7 @@ def build(child_templates: dict[str, Template] | None = None) -> Template:
         stack = Stack(
             child.logical_id,
             TemplateURL=f"./{child.filename}",
-            Parameters=_wire(child, ct, root_params, producers),
+            Parameters=_wire(child, child_template=ct, root_params=root_params, producers=producers),
         )
         if child.condition:
             stack.Condition = child.condition
@@ -163,7 +163,7 @@ def build(child_templates: dict[str, Template] | None = None) -> Template:
             if child.condition is None:  # a conditional child cannot feed the others
                 producers[oname] = child
 
-    _lift_rules(t, kids, child_templates, root_params)
+    _lift_rules(t, kids=kids, child_templates=child_templates, root_params=root_params)
 
     outputs = {}
     for oname in ROOT_OUTPUTS:

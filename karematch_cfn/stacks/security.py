@@ -110,6 +110,7 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
 
 def add_flow(
     t: Template,
+    *,
     source: SecurityGroup,
     dest: SecurityGroup,
     port: int,
@@ -145,33 +146,42 @@ def add_group_rules(t: Template, g: Groups) -> None:
     """The two flows between tiers: ALB -> tasks (container port), tasks -> RDS (PostgreSQL)."""
     add_flow(
         t,
-        g.alb,
-        g.app,
-        names.CONTAINER_PORT,
-        ALB_EGRESS_TO_APP,
-        APP_INGRESS_FROM_ALB,
-        "ALB to the ECS tasks on the container port",
-        "ALB to the container port",
+        source=g.alb,
+        dest=g.app,
+        port=names.CONTAINER_PORT,
+        egress_id=ALB_EGRESS_TO_APP,
+        ingress_id=APP_INGRESS_FROM_ALB,
+        egress_text="ALB to the ECS tasks on the container port",
+        ingress_text="ALB to the container port",
     )
     add_flow(
         t,
-        g.app,
-        g.database,
-        names.DATABASE_PORT,
-        APP_EGRESS_TO_DATABASE,
-        DATABASE_INGRESS_FROM_APP,
-        "ECS tasks to PostgreSQL on RDS",
-        "ECS tasks to PostgreSQL",
+        source=g.app,
+        dest=g.database,
+        port=names.DATABASE_PORT,
+        egress_id=APP_EGRESS_TO_DATABASE,
+        ingress_id=DATABASE_INGRESS_FROM_APP,
+        egress_text="ECS tasks to PostgreSQL on RDS",
+        ingress_text="ECS tasks to PostgreSQL",
     )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    vpc: Ref
+
+
+def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    return Inputs(vpc=Ref(names.declare(t, names.VPC_ID, "VPC the security groups belong to")))
 
 
 def build() -> Template:
     t = render.new_template(
         "KareMatch security groups: ALB, ECS tasks and RDS, each reachable only from the tier in front of it"
     )
-    names.declare(t, names.ENVIRONMENT_NAME)
-    vpc = names.declare(t, names.VPC_ID, "VPC the security groups belong to")
-    groups = add_groups(t, Ref(vpc))
+    p = declare_inputs(t)
+    groups = add_groups(t, p.vpc)
     add_group_rules(t, groups)
     render.add_outputs(
         t,

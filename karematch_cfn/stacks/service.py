@@ -76,7 +76,6 @@ HAS_IMAGE = names.HAS_IMAGE
 TASK_CPU = "512"  # 0.5 vCPU
 TASK_MEMORY = "1024"  # MiB (1 GB)
 LAUNCH_TYPE = "FARGATE"
-NETWORK_MODE = "awsvpc"
 MINIMUM_HEALTHY_PERCENT = 100
 MAXIMUM_PERCENT = 200
 CPU_TARGET_PERCENT = 70.0
@@ -90,9 +89,6 @@ NODE_ENV = "production"
 CONTAINER_NAME = "backend"
 TASK_FAMILY = f"karematch-{names.ENV}-backend"
 LOG_STREAM_PREFIX = "backend"
-PLATFORM_VERSION = "LATEST"
-OPERATING_SYSTEM = "LINUX"
-CPU_ARCHITECTURE = "X86_64"
 # Tag of the task definition registered before CI has pushed anything; never pulled, because
 # without an image the service runs 0 tasks and has no scaling.
 BOOTSTRAP_IMAGE_TAG = "bootstrap"
@@ -100,12 +96,12 @@ HEALTH_CHECK_TIMEOUT_SECONDS = 5
 HEALTH_CHECK_RETRIES = 3
 HEALTH_CHECK_START_PERIOD_SECONDS = 60
 # ALB health checks are ignored this long after a task starts: the container's start period
-# (60 s) plus the target group's two healthy checks 30 s apart (60 s).
-HEALTH_CHECK_GRACE_PERIOD_SECONDS = 120
-READONLY_ROOT_FILESYSTEM = False
+# plus the target group's healthy checks, one interval apart (60 s + 2 x 30 s = 120 s).
+HEALTH_CHECK_GRACE_PERIOD_SECONDS = (
+    HEALTH_CHECK_START_PERIOD_SECONDS + names.HEALTHY_THRESHOLD * names.HEALTH_CHECK_INTERVAL_SECONDS
+)
 SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
-SCALABLE_DIMENSION = "ecs:service:DesiredCount"
 # Application Auto Scaling's service-linked role for ECS (created on first use).
 AUTOSCALING_ROLE = (
     "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
@@ -115,45 +111,46 @@ AUTOSCALING_ROLE = (
 
 @dataclass(frozen=True)
 class Inputs:
-    environment: Ref
     retention_days: Ref
-    image_tag: Ref
     desired_count: Ref
     private_subnets: Ref
     app_security_group: Ref
     target_group: Ref
-    repository_uri: Ref
     execution_role: Ref
     task_role: Ref
-    app_secret_arn: Ref
     app_secret_name: Ref
 
 
 def declare_inputs(t: Template) -> Inputs:
+    names.declare(t, names.ENVIRONMENT_NAME)
+    # Read only through Fn::Sub placeholders (the image and the secret's keys).
+    names.declare(t, names.IMAGE_TAG)
+    names.declare(t, names.REPOSITORY_URI, "ECR repository URI of the backend")
+    names.declare(t, names.APP_SECRET_ARN, "ARN of the app secret (JSON with the injected keys)")
     return Inputs(
-        environment=names.declare(t, names.ENVIRONMENT_NAME),
-        retention_days=names.declare(
-            t, names.LOG_RETENTION_DAYS, "Retention of the backend container log group, in days"
+        retention_days=Ref(
+            names.declare(
+                t, names.LOG_RETENTION_DAYS, "Retention of the backend container log group, in days"
+            )
         ),
-        image_tag=names.declare(t, names.IMAGE_TAG),
-        desired_count=names.declare(t, names.DESIRED_COUNT),
-        private_subnets=names.declare(
-            t, names.PRIVATE_SUBNET_IDS, "Private subnets (one per AZ) for the tasks"
+        desired_count=Ref(names.declare(t, names.DESIRED_COUNT)),
+        private_subnets=Ref(
+            names.declare(t, names.PRIVATE_SUBNET_IDS, "Private subnets (one per AZ) for the tasks")
         ),
-        app_security_group=names.declare(
-            t, names.APP_SECURITY_GROUP_ID, "Security group of the backend tasks"
+        app_security_group=Ref(
+            names.declare(t, names.APP_SECURITY_GROUP_ID, "Security group of the backend tasks")
         ),
-        target_group=names.declare(t, names.TARGET_GROUP_ARN, "ALB target group the tasks register with"),
-        repository_uri=names.declare(t, names.REPOSITORY_URI, "ECR repository URI of the backend"),
-        execution_role=names.declare(
-            t, names.TASK_EXECUTION_ROLE_ARN, "Role ECS uses to pull the image, read secrets, log"
+        target_group=Ref(
+            names.declare(t, names.TARGET_GROUP_ARN, "ALB target group the tasks register with")
         ),
-        task_role=names.declare(t, names.TASK_ROLE_ARN, "Role the application runs as"),
-        app_secret_arn=names.declare(
-            t, names.APP_SECRET_ARN, "ARN of the app secret (JSON with the injected keys)"
+        execution_role=Ref(
+            names.declare(
+                t, names.TASK_EXECUTION_ROLE_ARN, "Role ECS uses to pull the image, read secrets, log"
+            )
         ),
-        app_secret_name=names.declare(
-            t, names.APP_SECRET_NAME, "Name of the app secret, for the application's refresh"
+        task_role=Ref(names.declare(t, names.TASK_ROLE_ARN, "Role the application runs as")),
+        app_secret_name=Ref(
+            names.declare(t, names.APP_SECRET_NAME, "Name of the app secret, for the application's refresh")
         ),
     )
 
@@ -170,7 +167,7 @@ def add_cluster(t: Template) -> Cluster:
 
 
 def add_log_group(t: Template, p: Inputs) -> LogGroup:
-    return t.add_resource(logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, Ref(p.retention_days)))
+    return t.add_resource(logs.log_group(APP_LOG_GROUP, names.APP_LOG_GROUP, p.retention_days))
 
 
 def health_check_command() -> list[str]:
@@ -204,7 +201,7 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
             Environment(Name="NODE_ENV", Value=NODE_ENV),
             Environment(Name="PORT", Value=str(names.CONTAINER_PORT)),
             Environment(Name="AWS_REGION", Value=Ref("AWS::Region")),
-            Environment(Name="AWS_SECRET_NAME", Value=Ref(p.app_secret_name)),
+            Environment(Name="AWS_SECRET_NAME", Value=p.app_secret_name),
         ],
         LogConfiguration=LogConfiguration(
             LogDriver="awslogs",
@@ -214,41 +211,39 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
                 "awslogs-stream-prefix": LOG_STREAM_PREFIX,
             },
         ),
-        ReadonlyRootFilesystem=READONLY_ROOT_FILESYSTEM,
+        ReadonlyRootFilesystem=False,
     )
     task = TaskDefinition(
         TASK_DEFINITION,
         Family=Sub(TASK_FAMILY),
         RequiresCompatibilities=[LAUNCH_TYPE],
-        NetworkMode=NETWORK_MODE,
+        NetworkMode="awsvpc",
         Cpu=TASK_CPU,
         Memory=TASK_MEMORY,
-        RuntimePlatform=RuntimePlatform(
-            OperatingSystemFamily=OPERATING_SYSTEM, CpuArchitecture=CPU_ARCHITECTURE
-        ),
-        ExecutionRoleArn=Ref(p.execution_role),
-        TaskRoleArn=Ref(p.task_role),
+        RuntimePlatform=RuntimePlatform(OperatingSystemFamily="LINUX", CpuArchitecture="X86_64"),
+        ExecutionRoleArn=p.execution_role,
+        TaskRoleArn=p.task_role,
         ContainerDefinitions=[container],
         Tags=tags.standard(TASK_FAMILY),
     )
     return t.add_resource(task)
 
 
-def add_service(t: Template, p: Inputs, cluster: Cluster, task: TaskDefinition) -> Service:
+def add_service(t: Template, p: Inputs, *, cluster: Cluster, task: TaskDefinition) -> Service:
     service = Service(
         SERVICE,
         ServiceName=Sub(names.SERVICE),
         Cluster=Ref(cluster),
         TaskDefinition=Ref(task),
         LaunchType=LAUNCH_TYPE,
-        PlatformVersion=PLATFORM_VERSION,
+        PlatformVersion="LATEST",
         # No image yet: run nothing (tasks without an image trip the circuit breaker and roll back
         # the whole root, database included).
-        DesiredCount=If(HAS_IMAGE, Ref(p.desired_count), 0),
+        DesiredCount=If(HAS_IMAGE, p.desired_count, 0),
         NetworkConfiguration=NetworkConfiguration(
             AwsvpcConfiguration=AwsvpcConfiguration(
-                Subnets=Ref(p.private_subnets),
-                SecurityGroups=[Ref(p.app_security_group)],
+                Subnets=p.private_subnets,
+                SecurityGroups=[p.app_security_group],
                 AssignPublicIp="DISABLED",
             )
         ),
@@ -262,7 +257,7 @@ def add_service(t: Template, p: Inputs, cluster: Cluster, task: TaskDefinition) 
             LoadBalancer(
                 ContainerName=CONTAINER_NAME,
                 ContainerPort=names.CONTAINER_PORT,
-                TargetGroupArn=Ref(p.target_group),
+                TargetGroupArn=p.target_group,
             )
         ],
         HealthCheckGracePeriodSeconds=HEALTH_CHECK_GRACE_PERIOD_SECONDS,
@@ -280,32 +275,62 @@ def add_autoscaling(t: Template, cluster: Cluster, service: Service) -> None:
             SCALABLE_TARGET,
             Condition=HAS_IMAGE,
             ServiceNamespace="ecs",
-            ScalableDimension=SCALABLE_DIMENSION,
+            ScalableDimension="ecs:service:DesiredCount",
             ResourceId=Join("/", ["service", Ref(cluster), GetAtt(service, "Name")]),
             MinCapacity=MIN_TASKS,
             MaxCapacity=MAX_TASKS,
             RoleARN=Sub(AUTOSCALING_ROLE),
         )
     )
-    for logical_id, short, metric, target_value in (
-        (CPU_SCALING_POLICY, "cpu", "ECSServiceAverageCPUUtilization", CPU_TARGET_PERCENT),
-        (MEMORY_SCALING_POLICY, "memory", "ECSServiceAverageMemoryUtilization", MEMORY_TARGET_PERCENT),
-    ):
-        t.add_resource(
-            ScalingPolicy(
-                logical_id,
-                Condition=HAS_IMAGE,
-                PolicyName=Sub(f"karematch-{names.ENV}-backend-{short}"),
-                PolicyType="TargetTrackingScaling",
-                ScalingTargetId=Ref(target),
-                TargetTrackingScalingPolicyConfiguration=TargetTrackingScalingPolicyConfiguration(
-                    PredefinedMetricSpecification=PredefinedMetricSpecification(PredefinedMetricType=metric),
-                    TargetValue=target_value,
-                    ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
-                    ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,
-                ),
-            )
+    _target_tracking(
+        t,
+        CPU_SCALING_POLICY,
+        target=target,
+        name="cpu",
+        tracking=TargetTrackingScalingPolicyConfiguration(
+            PredefinedMetricSpecification=PredefinedMetricSpecification(
+                PredefinedMetricType="ECSServiceAverageCPUUtilization"
+            ),
+            TargetValue=CPU_TARGET_PERCENT,
+            ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
+            ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,
+        ),
+    )
+    _target_tracking(
+        t,
+        MEMORY_SCALING_POLICY,
+        target=target,
+        name="memory",
+        tracking=TargetTrackingScalingPolicyConfiguration(
+            PredefinedMetricSpecification=PredefinedMetricSpecification(
+                PredefinedMetricType="ECSServiceAverageMemoryUtilization"
+            ),
+            TargetValue=MEMORY_TARGET_PERCENT,
+            ScaleOutCooldown=SCALE_OUT_COOLDOWN_SECONDS,
+            ScaleInCooldown=SCALE_IN_COOLDOWN_SECONDS,
+        ),
+    )
+
+
+def _target_tracking(
+    t: Template,
+    logical_id: str,
+    *,
+    target: ScalableTarget,
+    name: str,
+    tracking: TargetTrackingScalingPolicyConfiguration,
+) -> ScalingPolicy:
+    """A target-tracking policy on the service's task count (only once an image exists)."""
+    return t.add_resource(
+        ScalingPolicy(
+            logical_id,
+            Condition=HAS_IMAGE,
+            PolicyName=Sub(f"karematch-{names.ENV}-backend-{name}"),
+            PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(target),
+            TargetTrackingScalingPolicyConfiguration=tracking,
         )
+    )
 
 
 def build() -> Template:
@@ -317,7 +342,7 @@ def build() -> Template:
     cluster = add_cluster(t)
     log_group = add_log_group(t, p)
     task = add_task_definition(t, p, log_group)
-    service = add_service(t, p, cluster, task)
+    service = add_service(t, p, cluster=cluster, task=task)
     add_autoscaling(t, cluster, service)
     render.add_outputs(
         t,
