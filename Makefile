@@ -20,7 +20,7 @@ help:
 	@echo "make build   create .venv, install what rendering needs, render templates/ and lint them"
 	@echo "make test    create .venv, install everything, run the whole test suite"
 	@echo "make check   fail if templates/ differs from a fresh render (writes nothing)"
-	@echo "make lint    ruff format --check and ruff check (run by make test)"
+	@echo "make lint    ruff format --check, ruff check, zizmor and actionlint over .github/ (run by make test)"
 	@echo "make format  reformat with ruff and apply its safe fixes"
 	@echo "make lock    re-resolve constraints.txt from setup.cfg's ranges (on purpose only)"
 
@@ -56,7 +56,7 @@ $(UV_HERE):
 $(VENV)/.installed-build: setup.cfg constraints.txt pyproject.toml | $(filter $(UV_HERE),$(UV))
 	$(call install,$(VENV),constraints.txt,-e .)
 
-# ... and, for the suite, the test and dev extras (pytest, moto's server, ruff).
+# ... and, for the suite, the test and dev extras (pytest, moto's server, ruff, zizmor, actionlint).
 $(VENV)/.installed-test: $(VENV)/.installed-build
 	$(call install,$(VENV),constraints.txt,-e '.[test$(,)dev]')
 
@@ -68,10 +68,13 @@ build: $(VENV)/.installed-build
 check: $(VENV)/.installed-build
 	$(PY) build.py --check
 
-# ruff: the one formatter and linter (settings in pyproject.toml).
+# ruff: the one formatter and linter (settings in pyproject.toml). zizmor: the workflows' and
+# Dependabot's security audit, offline (no GitHub API calls).
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/zizmor --offline --no-progress .github/
+	$(VENV)/bin/actionlint -no-color
 
 format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .

@@ -29,6 +29,11 @@ ENABLE_CLOUDTRAIL = "EnableCloudTrail"
 FRONTEND_DOMAIN_NAME = "FrontendDomainName"
 FRONTEND_CERTIFICATE_ARN = "FrontendCertificateArn"
 ENABLE_DELETION_PROTECTION = "EnableDeletionProtection"
+DATABASE_CA_BUNDLE_PATH = "DatabaseCaBundlePath"
+API_DOMAIN_NAME = "ApiDomainName"
+NAT_GATEWAY_LAYOUT = "NatGatewayLayout"
+NAT_PER_AZ = "per-az"  # the spec (and prod): one NAT gateway and Elastic IP per AZ
+NAT_SINGLE = "single"  # one NAT gateway in AZ 1 for both private route tables (dev, staging)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 PRODUCTION = "prod"
@@ -47,6 +52,11 @@ CLOUDFRONT_ACM_ARN_PATTERN = r"^$|^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certif
 IMAGE_TAG_PATTERN = r"^$|^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DOMAIN_PATTERN = r"^$|^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+# An absolute file path made of URL-unreserved characters only (RFC 3986 section 2.3): it goes
+# verbatim into DATABASE_URL's query and CloudFormation cannot URL-encode.
+URL_SAFE_PATH_PATTERN = r"^(/[A-Za-z0-9._~-]+)+$"
+# Where the backend image keeps the Amazon RDS global CA bundle (docs/backend-image.md).
+DEFAULT_DATABASE_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,31 @@ SHARED_PARAMETERS: dict[str, ParameterSpec] = {
         "Deletion protection of the prod database and load balancer (the deployer passes false on "
         "a first create, so a failed create can roll back; every later deploy turns it on)",
         {"Default": "true", "AllowedValues": ["true", "false"]},
+    ),
+    DATABASE_CA_BUNDLE_PATH: ParameterSpec(
+        "String",
+        "Path of the Amazon RDS CA bundle inside the backend image (DATABASE_URL's sslrootcert)",
+        {
+            "Default": DEFAULT_DATABASE_CA_BUNDLE_PATH,
+            "AllowedPattern": URL_SAFE_PATH_PATTERN,
+            "ConstraintDescription": "an absolute path of letters, digits and . _ ~ - only (URL-safe)",
+        },
+    ),
+    NAT_GATEWAY_LAYOUT: ParameterSpec(
+        "String",
+        "NAT gateways: per-az (the spec; one NAT gateway and Elastic IP per AZ; required in prod) or "
+        "single (one in AZ 1 for both private subnets: one Elastic IP, cross-AZ traffic)",
+        {"Default": NAT_PER_AZ, "AllowedValues": [NAT_PER_AZ, NAT_SINGLE]},
+    ),
+    API_DOMAIN_NAME: ParameterSpec(
+        "String",
+        "DNS name of the ALB's certificate (a CNAME or alias to the ALB, outside the stack): CloudFront's "
+        "/api/* origin over HTTPS; required with CertificateArn, unused without it (dev: HTTP to the ALB)",
+        {
+            "Default": "",
+            "AllowedPattern": DOMAIN_PATTERN,
+            "ConstraintDescription": "empty, or a lower-case DNS name",
+        },
     ),
     FRONTEND_DOMAIN_NAME: ParameterSpec(
         "String",
@@ -196,6 +231,8 @@ APP_LOG_GROUP_NAME = "AppLogGroupName"
 FRONTEND_BUCKET_NAME = "FrontendBucketName"
 DISTRIBUTION_DOMAIN_NAME = "DistributionDomainName"
 DISTRIBUTION_ID = "DistributionId"
+API_URL = "ApiUrl"  # the URL the SPA calls: its own origin's /api (CloudFront -> ALB)
+API_PATH_PREFIX = "/api"
 # monitoring
 ALARM_TOPIC_ARN = "AlarmTopicArn"
 DASHBOARD_NAME = "DashboardName"
@@ -225,6 +262,9 @@ SESSION_SECRET = f"karematch-session-secret-{SUFFIX}"
 TASK_EXECUTION_ROLE = f"karematch-{ENV}-ecs-task-execution-role"
 TASK_ROLE = f"karematch-{ENV}-ecs-task-role"
 DASHBOARD = f"karematch-{ENV}-dashboard"
+# The environment's permissions boundary (bootstrap.yaml creates it): every role of the tree
+# carries it, and the execution role may create or change roles only with it.
+PERMISSIONS_BOUNDARY = f"karematch-{ENV}-permissions-boundary"
 ALARM_TOPIC = f"karematch-{ENV}-alarms"
 TRAIL = f"karematch-{ENV}-trail"
 TRAIL_BUCKET = f"karematch-cloudtrail-{SUFFIX}"
@@ -239,6 +279,11 @@ ARTIFACTS_KEY_PREFIX = "templates"
 ARTIFACTS_EXPIRE_DAYS = 90  # packaged templates; the deployer re-uploads keys older than 30 days
 ARTIFACTS_NONCURRENT_EXPIRE_DAYS = 30
 ARTIFACTS_ABORT_MULTIPART_DAYS = 1
+
+# The registry keeps the images the deployer tags with this prefix (deploy/images.py moves
+# deployed-current and deployed-previous) out of reach of the "newest 10 tagged" rule.
+PROTECTED_IMAGE_TAG_PREFIX = "deployed-"
+PROTECTED_IMAGES = 2  # the deployed image and the one before it (a rollback needs it)
 
 # Conditions shared by name across templates.
 IS_PRODUCTION = "IsProduction"

@@ -108,6 +108,12 @@ def test_trail_is_delivered_to_cloudwatch_logs_with_the_retention_parameter(t):
     role = helpers.props(resource(t, p["CloudWatchLogsRoleArn"], "AWS::IAM::Role"))
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": ["cloudtrail.amazonaws.com"]}
+    # Confused deputy: only this trail, of this account, may assume the role.
+    source = trust["Condition"]["StringEquals"]
+    assert source["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert helpers.sub_text(source["aws:SourceArn"]) == helpers.sub_text(p["TrailName"]).join(
+        ("arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/", "")
+    )
     (policy,) = role["Policies"]
     (st,) = policy["PolicyDocument"]["Statement"]
     assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= set(st["Action"])

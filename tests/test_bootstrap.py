@@ -21,7 +21,7 @@ from typing import Any
 import cfnlint
 import pytest
 
-from karematch_cfn import names, tree
+from karematch_cfn import evaluate, names, tree
 from karematch_cfn.deploy import package
 from karematch_cfn.lib import iam
 from karematch_cfn.stacks import STANDALONE_MODULES, bootstrap, root
@@ -29,7 +29,9 @@ from tests import helpers
 
 FILE = "bootstrap.yaml"
 ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
-EXECUTION_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/karematch-bootstrap-cfn-exec-{REGION}"
+ENV = "dev"  # the environment the template is read for (dev: it also has the plan role)
+OTHERS = [e for e in names.ENVIRONMENTS if e != ENV]
+EXECUTION_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/karematch-bootstrap-{ENV}-cfn-exec-{REGION}"
 OIDC_SUB = "token.actions.githubusercontent.com:sub"
 OIDC_AUD = "token.actions.githubusercontent.com:aud"
 CFN_DATA = Path(cfnlint.__file__).parent / "data"
@@ -61,7 +63,7 @@ NOT_GRANTED = {
     "ecs:PutAccountSetting*": "account-wide ECS settings",
     "elasticloadbalancing:ModifyCapacityReservation": "load balancer capacity reservations",
     "elasticloadbalancing:ModifyIpPools": "IPAM pools for load balancers",
-    "iam:*RolePermissionsBoundary": "permissions boundaries: templates may not change them",
+    "iam:DeleteRolePermissionsBoundary": "removing a boundary: explicitly denied",
     "logs:PutBearerTokenAuthentication": "HTTP log ingestion tokens",
     "logs:PutIndexPolicy": "account-wide field indexes",
     "logs:DeleteIndexPolicy": "account-wide field indexes",
@@ -80,10 +82,12 @@ NOT_GRANTED = {
 # ------------------------------------------------------------------------------------------
 # Reading the template
 # ------------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _t() -> dict[str, Any]:
-    """The rendered template (cached: tests read it, never change it)."""
-    return helpers.template(FILE)
+@lru_cache(maxsize=4)
+def _t(env: str = ENV) -> dict[str, Any]:
+    """The rendered template as deployed for ``env`` (cached: tests read it, never change it)."""
+    return evaluate.resolve(
+        helpers.template(FILE), {"EnvironmentName": env, "GitHubRepository": "karematch/karematch-cfn"}
+    )
 
 
 def _res(logical_id: str) -> dict[str, Any]:
@@ -100,7 +104,9 @@ def _role_statements(logical_id: str) -> list[dict[str, Any]]:
     for pol in helpers.props(_res(logical_id)).get("Policies", []):
         out += pol["PolicyDocument"]["Statement"]
     for res in _t()["Resources"].values():
-        if res["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": logical_id} in res["Properties"]["Roles"]:
+        if res["Type"] == "AWS::IAM::ManagedPolicy" and {"Ref": logical_id} in res["Properties"].get(
+            "Roles", []
+        ):
             out += res["Properties"]["PolicyDocument"]["Statement"]
     return out
 
@@ -115,9 +121,15 @@ def _concrete(value: Any) -> str:
     if isinstance(value, dict) and "Fn::GetAtt" in value:
         assert value["Fn::GetAtt"] == [bootstrap.EXECUTION_ROLE, "Arn"], value
         return EXECUTION_ROLE_ARN
-    text = helpers.sub_text(value)
+    if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], list):
+        text, variables = value["Fn::Sub"]
+        for k, v in variables.items():
+            text = text.replace("${" + k + "}", v if isinstance(v, str) else _concrete(v))
+    else:
+        text = helpers.sub_text(value)
     return (
-        text.replace("${AWS::Partition}", PARTITION)
+        text.replace("${EnvironmentName}", ENV)
+        .replace("${AWS::Partition}", PARTITION)
         .replace("${AWS::Region}", REGION)
         .replace("${AWS::AccountId}", ACCOUNT)
     )
@@ -227,8 +239,12 @@ def test_outputs_name_what_ci_needs():
         "DeployRoleArn",
         "PlanRoleArn",
         "CloudFormationExecutionRoleArn",
+        "PermissionsBoundaryArn",
         "GitHubOidcProviderArn",
     }
+    # the plan role and its bucket exist for dev only (pull requests dry-run dev)
+    assert set(outputs) - set(_t("prod")["Outputs"]) == {"PlanArtifactsBucketName", "PlanRoleArn"}
+    assert bootstrap.PLAN_ROLE not in _t("prod")["Resources"]
     assert outputs["DeployRoleArn"]["Value"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
     assert outputs["CloudFormationExecutionRoleArn"]["Value"] == {
         "Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]
@@ -238,11 +254,13 @@ def test_outputs_name_what_ci_needs():
 # ------------------------------------------------------------------------------------------
 # Artifacts buckets
 # ------------------------------------------------------------------------------------------
-def test_artifacts_bucket_is_the_one_the_deployer_defaults_to():
+def test_each_environment_has_its_own_artifacts_bucket_apart_from_the_deployers_default():
+    """CI passes --artifact-bucket: no environment (nor a pull request) writes where another
+    reads, so none can plant a content-hash key another environment reuses."""
     name = helpers.props(_res(bootstrap.ARTIFACTS_BUCKET))["BucketName"]
-    expected = package.default_bucket_name(ACCOUNT, REGION)
-    assert helpers.sub_text(name) == names.ARTIFACTS_BUCKET
-    assert _concrete(name) == expected == f"karematch-cfn-artifacts-{ACCOUNT}-{REGION}"
+    assert _concrete(name) == f"karematch-cfn-artifacts-{ENV}-{ACCOUNT}-{REGION}"
+    assert len(_concrete(name).replace(REGION, "ap-southeast-2").replace(ENV, "staging")) <= 63
+    assert _concrete(name) != package.default_bucket_name(ACCOUNT, REGION)
 
 
 @pytest.mark.parametrize("logical_id", [bootstrap.ARTIFACTS_BUCKET, bootstrap.PLAN_ARTIFACTS_BUCKET])
@@ -303,15 +321,8 @@ def trusted_subjects(trust: dict[str, Any]) -> list[str]:
     for st in trust["Statement"]:
         assert st["Effect"] == "Allow"
         assert _list(st["Action"]) == ["sts:AssumeRoleWithWebIdentity"]
-        assert st["Principal"] == {
-            "Federated": {
-                "Fn::If": [
-                    bootstrap.CREATES_OIDC_PROVIDER,
-                    {"Ref": bootstrap.OIDC_PROVIDER},
-                    {"Ref": bootstrap.EXISTING_OIDC_PROVIDER_ARN},
-                ]
-            }
-        }
+        # (the template as deployed with CreateOidcProvider at its default, true)
+        assert st["Principal"] == {"Federated": {"Ref": bootstrap.OIDC_PROVIDER}}
         cond = st.get("Condition", {})
         assert cond.get("StringEquals", {}).get(OIDC_AUD) == "sts.amazonaws.com", "audience unchecked"
         found = [v for op, kv in cond.items() for k, v in kv.items() if k == OIDC_SUB]
@@ -325,12 +336,15 @@ def trusted_subjects(trust: dict[str, Any]) -> list[str]:
     return subjects
 
 
-def test_deploy_role_trusts_main_and_the_gated_environments_only():
-    trust = helpers.props(_res(bootstrap.DEPLOY_ROLE))["AssumeRolePolicyDocument"]
-    assert sorted(trusted_subjects(trust)) == sorted(
-        ["ref:refs/heads/main", "environment:staging", "environment:prod"]
-    )
-    assert {"staging", "prod"} <= set(names.ENVIRONMENTS)
+@pytest.mark.parametrize(
+    "env,subject",
+    [("dev", "ref:refs/heads/main"), ("staging", "environment:staging"), ("prod", "environment:prod")],
+)
+def test_each_deploy_role_trusts_exactly_its_own_environments_jobs(env, subject):
+    """Prod's role: only jobs in the prod GitHub environment (its reviewers), never main."""
+    trust = helpers.props(_t(env)["Resources"][bootstrap.DEPLOY_ROLE])["AssumeRolePolicyDocument"]
+    assert [s.replace("${EnvironmentName}", env) for s in trusted_subjects(trust)] == [subject]
+    assert set(bootstrap.GATED_ENVIRONMENTS) == {"staging", "prod"}
 
 
 def test_plan_role_trusts_pull_requests_only():
@@ -379,7 +393,7 @@ def test_oidc_provider_is_github_for_sts_unless_one_exists():
 GITHUB_ROLES = (bootstrap.DEPLOY_ROLE, bootstrap.PLAN_ROLE)
 STACK_ARN = re.compile(
     r"arn:\$\{AWS::Partition\}:cloudformation:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
-    r":stack/karematch-(dev|staging|prod)(-\*)?/\*"
+    r":stack/karematch-\$\{EnvironmentName\}(-\*)?/\*"
 )
 
 
@@ -393,6 +407,8 @@ def test_github_roles_touch_only_the_karematch_stacks(role):
             assert STACK_ARN.fullmatch(helpers.sub_text(r)), r
             # the bootstrap stack itself is out of reach
             assert not fnmatch.fnmatchcase("stack/karematch-bootstrap/id", _concrete(r).split(":", 5)[5])
+            for other in OTHERS:  # another environment's stacks are out of reach
+                assert not fnmatch.fnmatchcase(f"stack/karematch-{other}/id", _concrete(r).split(":", 5)[5])
     assert not any("*" in a for a in _actions_of(cfn)), "wildcard CloudFormation action"
 
 
@@ -441,7 +457,7 @@ def _object_grants(role: str) -> dict[str, set[str]]:
 def test_each_github_role_writes_templates_to_its_own_bucket_only():
     # A pull request must not be able to plant a template a deploy from main would reuse
     # (the deployer skips uploading a content-hash key that already exists).
-    main = package.default_bucket_name(ACCOUNT, REGION)
+    main = _concrete(helpers.props(_res(bootstrap.ARTIFACTS_BUCKET))["BucketName"])
     plan_bucket = _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"])
     prefix = package.KEY_PREFIX
     assert _object_grants(bootstrap.DEPLOY_ROLE) == {
@@ -461,6 +477,9 @@ def test_each_github_role_writes_templates_to_its_own_bucket_only():
         f"arn:aws:s3:::{plan_bucket}/{prefix}/*": {"s3:GetObject", "s3:PutObject"},
     }
     assert plan_bucket != main
+    # and never another environment's bucket (IAM-enforced isolation of the artifacts)
+    for other in OTHERS:
+        assert not any(other in arn for arn in _object_grants(bootstrap.DEPLOY_ROLE)), other
 
 
 @pytest.mark.parametrize("role", GITHUB_ROLES)
@@ -471,7 +490,7 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
         cluster = names.CLUSTER.replace(names.ENV, env)
         service = names.SERVICE.replace(names.ENV, env)
         arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/{service}"
-        assert any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st[0]["Resource"]), arn
+        assert any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st[0]["Resource"]) == (env == ENV), arn
     assert not any(
         fnmatch.fnmatchcase(f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/other/api", _concrete(r))
         for r in st[0]["Resource"]
@@ -481,8 +500,38 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
 @pytest.mark.parametrize("role", GITHUB_ROLES)
 def test_github_roles_have_nothing_else(role):
     services = {a.split(":")[0] for a in _actions_of(_allows(role))}
-    assert services <= {"cloudformation", "iam", "s3", "ecs"}
-    assert not [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
+    assert services <= {"cloudformation", "iam", "s3", "ecs", "ecr", "ec2", "servicequotas"}
+    unscoped = [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
+    assert all(set(_list(s["Action"])) <= iam.QUOTA_USAGE_ACTIONS for s in unscoped)
+
+
+@pytest.mark.parametrize("role", GITHUB_ROLES)
+def test_github_roles_read_exactly_the_quotas_the_preflight_checks(role):
+    from karematch_cfn.deploy import quotas
+
+    (st,) = [s for s in _allows(role) if "servicequotas:GetServiceQuota" in _list(s["Action"])]
+    assert _list(st["Action"]) == ["servicequotas:GetServiceQuota"]
+    wanted = {f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:{q.service}/{q.code}" for q in quotas.QUOTAS}
+    assert {_concrete(r) for r in st["Resource"]} == wanted
+    reads = _actions_of(_allows(role))
+    assert {"servicequotas:GetAWSDefaultServiceQuota", "ec2:DescribeAddresses", "ec2:DescribeVpcs"} <= reads
+    assert {"ec2:DescribeNatGateways", "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones"} <= reads
+
+
+def test_only_the_deploy_role_retags_images_and_only_in_the_karematch_repositories():
+    """The deployer's deployed-* tags (deploy/images.py): read a manifest and put it again."""
+    (st,) = [
+        s for s in _allows(bootstrap.DEPLOY_ROLE) if any(a.startswith("ecr:") for a in _list(s["Action"]))
+    ]
+    assert set(_list(st["Action"])) == {"ecr:BatchGetImage", "ecr:PutImage"}
+    for env in names.ENVIRONMENTS:
+        arn = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/" + names.REPOSITORY.replace(names.ENV, env)
+        assert any(fnmatch.fnmatchcase(arn, _concrete(r)) for r in st["Resource"]) == (env == ENV), arn
+    assert not any(
+        fnmatch.fnmatchcase(f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other", _concrete(r))
+        for r in st["Resource"]
+    )
+    assert not [a for a in _actions_of(_allows(bootstrap.PLAN_ROLE)) if a.startswith("ecr:")]
 
 
 def test_deploy_session_outlasts_a_long_deploy():
@@ -501,6 +550,8 @@ def test_only_cloudformation_assumes_the_execution_role():
     st = trust["Statement"][0]
     assert st["Principal"] == {"Service": ["cloudformation.amazonaws.com"]}
     assert _list(st["Action"]) == ["sts:AssumeRole"]
+    # confused deputy: CloudFormation acting for this account only
+    assert st["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 def test_execution_role_can_provision_every_resource_type_the_stacks_use():
@@ -567,9 +618,10 @@ def test_execution_role_manages_only_the_stacks_roles_not_its_own_or_the_github_
     for env in names.ENVIRONMENTS:
         for pattern in (names.TASK_ROLE, names.TASK_EXECUTION_ROLE, names.FLOW_LOG_ROLE):
             arn = f"arn:aws:iam::{ACCOUNT}:role/{pattern.replace(names.ENV, env)}"
-            assert all(_matches_any(arn, s) for s in role_stmts), arn
+            # its own environment's roles only: a dev template cannot change prod's roles
+            assert all(_matches_any(arn, s) == (env == ENV) for s in role_stmts), arn
     for own in (bootstrap.EXECUTION_ROLE_NAME, bootstrap.DEPLOY_ROLE_NAME, bootstrap.PLAN_ROLE_NAME):
-        arn = f"arn:aws:iam::{ACCOUNT}:role/{own.replace('${AWS::Region}', REGION)}"
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{_concrete(own)}"
         for action in (
             "iam:PutRolePolicy",
             "iam:UpdateAssumeRolePolicy",
@@ -582,9 +634,8 @@ def test_execution_role_manages_only_the_stacks_roles_not_its_own_or_the_github_
     for where, res in _child_resources("AWS::IAM::Role"):
         name = res["Properties"].get("RoleName")
         if name is not None:
-            for env in names.ENVIRONMENTS:
-                arn = f"arn:aws:iam::{ACCOUNT}:role/{_concrete(name).replace(names.ENV, env)}"
-                assert all(_matches_any(arn, s) for s in role_stmts), f"{where}: {arn}"
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{_concrete(name)}"
+            assert all(_matches_any(arn, s) for s in role_stmts), f"{where}: {arn}"
 
 
 def test_execution_role_attaches_only_aws_service_role_policies():
@@ -674,7 +725,7 @@ def test_named_resources_of_the_stacks_fall_inside_the_execution_role_scope():
 
 def test_execution_role_cannot_touch_the_artifacts_buckets_configuration():
     for bucket in (
-        package.default_bucket_name(ACCOUNT, REGION),
+        _concrete(helpers.props(_res(bootstrap.ARTIFACTS_BUCKET))["BucketName"]),
         _concrete(helpers.props(_res(bootstrap.PLAN_ARTIFACTS_BUCKET))["BucketName"]),
     ):
         for action in ("s3:PutBucketPolicy", "s3:DeleteBucket", "s3:PutLifecycleConfiguration"):
@@ -690,7 +741,7 @@ def test_nested_stacks_are_managed_only_under_the_karematch_roots():
     for env in names.ENVIRONMENTS:
         root_name = names.DEFAULT_STACK_NAME.format(env=env)
         arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{root_name}-NetworkStack-1ABC/uuid"
-        assert _matches_any(arn, stmts[0]), arn
+        assert _matches_any(arn, stmts[0]) == (env == ENV), arn  # its own environment's only
     assert not _matches_any(
         f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/karematch-bootstrap/uuid", stmts[0]
     )
@@ -815,3 +866,131 @@ def test_plan_role_grants_every_call_of_a_dry_run():
         if c not in NOT_FOR_CI and not _granted(CALL_ACTIONS.get(c, c), granted)
     ]
     assert not missing, f"a dry run calls what PlanRole cannot: {missing}"
+
+
+# ------------------------------------------------------------------------------------------
+# The permissions boundary: no template can mint a role beyond it
+# ------------------------------------------------------------------------------------------
+BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/karematch-{ENV}-permissions-boundary"
+
+
+def _boundary_statements() -> list[dict[str, Any]]:
+    policy = helpers.props(_res(bootstrap.BOUNDARY_POLICY))
+    assert _concrete(policy["ManagedPolicyName"]) == BOUNDARY.rsplit("/", 1)[1]
+    return policy["PolicyDocument"]["Statement"]
+
+
+def _boundary_allows(action: str, resource: str) -> bool:
+    for st in _boundary_statements():
+        if (
+            st["Effect"] == "Allow"
+            and any(fnmatch.fnmatchcase(action, a) for a in _list(st["Action"]))
+            and any(_globs_meet(resource, _concrete(r)) for r in _list(st["Resource"]))
+        ):
+            return True
+    return False
+
+
+def test_every_role_of_the_tree_carries_the_environments_boundary():
+    roles = list(_child_resources("AWS::IAM::Role"))
+    assert len(roles) >= 3
+    for where, res in roles:
+        assert _concrete(res["Properties"].get("PermissionsBoundary", "")) == BOUNDARY, where
+    # service-linked roles cannot carry a boundary: the stacks create none (docs/ci.md)
+    assert not list(_child_resources("AWS::IAM::ServiceLinkedRole"))
+
+
+def test_the_boundary_allows_everything_the_tree_grants_its_roles_managed_policies_included():
+    """A grant outside the boundary fails only at runtime (AccessDenied), so each statement of
+    each role, and each action of each attached AWS managed policy, must fall inside it."""
+    checked = 0
+    for where, res in _child_resources("AWS::IAM::Role"):
+        props = res["Properties"]
+        statements = [
+            st
+            for pol in props.get("Policies", [])
+            if isinstance(pol, dict) and "PolicyDocument" in pol
+            for st in pol["PolicyDocument"]["Statement"]
+        ]
+        for pol in props.get("Policies", []):
+            if isinstance(pol, dict) and "Fn::If" in pol:  # a conditional policy: both branches
+                statements += [
+                    st
+                    for b in pol["Fn::If"][1:]
+                    if isinstance(b, dict) and "PolicyDocument" in b
+                    for st in b["PolicyDocument"]["Statement"]
+                ]
+        for st in statements:
+            if st["Effect"] != "Allow":
+                continue
+            for action in _list(st["Action"]):
+                for resource in _list(st["Resource"]):
+                    arn = (
+                        _concrete(resource)
+                        if not isinstance(resource, dict) or "Fn::Sub" in resource
+                        else "*"
+                    )
+                    assert _boundary_allows(action, arn), (
+                        f"{where}: {action} on {arn} is outside the boundary"
+                    )
+                    checked += 1
+        for managed in props.get("ManagedPolicyArns", []):
+            name = helpers.sub_text(managed).split(":policy/", 1)[1]
+            assert name in bootstrap.MANAGED_POLICY_ACTIONS, (
+                f"{where}: what does {name} grant? (MANAGED_POLICY_ACTIONS)"
+            )
+            for action in bootstrap.MANAGED_POLICY_ACTIONS[name]:
+                assert any(
+                    _boundary_allows(action, f"arn:aws:{action.split(':')[0]}:{REGION}:{ACCOUNT}:{r}")
+                    for r in (
+                        "*",
+                        "log-group:/aws/ecs/karematch-dev:log-stream:x",
+                        "repository/karematch-dev-backend",
+                    )
+                ), f"{where}: {name} grants {action}, outside the boundary"
+                checked += 1
+    assert checked > 10
+
+
+def test_the_boundary_caps_what_a_template_could_grant_itself():
+    for action, arn in (
+        ("iam:CreateRole", "*"),
+        ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/karematch-{ENV}-x"),
+        ("s3:GetObject", "arn:aws:s3:::any-bucket/x"),
+        (
+            "secretsmanager:GetSecretValue",
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:karematch-app-secrets-prod-{ACCOUNT}-AbCdEf",
+        ),
+        ("ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/karematch-prod-backend"),
+    ):
+        assert not _boundary_allows(action, arn), (action, arn)
+
+
+def test_the_execution_role_creates_and_changes_roles_only_with_the_boundary():
+    for action in (
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+    ):
+        stmts = _statements_with(action)
+        assert stmts, action
+        for st in stmts:
+            assert _concrete(st["Condition"]["StringEquals"]["iam:PermissionsBoundary"]) == BOUNDARY, action
+
+
+def test_the_execution_role_may_not_remove_or_replace_boundaries_nor_change_the_boundary_policy():
+    denies = [s for s in _role_statements(EXEC) if s["Effect"] == "Deny"]
+    by_action = {a: st for st in denies for a in _list(st["Action"])}
+    assert by_action["iam:DeleteRolePermissionsBoundary"]["Resource"] == ["*"]
+    other = by_action["iam:PutRolePermissionsBoundary"]
+    assert _concrete(other["Condition"]["StringNotEquals"]["iam:PermissionsBoundary"]) == BOUNDARY
+    for action in (
+        "iam:CreatePolicyVersion",
+        "iam:SetDefaultPolicyVersion",
+        "iam:DeletePolicy",
+        "iam:DeletePolicyVersion",
+    ):
+        assert [_concrete(r) for r in by_action[action]["Resource"]] == [BOUNDARY], action
+    assert not _statements_with("iam:DeleteRolePermissionsBoundary")

@@ -244,3 +244,9 @@ def test_outputs_are_the_endpoint_and_ids_never_a_credential(t):
 def test_the_database_logical_id_is_pinned(t):
     # Renaming the logical id would replace (and snapshot away) the database.
     assert set(helpers.resources_of_type(t, DB_TYPE)) == {"DatabaseInstance"}
+
+
+def test_the_server_certificate_ca_is_set_explicitly_to_one_the_rds_global_bundle_holds():
+    db = helpers.one_of_type(helpers.template("database.yaml"), "AWS::RDS::DBInstance")
+    # rds-ca-rsa2048-g1, rds-ca-rsa4096-g1, rds-ca-ecc384-g1: the CAs of the global bundle
+    assert re.fullmatch(r"rds-ca-(rsa2048|rsa4096|ecc384)-g1", helpers.props(db)["CACertificateIdentifier"])

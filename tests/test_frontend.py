@@ -6,6 +6,9 @@ custom domain only when both the domain and its certificate are given."""
 from __future__ import annotations
 
 import fnmatch
+import json
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -77,8 +80,14 @@ def behaviour_for(t, path: str) -> dict[str, Any]:
 
 
 def all_behaviours(t) -> list[dict[str, Any]]:
+    """The behaviours that serve the single-page app from the bucket (not /api/*)."""
     cfg = config(t)
-    return [cfg["DefaultCacheBehavior"], *cfg.get("CacheBehaviors", [])]
+    return [cfg["DefaultCacheBehavior"], *(b for b in cfg.get("CacheBehaviors", []) if b is not api(t))]
+
+
+def api(t) -> dict[str, Any]:
+    (behaviour,) = [b for b in config(t).get("CacheBehaviors", []) if b["PathPattern"] == "/api/*"]
+    return behaviour
 
 
 def cache_policy(t, behaviour) -> dict[str, Any]:
@@ -151,8 +160,15 @@ def test_bucket_policy_lets_only_this_distribution_read_and_refuses_plain_http(t
     assert policy["Bucket"] == {"Ref": "FrontendBucket"}
     statements = policy["PolicyDocument"]["Statement"]
     allows = [s for s in statements if s["Effect"] == "Allow"]
-    assert len(allows) == 1
-    (allow,) = allows
+    assert len(allows) == 2
+    (allow,) = [s for s in allows if s["Action"] == ["s3:GetObject"]]
+    # ListBucket on the bucket only: a missing file is S3's 404, not 403 (SPA routing below).
+    (listing,) = [s for s in allows if s["Action"] == ["s3:ListBucket"]]
+    assert listing["Principal"] == {"Service": ["cloudfront.amazonaws.com"]}
+    assert [helpers.sub_text(r) for r in listing["Resource"]] == [
+        "arn:${AWS::Partition}:s3:::karematch-frontend-${EnvironmentName}-${AWS::AccountId}"
+    ]
+    assert listing["Condition"] == allow["Condition"]
     assert allow["Principal"] == {"Service": ["cloudfront.amazonaws.com"]}
     assert allow["Action"] == ["s3:GetObject"]
     (resource,) = allow["Resource"]
@@ -172,7 +188,7 @@ def test_bucket_policy_lets_only_this_distribution_read_and_refuses_plain_http(t
 
 def test_cloudfront_reaches_the_bucket_through_origin_access_control_not_a_public_endpoint(t):
     # Decision: OAC, the successor of the spec's OAI (OAI is legacy and cannot read SSE-KMS).
-    (origin,) = config(t)["Origins"]
+    (origin,) = [o for o in config(t)["Origins"] if "S3OriginConfig" in o]
     assert origin["DomainName"] == {"Fn::GetAtt": ["FrontendBucket", "RegionalDomainName"]}
     assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
     oac_id = origin["OriginAccessControlId"]["Fn::GetAtt"][0]
@@ -245,20 +261,50 @@ def test_html_json_and_spa_routes_are_not_cached(t, path):
     assert f"max-age={max_age}" in header["Value"] and header["Override"] is True
 
 
-def test_spa_errors_are_rewritten_to_index_html_and_never_cached(t):
-    rewrite = r"Error handling: (\d+)/(\d+) → (/\S+)"
-    codes = {spec.number(rewrite, CDN), int(spec.find(rewrite, CDN, group=2))}
-    path = spec.find(rewrite, CDN, group=3)
-    responses = config(t)["CustomErrorResponses"]
-    assert {r["ErrorCode"] for r in responses} == codes == {403, 404}
-    for r in responses:
-        assert r["ResponsePagePath"] == path
-        assert r["ResponseCode"] == 200  # SPA routing: the route renders, not an error page
-        assert r["ErrorCachingMinTTL"] == 0
+def run_function(code: str, uri: str) -> str:
+    """The URI a CloudFront Function leaves on a viewer request (run by Node.js)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed: the CloudFront Function cannot be run")
+    script = (
+        code + f"\nprocess.stdout.write(handler({{request: {{uri: {json.dumps(uri)}, headers: {{}}}}}}).uri);"
+    )
+    return subprocess.run([node, "-e", script], check=True, capture_output=True, text=True, timeout=30).stdout
+
+
+def spa_function(t) -> dict[str, Any]:
+    (association,) = config(t)["DefaultCacheBehavior"]["FunctionAssociations"]
+    assert association["EventType"] == "viewer-request"
+    function_id, attribute = association["FunctionARN"]["Fn::GetAtt"]
+    assert attribute == "FunctionARN"
+    fn = t["Resources"][function_id]
+    assert fn["Type"] == "AWS::CloudFront::Function"
+    return helpers.props(fn)
+
+
+ROUTES = ("/", "/matches/42", "/settings/profile", "/login", "/api")
+FILES = ("/index.html", "/assets/index-4f3a9c.js", "/favicon.ico", "/config.json", "/missing.png")
+
+
+def test_spa_routing_serves_index_html_for_routes_and_files_as_themselves(t):
+    """The spec's "404/403 -> /index.html" for every path a browser navigates to, by a viewer
+    request function: a missing file stays a real 404 and the API's errors stay the API's."""
+    entry = spec.find(r"Error handling: \d+/\d+ → (/\S+)", CDN)
+    fn = spa_function(t)
+    assert fn["AutoPublish"] is True and fn["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
+    for route in ROUTES:
+        assert run_function(fn["FunctionCode"], route) == entry, route
+    for path in FILES:
+        assert run_function(fn["FunctionCode"], path) == path, path
+
+
+def test_no_distribution_wide_error_rewrite_hides_the_apis_errors(t):
+    assert "CustomErrorResponses" not in config(t)
+    assert "FunctionAssociations" not in api(t)
 
 
 def test_security_headers_are_sent_on_every_behaviour(t):
-    for behaviour in all_behaviours(t):
+    for behaviour in [*all_behaviours(t), api(t)]:
         policy = ref_target(t, behaviour["ResponseHeadersPolicyId"], "AWS::CloudFront::ResponseHeadersPolicy")
         sec = policy["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
         assert sec["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 365 * 24 * 60 * 60
@@ -306,3 +352,65 @@ def test_outputs_name_the_bucket_and_the_distribution(t):
     dist = next(iter(helpers.resources_of_type(t, "AWS::CloudFront::Distribution")))
     assert outputs["DistributionId"]["Value"] == {"Ref": dist}
     assert outputs["DistributionDomainName"]["Value"] == {"Fn::GetAtt": [dist, "DomainName"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The API on the SPA's own origin: /api/* to the ALB
+# ---------------------------------------------------------------------------------------------
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # AWS managed cache policy
+ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"  # AWS managed origin request policy
+ALB_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+
+
+def origin(t, origin_id: str) -> dict[str, Any]:
+    (found,) = [o for o in config(t)["Origins"] if o["Id"] == origin_id]
+    return found
+
+
+@pytest.mark.parametrize("path", ["/api/matches", "/api/auth/login", "/api/v1/users/7/photo.png"])
+def test_api_paths_go_to_the_load_balancer_and_nothing_else_does(t, path):
+    assert behaviour_for(t, path) is api(t)
+    for other in (*STATIC_PATHS, *NO_CACHE_PATHS, "/apidocs", "/api"):
+        assert behaviour_for(t, other) is not api(t), other
+
+
+def test_the_api_is_not_cached_and_gets_every_method_header_cookie_and_query_string(t):
+    b = api(t)
+    assert b["CachePolicyId"] == CACHING_DISABLED
+    assert b["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST
+    assert set(b["AllowedMethods"]) == {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
+    assert b["ViewerProtocolPolicy"] == "https-only"  # a redirect would turn a POST into a GET
+
+
+def test_dev_reaches_the_alb_over_http_by_its_dns_name():
+    dev = helpers.for_env(FILE, "dev")
+    o = origin(dev, api(dev)["TargetOriginId"])
+    assert o["DomainName"] == helpers.wired_value("LoadBalancerDnsName")
+    assert o["CustomOriginConfig"]["OriginProtocolPolicy"] == "http-only"
+    assert o["CustomOriginConfig"]["HTTPPort"] == 80
+
+
+def test_with_an_alb_certificate_the_api_origin_is_https_to_the_certificates_name():
+    prod = helpers.for_env(FILE, "prod", CertificateArn=ALB_CERT, ApiDomainName="api.karematch.example")
+    o = origin(prod, api(prod)["TargetOriginId"])
+    assert o["DomainName"] == "api.karematch.example"
+    cfg = o["CustomOriginConfig"]
+    assert cfg["OriginProtocolPolicy"] == "https-only" and cfg["HTTPSPort"] == 443
+    assert cfg["OriginSSLProtocols"] == ["TLSv1.2"]
+
+
+def test_an_alb_certificate_without_the_api_domain_is_refused_before_anything_is_created():
+    root = helpers.template("karematch.yaml")
+    values = dict(helpers.env_values("prod"), CertificateArn=ALB_CERT)
+    assert any("ApiDomainName" in b for b in evaluate.broken_rules(root, values))
+    assert not evaluate.broken_rules(root, dict(values, ApiDomainName="api.karematch.example"))
+
+
+def test_the_spas_api_url_is_its_own_origin_and_a_root_output(t):
+    dist = next(iter(helpers.resources_of_type(t, "AWS::CloudFront::Distribution")))
+    value = helpers.for_env(FILE, "dev")["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+    assert value[0] == "https://${Domain}/api"
+    assert value[1]["Domain"] == {"Fn::GetAtt": [dist, "DomainName"]}
+    custom = helpers.for_env(FILE, "prod", FrontendDomainName=DOMAIN, FrontendCertificateArn=CERT)
+    assert custom["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"][1]["Domain"] == DOMAIN
+    assert "ApiUrl" in helpers.template("karematch.yaml")["Outputs"]

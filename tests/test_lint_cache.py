@@ -224,7 +224,7 @@ def test_deploy_freshness_uses_the_build_record_and_no_cache_renders(tmp_path, c
         {f"templates/{p.name}": p.read_text() for p in sorted(out.glob("*.yaml"))}
     )
     source = lintcache.source_key(sources=inputs.paths.SOURCES, parameters_dir=tree.PARAMETERS_DIR)
-    lintcache.store_build(source, outputs=digest, sizes="")
+    lintcache.store_build(source, outputs=digest, sizes="", docs=[])
 
     def no_render():
         raise ValueError("rendered")

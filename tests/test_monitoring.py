@@ -174,8 +174,10 @@ def test_topic_is_encrypted_with_a_customer_managed_key_cloudwatch_can_use(t):
     (admin,) = [s for s in statements if "AWS" in s["Principal"]]
     assert helpers.sub_text(admin["Principal"]["AWS"][0]).endswith(":iam::${AWS::AccountId}:root")
     (use,) = [s for s in statements if "Service" in s["Principal"]]
-    assert {"cloudwatch.amazonaws.com", "events.amazonaws.com"} <= set(use["Principal"]["Service"])
+    assert use["Principal"]["Service"] == ["cloudwatch.amazonaws.com"]
     assert set(use["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    # Confused deputy: CloudWatch may use the key only for alarms of this account.
+    assert use["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 def test_topic_policy_lets_cloudwatch_of_this_account_publish(t):

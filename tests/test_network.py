@@ -167,7 +167,14 @@ def test_public_subnets_default_route_is_the_attached_internet_gateway(t):
         assert attachments[0] in res(t, route_id).get("DependsOn", []), route_id
 
 
-def test_private_subnets_route_through_the_nat_gateway_of_their_own_az(t):
+@pytest.fixture(scope="module")
+def prod() -> dict[str, Any]:
+    """network.yaml as prod deploys it: the spec's layout."""
+    return helpers.for_env(FILE, names.PRODUCTION)
+
+
+def test_private_subnets_route_through_the_nat_gateway_of_their_own_az(prod):
+    t = prod
     used = set()
     for subnet in tier_subnets(t, "Private"):
         route = default_route(t, route_table_of(t, subnet))
@@ -209,7 +216,8 @@ def test_every_subnet_has_exactly_one_explicit_route_table(t):
         route_table_of(t, name)
 
 
-def test_one_nat_gateway_per_public_subnet_each_with_its_own_address(t):
+def test_one_nat_gateway_per_public_subnet_each_with_its_own_address(prod):
+    t = prod
     nats = helpers.resources_of_type(t, "AWS::EC2::NatGateway")
     public = tier_subnets(t, "Public")
     assert len(nats) == len(public)
@@ -347,3 +355,64 @@ def test_subnet_id_outputs_list_exactly_their_tier(t, output, tier):
 
 def test_vpc_id_output(t):
     assert t["Outputs"][names.VPC_ID]["Value"] == {"Ref": vpc_id(t)}
+
+
+# ---------------------------------------------------------------------------------------------
+# NAT layout: the spec's per-AZ layout in prod, one NAT gateway in dev and staging
+# ---------------------------------------------------------------------------------------------
+ELASTIC_IPS_PER_REGION_DEFAULT = 5  # Service Quotas L-0263D0A3, AWS default
+
+
+def test_prod_runs_the_spec_layout_and_the_parameter_default_is_the_spec():
+    root = helpers.template("karematch.yaml")
+    assert root["Parameters"][names.NAT_GATEWAY_LAYOUT]["Default"] == names.NAT_PER_AZ
+    assert helpers.env_values("prod")[names.NAT_GATEWAY_LAYOUT] == names.NAT_PER_AZ
+    assert len(helpers.resources_of_type(helpers.for_env(FILE, "prod"), "AWS::EC2::NatGateway")) == 2
+
+
+def test_a_single_nat_gateway_in_az_1_serves_both_private_subnets_in_dev_and_staging():
+    for env in ("dev", "staging"):
+        t = helpers.for_env(FILE, env)
+        (nat,) = helpers.resources_of_type(t, "AWS::EC2::NatGateway")
+        (eip,) = helpers.resources_of_type(t, "AWS::EC2::EIP")
+        assert az_index(t, ref(helpers.props(res(t, nat))["SubnetId"])) == 0
+        assert helpers.props(res(t, nat))["AllocationId"] == {"Fn::GetAtt": [eip, "AllocationId"]}
+        for subnet in tier_subnets(t, "Private"):
+            assert ref(default_route(t, route_table_of(t, subnet))["NatGatewayId"]) == nat, env
+
+
+def test_the_three_environments_fit_the_default_elastic_ip_quota_with_room_to_spare():
+    used = sum(
+        len(helpers.resources_of_type(helpers.for_env(FILE, env), "AWS::EC2::EIP"))
+        for env in names.ENVIRONMENTS
+    )
+    assert used < ELASTIC_IPS_PER_REGION_DEFAULT
+
+
+def test_switching_the_layout_keeps_every_logical_id_that_exists_in_both():
+    """per-az -> single deletes NAT gateway 2 and its address and re-points route 2; nothing
+    that exists in both layouts changes its logical id (which would replace it)."""
+    per_az = helpers.for_env(FILE, "dev", NatGatewayLayout=names.NAT_PER_AZ)["Resources"]
+    single = helpers.for_env(FILE, "dev", NatGatewayLayout=names.NAT_SINGLE)["Resources"]
+    assert set(single) < set(per_az)
+    gone = {per_az[k]["Type"] for k in set(per_az) - set(single)}
+    assert gone == {"AWS::EC2::NatGateway", "AWS::EC2::EIP"}
+    changed = {k for k in single if single[k] != per_az[k]}
+    assert {per_az[k]["Type"] for k in changed} == {"AWS::EC2::Route"}
+
+
+def test_prod_cannot_run_a_single_nat_gateway():
+    from karematch_cfn import evaluate
+
+    root = helpers.template("karematch.yaml")
+    values = dict(helpers.env_values("prod"), NatGatewayLayout=names.NAT_SINGLE)
+    broken = evaluate.broken_rules(root, values)
+    assert any("per-az" in b for b in broken), broken
+    assert not evaluate.broken_rules(
+        root,
+        dict(
+            helpers.env_values("prod"),
+            ApiDomainName="api.karematch.example",
+            CertificateArn="arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+        ),
+    )

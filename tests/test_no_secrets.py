@@ -173,7 +173,7 @@ def test_every_secret_is_generated_or_assembled_from_references():
                     # References only, or a URL whose user, password, host and port are
                     # references (literal: scheme, separators, database name, query).
                     rest = DYNAMIC_REF.sub("", PLACEHOLDER.sub("", value))
-                    assert re.fullmatch(r"|[a-z]+://[:@/]*\w*(\?[\w=&]*)?", rest), (
+                    assert re.fullmatch(r"|[a-z]+://[:@/]*\w*(\?[\w=&-]*)?", rest), (
                         f"{filename}/{logical_id}: {key} has literal text {rest!r}"
                     )
             else:

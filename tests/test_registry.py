@@ -39,7 +39,9 @@ def test_tag_mutability_encryption_and_scan_on_push(repo):
 def test_lifecycle_keeps_last_tagged_images_and_expires_untagged(repo):
     keep = spec.number(r"Keep last (\d+) tagged images", SECTION)
     days = spec.number(r"Delete untagged images after (\d+) days", SECTION)
-    rules = {r["selection"]["tagStatus"]: r for r in _lifecycle(repo)}
+    rules = {
+        r["selection"]["tagStatus"]: r for r in _lifecycle(repo) if "tagPrefixList" not in r["selection"]
+    }
     assert set(rules) == {"tagged", "untagged"}
     tagged, untagged = rules["tagged"]["selection"], rules["untagged"]["selection"]
     assert (tagged["countType"], tagged["countNumber"]) == ("imageCountMoreThan", keep)
@@ -73,3 +75,20 @@ def test_root_wires_the_execution_role_into_the_registry():
     root = helpers.template("karematch.yaml")
     params = root["Resources"]["RegistryStack"]["Properties"]["Parameters"]
     assert params["TaskExecutionRoleArn"] == {"Fn::GetAtt": ["IamStack", "Outputs.TaskExecutionRoleArn"]}
+
+
+def test_the_deployed_image_and_the_one_before_are_kept_by_a_higher_priority_rule(repo):
+    """ECR considers an image only under the highest-priority rule that matches it: the images
+    the deployer tags (deploy/images.py) must match a rule ahead of "keep the newest 10"."""
+    from karematch_cfn.deploy import images
+
+    rules = _lifecycle(repo)
+    (protect,) = [r for r in rules if "tagPrefixList" in r["selection"]]
+    (newest,) = [r for r in rules if r["selection"].get("tagPatternList") == ["*"]]
+    assert protect["rulePriority"] < newest["rulePriority"]
+    (prefix,) = protect["selection"]["tagPrefixList"]
+    moved = {images.CURRENT_TAG, images.PREVIOUS_TAG}
+    assert all(tag.startswith(prefix) for tag in moved)
+    # the rule expires only beyond the images the deployer tags: it never expires one of them
+    assert protect["selection"]["countType"] == "imageCountMoreThan"
+    assert protect["selection"]["countNumber"] >= len(moved)

@@ -201,7 +201,38 @@ def test_database_url_is_built_from_the_credentials_endpoint_and_spec_database_w
     assert RESOLVE.fullmatch(password).groups() == ("DatabaseSecretArn", db_secret["GenerateStringKey"])
     assert host == "${DatabaseEndpointAddress}:${DatabaseEndpointPort}"
     assert db == database
-    assert query == "sslmode=require"  # the server forces SSL (rds.force_ssl=1)
+    # verify-full with the RDS CA bundle: libpq and node-postgres both authenticate the server
+    assert query == "sslmode=verify-full&sslrootcert=${DatabaseCaBundlePath}"
+
+
+def test_the_ca_bundle_path_is_a_url_safe_root_parameter_with_a_default_that_fits():
+    root = helpers.template("karematch.yaml")
+    param = root["Parameters"][names.DATABASE_CA_BUNDLE_PATH]
+    pattern = param["AllowedPattern"]
+    assert re.fullmatch(pattern, param["Default"])
+    for bad in (
+        "relative/path.pem",
+        "/a b.pem",
+        "/a%20b.pem",
+        "/a.pem?x=1",
+        "/a.pem&sslmode=disable",
+        "/a#b",
+        "",
+    ):
+        assert not re.fullmatch(pattern, bad), bad
+    assert re.fullmatch(pattern, "/opt/app/certs/rds-global-bundle.pem")
+
+
+def test_only_the_app_secret_reads_the_ca_bundle_path_so_no_generated_secret_changes_with_it():
+    root = helpers.template("karematch.yaml")
+    stacks = helpers.resources_of_type(root, "AWS::CloudFormation::Stack")
+    fed = {
+        v["Properties"]["TemplateURL"]
+        for v in stacks.values()
+        if names.DATABASE_CA_BUNDLE_PATH in v["Properties"].get("Parameters", {})
+    }
+    assert fed == {"./appsecret.yaml"}
+    assert "GenerateSecretString" not in json.dumps(helpers.template("appsecret.yaml")["Resources"])
 
 
 def test_app_secret_outputs_are_its_arn_and_name():

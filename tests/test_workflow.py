@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from karematch_cfn import config, names
+from karematch_cfn import config, evaluate, names
 from karematch_cfn.stacks import bootstrap
 from tests import helpers
 
@@ -27,16 +27,36 @@ VENV_PYTHON = ".venv/bin/python"
 CONFIGURE_CREDENTIALS = "aws-actions/configure-aws-credentials"
 # Repository variables the workflow may use, with a value of the right shape for parsing.
 VARIABLES = {
-    "AWS_DEPLOY_ROLE_ARN": "arn:aws:iam::000000000000:role/karematch-bootstrap-github-deploy-us-east-1",
-    "AWS_PLAN_ROLE_ARN": "arn:aws:iam::000000000000:role/karematch-bootstrap-github-plan-us-east-1",
-    "AWS_CFN_EXECUTION_ROLE_ARN": "arn:aws:iam::000000000000:role/karematch-bootstrap-cfn-exec-us-east-1",
+    **{
+        f"{env.upper()}_{kind}": value.format(env=env, account=account)
+        for env, account in (("dev", "000000000000"), ("staging", "111111111111"), ("prod", "222222222222"))
+        for kind, value in (
+            (
+                "DEPLOY_ROLE_ARN",
+                "arn:aws:iam::{account}:role/karematch-bootstrap-{env}-github-deploy-us-east-1",
+            ),
+            (
+                "CFN_EXECUTION_ROLE_ARN",
+                "arn:aws:iam::{account}:role/karematch-bootstrap-{env}-cfn-exec-us-east-1",
+            ),
+            ("ARTIFACTS_BUCKET", "karematch-cfn-artifacts-{env}-{account}-us-east-1"),
+        )
+    },
+    "AWS_PLAN_ROLE_ARN": "arn:aws:iam::000000000000:role/karematch-bootstrap-dev-github-plan-us-east-1",
     "AWS_PLAN_ARTIFACTS_BUCKET": "karematch-cfn-plan-artifacts-000000000000-us-east-1",
     "AWS_REGION": "us-east-1",
     "PROD_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000",
     "STAGING_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:000000000000:certificate/11111111-1111-1111-1111-111111111111",
+    "PROD_API_DOMAIN_NAME": "api.karematch.example",
+    "STAGING_API_DOMAIN_NAME": "api.staging.karematch.example",
 }
 # Which bootstrap Output each role variable is set from (docs/ci.md).
-ROLE_VARIABLES = {"AWS_DEPLOY_ROLE_ARN": bootstrap.DEPLOY_ROLE, "AWS_PLAN_ROLE_ARN": bootstrap.PLAN_ROLE}
+# (the environment whose bootstrap stack creates the role, the role's logical id)
+ROLE_VARIABLES = {
+    **{f"{env.upper()}_DEPLOY_ROLE_ARN": (env, bootstrap.DEPLOY_ROLE) for env in names.ENVIRONMENTS},
+    "AWS_PLAN_ROLE_ARN": ("dev", bootstrap.PLAN_ROLE),
+}
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
 OTHER_EXPRESSIONS = {
     "steps.python.outputs.python-path": "/opt/hostedtoolcache/Python/3.11.9/x64/bin/python3.11",
 }
@@ -197,7 +217,7 @@ def test_deploy_jobs_execute_without_a_terminal():
         _, job = deploy_job(env)
         (args,) = deployer_args(job)
         assert args[0] == "deploy" and "--yes" in args and "--dry-run" not in args
-        assert _option(args, "--cfn-role-arn") == [VARIABLES["AWS_CFN_EXECUTION_ROLE_ARN"]]
+        assert _option(args, "--cfn-role-arn") == [VARIABLES[f"{env.upper()}_CFN_EXECUTION_ROLE_ARN"]]
 
 
 def test_staging_and_prod_wait_for_their_gated_github_environments():
@@ -209,9 +229,12 @@ def test_staging_and_prod_wait_for_their_gated_github_environments():
 
 
 def test_staging_and_prod_get_their_certificates_from_repository_variables():
-    for env, variable in (("staging", "STAGING_CERTIFICATE_ARN"), (names.PRODUCTION, "PROD_CERTIFICATE_ARN")):
+    for env, prefix in (("staging", "STAGING"), (names.PRODUCTION, "PROD")):
         (args,) = deployer_args(deploy_job(env)[1])
-        assert _option(args, "--parameter") == [f"{names.CERTIFICATE_ARN}={VARIABLES[variable]}"]
+        assert _option(args, "--parameter") == [
+            f"{names.CERTIFICATE_ARN}={VARIABLES[prefix + '_CERTIFICATE_ARN']}",
+            f"{names.API_DOMAIN_NAME}={VARIABLES[prefix + '_API_DOMAIN_NAME']}",
+        ]
     (args,) = deployer_args(deploy_job("dev")[1])
     assert not _option(args, "--parameter")
 
@@ -256,7 +279,8 @@ def test_credentials_come_from_oidc_roles_in_repository_variables():
         step = credentials_step(job)
         if step is None:
             continue
-        assert step["uses"] == f"{CONFIGURE_CREDENTIALS}@v4"
+        owner_repo, ref = step["uses"].split("@")
+        assert owner_repo == CONFIGURE_CREDENTIALS and FULL_SHA.fullmatch(ref)
         inputs = step["with"]
         assert not {"aws-access-key-id", "aws-secret-access-key", "aws-session-token"} & set(inputs)
         m = re.fullmatch(r"\$\{\{\s*vars\.([A-Z_]+)\s*\}\}", inputs["role-to-assume"])
@@ -282,29 +306,34 @@ def _oidc_subject(job: dict[str, Any]) -> str:
 
 
 def test_each_job_assumes_a_role_that_trusts_exactly_that_job():
-    t = helpers.template("bootstrap.yaml")
     for name, job in jobs().items():
         step = credentials_step(job)
         if step is None:
             continue
         variable = re.search(r"vars\.([A-Z_]+)", step["with"]["role-to-assume"]).group(1)
-        role = t["Resources"][ROLE_VARIABLES[variable]]
+        env, logical_id = ROLE_VARIABLES[variable]
+        t = evaluate.resolve(helpers.template("bootstrap.yaml"), {"EnvironmentName": env})
+        role = t["Resources"][logical_id]
         (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         subjects = [
             helpers.sub_text(s)
             for s in statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
         ]
-        assert f"repo:${{GitHubRepository}}:{_oidc_subject(job)}" in subjects, name
+        subjects = [x.replace("${EnvironmentName}", env) for x in subjects]
+        assert subjects == [f"repo:${{GitHubRepository}}:{_oidc_subject(job)}"], name
     # the plan job's role cannot execute what it plans
-    assert ROLE_VARIABLES["AWS_PLAN_ROLE_ARN"] == bootstrap.PLAN_ROLE
+    assert ROLE_VARIABLES["AWS_PLAN_ROLE_ARN"] == ("dev", bootstrap.PLAN_ROLE)
     for _, job in plan_jobs():
         assert "AWS_PLAN_ROLE_ARN" in credentials_step(job)["with"]["role-to-assume"]
-    for env in names.ENVIRONMENTS:
-        assert "AWS_DEPLOY_ROLE_ARN" in credentials_step(deploy_job(env)[1])["with"]["role-to-assume"]
+    for env in names.ENVIRONMENTS:  # each environment's own role, execution role and bucket
+        job = deploy_job(env)[1]
+        assert f"{env.upper()}_DEPLOY_ROLE_ARN" in credentials_step(job)["with"]["role-to-assume"]
+        (args,) = deployer_args(job)
+        assert _option(args, "--cfn-role-arn") == [VARIABLES[f"{env.upper()}_CFN_EXECUTION_ROLE_ARN"]]
 
 
 def test_sessions_last_as_long_as_the_role_allows_and_the_job_may_run():
-    t = helpers.template("bootstrap.yaml")
+    t = evaluate.resolve(helpers.template("bootstrap.yaml"), {"EnvironmentName": "prod"})
     limit = t["Resources"][bootstrap.DEPLOY_ROLE]["Properties"]["MaxSessionDuration"]
     for env in names.ENVIRONMENTS:
         job = deploy_job(env)[1]
@@ -317,9 +346,9 @@ def test_plans_upload_to_the_plan_bucket_not_the_deploy_bucket():
     for _, job in plan_jobs():
         for args in deployer_args(job):
             assert _option(args, "--artifact-bucket") == [VARIABLES["AWS_PLAN_ARTIFACTS_BUCKET"]]
-    for env in names.ENVIRONMENTS:
+    for env in names.ENVIRONMENTS:  # each environment its own bucket (bootstrap.yaml)
         (args,) = deployer_args(deploy_job(env)[1])
-        assert not _option(args, "--artifact-bucket"), "deploys use the deployer's default bucket"
+        assert _option(args, "--artifact-bucket") == [VARIABLES[f"{env.upper()}_ARTIFACTS_BUCKET"]]
 
 
 def test_no_secrets_keys_or_account_ids_in_the_file():
@@ -342,11 +371,20 @@ def test_the_setup_doc_names_every_variable_and_where_its_value_comes_from():
         assert f"`{env}`" in doc
 
 
-def test_actions_are_pinned_to_a_major_version_of_github_or_aws_actions():
+def test_actions_are_pinned_to_a_full_commit_sha_with_the_version_in_a_comment():
+    """A tag can be moved to other code; a commit cannot (zizmor's unpinned-uses audit).
+    Dependabot updates the SHA and the comment together."""
+    uses_lines = [
+        line.strip()
+        for line in WORKFLOW.read_text().splitlines()
+        if line.strip().startswith(("uses:", "- uses:"))
+    ]
+    assert uses_lines
+    for line in uses_lines:
+        assert re.fullmatch(
+            r"(- )?uses: (actions|aws-actions)/[a-z-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", line
+        ), line
     for name, job in jobs().items():
-        for step in job.get("steps", []):
-            if "uses" in step:
-                assert re.fullmatch(r"(actions|aws-actions)/[a-z-]+@v\d+", step["uses"]), (name, step["uses"])
         checkout = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
         assert checkout and checkout[0]["with"]["persist-credentials"] is False, name
 
@@ -420,3 +458,18 @@ def test_deployer_arguments_parse_with_the_cli_parser():
             assert args.env in names.ENVIRONMENTS, name
             used += 1
     assert used == 1 + len(names.ENVIRONMENTS)  # one plan, one deploy per environment
+
+
+def test_dependabot_updates_the_pinned_actions_and_the_python_packages():
+    config = yaml.safe_load((helpers.REPO / ".github" / "dependabot.yml").read_text())
+    ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(ecosystems) == {"github-actions", "pip"}
+    for update in ecosystems.values():
+        assert update["directory"] == "/" and update["cooldown"]["default-days"] >= 7
+
+
+def test_make_test_audits_the_workflows_with_zizmor_pinned_in_the_lock():
+    lint = re.search(r"^lint:.*?\n((?:\t.*\n)+)", MAKEFILE.read_text(), re.M).group(1)
+    assert re.search(r"zizmor --offline .*\.github/", lint)
+    assert re.search(r"^test: .*\blint\b", MAKEFILE.read_text(), re.M)
+    assert re.search(r"^zizmor==\d+\.\d+\.\d+$", (helpers.REPO / "constraints.txt").read_text(), re.M)

@@ -25,7 +25,7 @@ from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
-from karematch_cfn.deploy import changeset, events, guard, inputs, package, protect
+from karematch_cfn.deploy import changeset, events, guard, images, inputs, package, protect, quotas
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
     BadInput,
@@ -535,7 +535,10 @@ def plan_deploy(ctx: Context) -> Plan:
     kind = changeset.plan(stack, prep.stack_name)
     run.stack_existed = stack is not None
     run.stack_id = stack["StackId"] if stack else None
-    return Plan(who, stack, kind, plan_parameters(aws, prep, stack, kind))
+    parameters = plan_parameters(aws, prep, stack, kind)
+    # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
+    quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
+    return Plan(who, stack, kind, parameters)
 
 
 def package_templates(ctx: Context, plan: Plan) -> package.Packaged:
@@ -679,6 +682,9 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
             *(["first failures:"] + [f"  {x}" for x in lines] if lines else []),
             *changeset.recovery_hint(prep.stack_name, status),
         )
+    # Keep the image now running (and the one before it) safe from ECR's lifecycle policy.
+    image_tag = images.deployed_tag(plan.parameters.entries, plan.stack)
+    images.after_deploy(aws, console, env=ctx.opts.target.env, image_tag=image_tag)
     return status
 
 

@@ -34,7 +34,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (
         EXIT_DEPLOY_FAILED,
         "deploy failed: change set failed, execution failed or rolled back, "
-        "or the stack is in a failed or busy state",
+        "the stack is in a failed or busy state, or a service quota cannot hold "
+        "the deploy (checked before any change set)",
     ),
     (
         EXIT_AWS_ACCESS,

@@ -66,6 +66,11 @@ def account_global(service: str, resource: str) -> Sub:
     return Sub(f"{_PREFIX}:{service}::${{AWS::AccountId}}:{resource}")
 
 
+def customer_policy(name_pattern: str) -> Sub:
+    """ARN of a customer managed policy of this account (e.g. the permissions boundary)."""
+    return Sub(f"{_PREFIX}:iam::${{AWS::AccountId}}:policy/{name_pattern}")
+
+
 def role(name_pattern: str) -> Sub:
     """ARN (pattern) of an IAM role of this account, e.g. ``role("karematch-dev-*")``."""
     return Sub(f"{_PREFIX}:iam::${{AWS::AccountId}}:role/{name_pattern}")

@@ -23,6 +23,7 @@ from awacs.aws import (
     Statement,
     StringEquals,
     StringLike,
+    StringNotEquals,
 )
 
 VERSION = "2012-10-17"
@@ -119,6 +120,20 @@ def read_by_cloudfront(objects_arn: Any, distribution_arn: Any) -> Statement:
     )
 
 
+def list_by_cloudfront(bucket_arn: Any, distribution_arn: Any) -> Statement:
+    """Bucket-policy statement: the distribution may list the bucket, so a missing object is
+    S3's 404 rather than 403 (S3 answers 403 to a caller that may not list). CloudFront forwards
+    no query string to the bucket, so viewers cannot request a listing."""
+    return Statement(
+        Sid="AllowCloudFrontNotFound",
+        Effect=Allow,
+        Principal=Principal("Service", ["cloudfront.amazonaws.com"]),
+        Action=[s3.ListBucket],
+        Resource=[bucket_arn],
+        Condition=Condition(StringEquals({"AWS:SourceArn": distribution_arn})),
+    )
+
+
 def cloudtrail_acl_check(bucket_arn: Any, trail_arn: Any) -> Statement:
     """Bucket-policy statement: one trail may check the bucket ACL before delivering."""
     return Statement(
@@ -175,15 +190,17 @@ def key_admin(account_root_arn: Any) -> Statement:
     )
 
 
-def key_use_by_services(services: list[str]) -> Statement:
-    """Key-policy statement: services that publish to an encrypted SNS topic (CloudWatch alarms,
-    EventBridge) may create and read data keys. The AWS-managed SNS key cannot allow this."""
+def key_use_by_services(services: list[str], account: Any) -> Statement:
+    """Key-policy statement: services that publish to an encrypted SNS topic (CloudWatch alarms)
+    may create and read data keys, on behalf of this account only (confused deputy). The
+    AWS-managed SNS key cannot allow this."""
     return Statement(
         Sid="AllowServicesToPublishEncrypted",
         Effect=Allow,
         Principal=Principal("Service", list(services)),
         Action=[kms.Decrypt, kms.Action("GenerateDataKey*")],
         Resource=[KEY_POLICY_RESOURCE],
+        Condition=Condition(StringEquals({"aws:SourceAccount": account})),
     )
 
 
@@ -276,6 +293,7 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "autoscaling:DescribeTags",
         "cloudfront:CreateCachePolicy",
         "cloudfront:CreateDistribution",
+        "cloudfront:CreateFunction",
         "cloudfront:CreateOriginAccessControl",
         "cloudfront:CreateResponseHeadersPolicy",
         "cloudtrail:DescribeTrails",
@@ -325,7 +343,38 @@ PROVISIONING_WILDCARD_ACTIONS = frozenset(
         "secretsmanager:GetRandomPassword",
     }
 )
-WILDCARD_ACTIONS = WILDCARD_ACTIONS | PROVISIONING_WILDCARD_ACTIONS
+# What the deployer's quota preflight reads (deploy/quotas.py): usage through EC2's Describe
+# calls and AWS's default quota values, which AWS authorises only on Resource "*".
+QUOTA_USAGE_ACTIONS = frozenset(
+    {
+        "ec2:DescribeAddresses",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeNatGateways",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+        "servicequotas:GetAWSDefaultServiceQuota",
+    }
+)
+WILDCARD_ACTIONS = WILDCARD_ACTIONS | PROVISIONING_WILDCARD_ACTIONS | QUOTA_USAGE_ACTIONS
+
+
+def read_quotas(quota_arns: list[Any]) -> list[Statement]:
+    """The deployer's preflight: the applied value of exactly these quotas, AWS's defaults, and
+    the usage counts (Elastic IPs, VPCs, NAT gateways by subnet and zone)."""
+    return [
+        Statement(
+            Sid="ReadQuotas",
+            Effect=Allow,
+            Action=[Action("servicequotas", "GetServiceQuota")],
+            Resource=list(quota_arns),
+        ),
+        Statement(
+            Sid="ReadQuotaUsage",
+            Effect=Allow,
+            Action=[Action(*a.split(":")) for a in sorted(QUOTA_USAGE_ACTIONS)],
+            Resource=["*"],
+        ),
+    ]
 
 
 def _actions(service: str, action_names: Any) -> list[Action]:
@@ -471,6 +520,17 @@ def describe_ecs_services(service_arns: list[Any]) -> Statement:
     )
 
 
+def retag_images(repository_arns: list[Any]) -> Statement:
+    """Read an image manifest and put it under another tag (the deployer's deployed-* tags,
+    deploy/images.py); no layer upload, so no InitiateLayerUpload."""
+    return Statement(
+        Sid="TagDeployedImages",
+        Effect=Allow,
+        Action=[ecr.BatchGetImage, ecr.PutImage],
+        Resource=list(repository_arns),
+    )
+
+
 def provision(
     sid: str, *, service: str, actions: Any, resources: list[Any], condition: Condition | None = None
 ) -> Statement:
@@ -495,6 +555,7 @@ ROLE_LIFECYCLE_ACTIONS = (
     "GetRolePolicy",
     "ListAttachedRolePolicies",
     "ListRolePolicies",
+    "PutRolePermissionsBoundary",
     "PutRolePolicy",
     "TagRole",
     "UntagRole",
@@ -502,27 +563,98 @@ ROLE_LIFECYCLE_ACTIONS = (
     "UpdateRole",
     "UpdateRoleDescription",
 )
+# What changes a role's permissions: allowed only on a role whose boundary is the environment's
+# (iam:PermissionsBoundary is the boundary the request sets or the role has; IAM user guide,
+# "Permissions boundaries for IAM entities", delegating role creation).
+BOUNDED_ROLE_ACTIONS = ("CreateRole", "DeleteRolePolicy", "PutRolePermissionsBoundary", "PutRolePolicy")
+BOUNDARY_KEY = "iam:PermissionsBoundary"
 
 
-def manage_roles(role_arns: list[Any]) -> Statement:
-    """Create, change and delete the roles matching ``role_arns`` (and nothing else in IAM)."""
-    return Statement(
-        Sid="ManageStackRoles",
-        Effect=Allow,
-        Action=_actions("iam", ROLE_LIFECYCLE_ACTIONS),
-        Resource=list(role_arns),
-    )
+def manage_roles(role_arns: list[Any], boundary_arn: Any) -> list[Statement]:
+    """Create, change and delete the roles matching ``role_arns`` (and nothing else in IAM):
+    a role is created, and its permissions changed, only with ``boundary_arn`` as its boundary."""
+    return [
+        Statement(
+            Sid="ManageStackRolesWithinBoundary",
+            Effect=Allow,
+            Action=_actions("iam", BOUNDED_ROLE_ACTIONS),
+            Resource=list(role_arns),
+            Condition=Condition(StringEquals({BOUNDARY_KEY: boundary_arn})),
+        ),
+        Statement(
+            Sid="ManageStackRoles",
+            Effect=Allow,
+            Action=_actions("iam", [a for a in ROLE_LIFECYCLE_ACTIONS if a not in BOUNDED_ROLE_ACTIONS]),
+            Resource=list(role_arns),
+        ),
+    ]
 
 
-def attach_managed_policies(role_arns: list[Any], policy_arn_patterns: list[Any]) -> Statement:
+def keep_boundaries(boundary_arn: Any) -> list[Statement]:
+    """Explicit denies (no Allow anywhere can undo them): never remove a role's boundary, never
+    replace it with another, never change or delete the boundary policy itself."""
+    return [
+        Statement(
+            Sid="DenyRemovingBoundaries",
+            Effect=Deny,
+            Action=[
+                Action("iam", "DeleteRolePermissionsBoundary"),
+                Action("iam", "DeleteUserPermissionsBoundary"),
+            ],
+            Resource=["*"],
+        ),
+        Statement(
+            Sid="DenyOtherBoundaries",
+            Effect=Deny,
+            Action=[Action("iam", "PutRolePermissionsBoundary"), Action("iam", "PutUserPermissionsBoundary")],
+            Resource=["*"],
+            Condition=Condition(StringNotEquals({BOUNDARY_KEY: boundary_arn})),
+        ),
+        Statement(
+            Sid="DenyChangingTheBoundaryPolicy",
+            Effect=Deny,
+            Action=_actions(
+                "iam",
+                ("CreatePolicyVersion", "DeletePolicy", "DeletePolicyVersion", "SetDefaultPolicyVersion"),
+            ),
+            Resource=[boundary_arn],
+        ),
+    ]
+
+
+def attach_managed_policies(
+    role_arns: list[Any], policy_arn_patterns: list[Any], boundary_arn: Any
+) -> Statement:
     """Attach/detach managed policies to these roles, only policies matching the patterns
-    (iam:PolicyARN), so a template cannot attach e.g. AdministratorAccess."""
+    (iam:PolicyARN), so a template cannot attach e.g. AdministratorAccess, and only to a role
+    that carries the boundary."""
     return Statement(
         Sid="AttachManagedPolicies",
         Effect=Allow,
         Action=_actions("iam", ("AttachRolePolicy", "DetachRolePolicy")),
         Resource=list(role_arns),
-        Condition=Condition(ArnLike({"iam:PolicyARN": list(policy_arn_patterns)})),
+        Condition=Condition(
+            [
+                ArnLike({"iam:PolicyARN": list(policy_arn_patterns)}),
+                StringEquals({BOUNDARY_KEY: boundary_arn}),
+            ]
+        ),
+    )
+
+
+def boundary(grants: list[tuple[str, list[str], list[Any]]]) -> PolicyDocument:
+    """A permissions boundary: the most any KareMatch role may ever do, as (sid, actions,
+    resources) grants; a role's own policies only ever narrow it."""
+    return document(
+        *(
+            Statement(
+                Sid=sid,
+                Effect=Allow,
+                Action=[Action(*a.split(":", 1)) for a in actions],
+                Resource=list(resources),
+            )
+            for sid, actions, resources in grants
+        )
     )
 
 

@@ -13,6 +13,7 @@ from troposphere import Sub
 from troposphere.iam import Policy, Role
 from troposphere.logs import LogGroup
 
+from karematch_cfn import names
 from karematch_cfn.lib import arns, iam, policies, tags
 
 
@@ -47,6 +48,8 @@ def delivery_role(
                 ),
             )
         ],
+        # Every KareMatch role carries the environment's boundary (bootstrap.yaml).
+        PermissionsBoundary=arns.customer_policy(names.PERMISSIONS_BOUNDARY),
         Tags=tags.standard(),
         **extra,
     )

@@ -7,11 +7,14 @@ references only when this resource's properties change: after rotating the datab
 follow docs/runbooks/rotate-database-password.md.
 
 DATABASE_URL embeds the master password verbatim (CloudFormation cannot URL-encode), which is
-why secrets.yaml generates it alphanumeric; ``sslmode=require`` because the parameter group
-forces SSL.
+why secrets.yaml generates it alphanumeric. TLS is ``sslmode=verify-full&sslrootcert=<path>``:
+the parameter group forces SSL, and verify-full with the RDS CA bundle is the one setting that
+libpq and node-postgres both read as "encrypt and authenticate the server"
+(docs/backend-image.md).
 
 Parameters:
     EnvironmentName: dev | staging | prod.
+    DatabaseCaBundlePath: where the image keeps the RDS CA bundle (URL-safe path).
     DatabaseSecretArn, EncryptionKeySecretArn, SessionSecretArn: the generated secrets.
     DatabaseEndpointAddress, DatabaseEndpointPort: the RDS endpoint.
 
@@ -32,7 +35,11 @@ from karematch_cfn.lib import policies, tags
 from karematch_cfn.stacks import secrets
 
 APP_SECRET = "AppSecret"
-SSL_MODE = "require"  # the server forces SSL (rds.force_ssl=1)
+# verify-full: encrypt (the server forces SSL, rds.force_ssl=1) and check RDS's certificate and
+# host name against the CA bundle at sslrootcert. libpq reads "require" as "do not verify" while
+# node-postgres 8.x reads it as verify-full against Node's CA list (no RDS CA): only verify-full
+# with sslrootcert means the same to both.
+SSL_MODE = "verify-full"
 
 
 def _resolve(secret_arn_param: str, json_key: str | None = None) -> str:
@@ -45,7 +52,8 @@ def database_url() -> str:
     user = _resolve(names.DATABASE_SECRET_ARN, secrets.USERNAME_KEY)
     password = _resolve(names.DATABASE_SECRET_ARN, secrets.PASSWORD_KEY)
     host = f"${{{names.DATABASE_ENDPOINT_ADDRESS}}}:${{{names.DATABASE_ENDPOINT_PORT}}}"
-    return f"postgresql://{user}:{password}@{host}/{names.DATABASE_NAME}?sslmode={SSL_MODE}"
+    tls = f"sslmode={SSL_MODE}&sslrootcert=${{{names.DATABASE_CA_BUNDLE_PATH}}}"
+    return f"postgresql://{user}:{password}@{host}/{names.DATABASE_NAME}?{tls}"
 
 
 def secret_document() -> str:
@@ -63,6 +71,7 @@ def secret_document() -> str:
 def declare_inputs(t: Template) -> None:
     """The Parameters, read only through the secret document's Fn::Sub placeholders."""
     names.declare(t, names.ENVIRONMENT_NAME)
+    names.declare(t, names.DATABASE_CA_BUNDLE_PATH)
     for pname, description in (
         (names.DATABASE_SECRET_ARN, "ARN of the master-credentials secret (username, password)"),
         (names.ENCRYPTION_KEY_SECRET_ARN, "ARN of the generated ENCRYPTION_KEY secret"),

@@ -198,6 +198,8 @@ def add_log_delivery(t: Template, p: Inputs, key: Key) -> tuple[LogGroup, Role]:
             group_pattern=names.TRAIL_LOG_GROUP,
             policy_name="DeliverTrailToCloudWatchLogs",
             description="CloudTrail delivers the trail's events to its CloudWatch Logs group",
+            # Confused deputy: only this account's trail may assume it.
+            conditions={"aws:SourceArn": arns.trail(names.TRAIL), "aws:SourceAccount": Ref("AWS::AccountId")},
         )
     )
     return group, role

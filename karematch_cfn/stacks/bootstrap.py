@@ -1,32 +1,41 @@
-"""Deployment bootstrap: what CI and the deployer need in an account, deployed once per
-account and region by an administrator (a standalone template, not a child of the root)::
+"""Deployment bootstrap: what CI and the deployer need for ONE environment, deployed once per
+environment (and account and region) by an administrator; a standalone template, not a child of
+the root::
 
     aws cloudformation deploy --template-file templates/bootstrap.yaml \\
-        --stack-name karematch-bootstrap --capabilities CAPABILITY_NAMED_IAM \\
-        --parameter-overrides GitHubRepository=ORG/REPO
+        --stack-name karematch-bootstrap-dev --capabilities CAPABILITY_NAMED_IAM \\
+        --parameter-overrides EnvironmentName=dev GitHubRepository=ORG/REPO
 
-It holds the GitHub OIDC provider, the artifacts buckets the deployer uploads nested templates
-to, the CloudFormation execution role every KareMatch stack operation runs as, and the two roles
-GitHub Actions assumes (docs/ci.md):
+(docs/ci.md: the other environments, several accounts, StackSets.) Each environment gets its
+own roles, so credentials that can deploy dev can never touch prod:
 
-- ``CloudFormationExecutionRole`` is the blast-radius boundary of every deploy: CloudFormation
-  (and nothing else) assumes it, and it may provision only what the KareMatch templates contain,
-  on resources of this account and region, IAM only on roles named ``karematch-<env>-*``.
-- ``DeployRole`` (jobs on ``main`` and the ``staging``/``prod`` GitHub environments) creates and
-  executes change sets on the ``karematch-<env>`` stacks, passing the execution role.
-- ``PlanRole`` (pull-request jobs) creates, reads and deletes change sets but cannot execute
-  them, and writes templates to its own bucket, so a pull request cannot change what a deploy
-  from ``main`` ships.
+- ``CloudFormationExecutionRole`` is the blast-radius boundary of every deploy of this
+  environment: CloudFormation of this account (``aws:SourceAccount``) assumes it, and it may
+  provision only what the KareMatch templates contain, on this environment's names, IAM only on
+  roles named ``karematch-<env>-*`` and only with the environment's permissions boundary.
+- ``PermissionsBoundaryPolicy`` (``karematch-<env>-permissions-boundary``) caps what every
+  KareMatch role of the environment may ever do, whatever a template puts in its policies;
+  the execution role may not remove it, replace it, or change the policy.
+- ``DeployRole`` creates and executes change sets on the ``karematch-<env>`` stacks, passing
+  this environment's execution role. Trusted by jobs on ``main`` for dev and by jobs in the
+  GitHub environment of the same name for staging and prod (``environment:prod`` only).
+- ``PlanRole`` (dev only: pull requests dry-run dev) creates, reads and deletes change sets but
+  cannot execute them, and writes templates to its own bucket.
+
+Artifacts are per environment: the deploy role may read and write only its own environment's
+bucket, so no environment (nor a pull request) can plant a template another one reuses.
 
 Parameters:
+    EnvironmentName: dev | staging | prod.
     GitHubRepository: ``OWNER/REPO`` whose workflows may assume the roles (exact case).
-    CreateOidcProvider: ``true`` (default) creates the account's GitHub OIDC provider; ``false``
-        uses ``ExistingOidcProviderArn`` (an account has at most one provider per URL).
+    CreateOidcProvider: ``true`` creates the account's GitHub OIDC provider; ``false`` uses
+        ``ExistingOidcProviderArn`` (an account has at most one provider per URL: only the
+        first bootstrap stack of an account creates it).
     ExistingOidcProviderArn: the existing provider's ARN when ``CreateOidcProvider`` is false.
 
 Outputs:
-    ArtifactsBucketName, PlanArtifactsBucketName, DeployRoleArn, PlanRoleArn,
-    CloudFormationExecutionRoleArn, GitHubOidcProviderArn.
+    ArtifactsBucketName, PlanArtifactsBucketName (dev), DeployRoleArn, PlanRoleArn (dev),
+    CloudFormationExecutionRoleArn, PermissionsBoundaryArn, GitHubOidcProviderArn.
 """
 
 from __future__ import annotations
@@ -59,9 +68,11 @@ EXECUTION_POLICIES = {  # logical id -> what it lets CloudFormation provision
 }
 DEPLOY_ROLE = "DeployRole"
 PLAN_ROLE = "PlanRole"
+BOUNDARY_POLICY = "PermissionsBoundaryPolicy"
 
-# Parameters, condition, rule.
+# Parameters, conditions, rule.
 GITHUB_REPOSITORY = "GitHubRepository"
+IS_DEVELOPMENT = "IsDevelopment"  # pull requests dry-run dev: the plan role and bucket
 CREATE_OIDC_PROVIDER = "CreateOidcProvider"
 EXISTING_OIDC_PROVIDER_ARN = "ExistingOidcProviderArn"
 CREATES_OIDC_PROVIDER = "CreatesOidcProvider"
@@ -74,6 +85,7 @@ DEPLOY_ROLE_ARN = "DeployRoleArn"
 PLAN_ROLE_ARN = "PlanRoleArn"
 EXECUTION_ROLE_ARN = "CloudFormationExecutionRoleArn"
 OIDC_PROVIDER_ARN = "GitHubOidcProviderArn"
+BOUNDARY_ARN = "PermissionsBoundaryArn"
 
 REPOSITORY_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 OIDC_PROVIDER_ARN_PATTERN = (
@@ -81,15 +93,19 @@ OIDC_PROVIDER_ARN_PATTERN = (
 )
 OIDC_PROVIDER_URL = f"https://{iam.GITHUB_OIDC_HOST}"
 
-# Physical names. Role names are global in the account: the region keeps one bootstrap per
-# region apart. None matches the execution role's own IAM scope (karematch-<env>-*).
-EXECUTION_ROLE_NAME = "karematch-bootstrap-cfn-exec-${AWS::Region}"
-DEPLOY_ROLE_NAME = "karematch-bootstrap-github-deploy-${AWS::Region}"
-PLAN_ROLE_NAME = "karematch-bootstrap-github-plan-${AWS::Region}"
+# Physical names. Role names are global in the account: the environment and the region keep
+# one bootstrap per environment and region apart. None matches the execution role's own IAM
+# scope (karematch-<env>-*): they start karematch-bootstrap-.
+EXECUTION_ROLE_NAME = f"karematch-bootstrap-{names.ENV}-cfn-exec-${{AWS::Region}}"
+DEPLOY_ROLE_NAME = f"karematch-bootstrap-{names.ENV}-github-deploy-${{AWS::Region}}"
+PLAN_ROLE_NAME = "karematch-bootstrap-dev-github-plan-${AWS::Region}"
+# One artifacts bucket per environment (the workflow passes it with --artifact-bucket).
+ARTIFACTS_BUCKET_PATTERN = f"karematch-cfn-artifacts-{names.ENV}-${{AWS::AccountId}}-${{AWS::Region}}"
 PLAN_ARTIFACTS_BUCKET_PATTERN = "karematch-cfn-plan-artifacts-${AWS::AccountId}-${AWS::Region}"
 
 # What GitHub Actions jobs are trusted (OIDC subject claims): the workflow's jobs on main
-# (dev deploy), in the staging and prod GitHub environments, and on pull requests (plan only).
+# (dev deploy), in the staging and prod GitHub environments (each its own role), and on pull
+# requests (plan only, dev).
 DEPLOY_BRANCH = "main"
 GATED_ENVIRONMENTS = ("staging", names.PRODUCTION)
 CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
@@ -336,19 +352,24 @@ CLOUDWATCH_ACTIONS = (
 CLOUDFRONT_ACTIONS = (
     "DeleteCachePolicy",
     "DeleteDistribution",
+    "DeleteFunction",
     "DeleteOriginAccessControl",
     "DeleteResponseHeadersPolicy",
+    "DescribeFunction",
     "GetCachePolicy",
     "GetDistribution",
     "GetDistributionConfig",
+    "GetFunction",
     "GetOriginAccessControl",
     "GetResponseHeadersPolicy",
     "GetVpcOrigin",
     "ListTagsForResource",
+    "PublishFunction",
     "TagResource",
     "UntagResource",
     "UpdateCachePolicy",
     "UpdateDistribution",
+    "UpdateFunction",
     "UpdateOriginAccessControl",
     "UpdateResponseHeadersPolicy",
 )
@@ -396,23 +417,6 @@ SERVICE_LINKED_ROLE_SERVICES = (
 DEPLOYER_LINKED_ROLE_SERVICES = ("ecs.amazonaws.com", "ecs.application-autoscaling.amazonaws.com")
 # Application Auto Scaling's role for ECS, which the service stack names in RoleARN.
 AUTOSCALING_LINKED_ROLE = "aws-service-role/ecs.application-autoscaling.amazonaws.com/*"
-# Managed policies a stack role may have attached: AWS's service-role policies only
-# (AmazonECSTaskExecutionRolePolicy); everything else is an inline policy in the template.
-ATTACHABLE_POLICIES = "service-role/*"
-
-
-def _any_env(pattern: str) -> str:
-    """A names.py physical-name pattern for every environment (``${EnvironmentName}`` -> ``*``)."""
-    return pattern.replace(names.ENV, "*")
-
-
-def stack_names() -> list[str]:
-    """Name patterns of the KareMatch stacks: each environment's root and its nested stacks."""
-    out = []
-    for env in names.ENVIRONMENTS:
-        root = names.DEFAULT_STACK_NAME.format(env=env)
-        out += [root, f"{root}-*"]
-    return out
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,10 @@ class Inputs:
 
 
 def declare_inputs(t: Template) -> Inputs:
+    env = names.declare(
+        t, names.ENVIRONMENT_NAME, "Environment this bootstrap serves (its roles act on it only)"
+    )
+    t.add_condition(IS_DEVELOPMENT, Equals(Ref(env), "dev"))
     t.add_parameter(  # read through Fn::Sub (the OIDC subjects)
         Parameter(
             GITHUB_REPOSITORY,
@@ -484,7 +492,9 @@ def add_oidc_provider(t: Template, p: Inputs) -> If:
     return If(CREATES_OIDC_PROVIDER, Ref(provider), p.existing_provider)
 
 
-def add_artifacts_bucket(t: Template, *, logical_id: str, policy_id: str, name_pattern: str) -> Bucket:
+def add_artifacts_bucket(
+    t: Template, *, logical_id: str, policy_id: str, name_pattern: str, condition: str | None = None
+) -> Bucket:
     """Encrypted, versioned, private (owner-enforced, TLS only) bucket for packaged templates;
     old keys and versions expire. Kept if the bootstrap stack lets go of it, except when its
     first create rolls back (a retained named bucket would block the retry)."""
@@ -512,8 +522,80 @@ def add_artifacts_bucket(t: Template, *, logical_id: str, policy_id: str, name_p
             )
         )
     )
-    t.add_resource(buckets.tls_only_policy(policy_id, bucket, name_pattern))
+    policy = t.add_resource(buckets.tls_only_policy(policy_id, bucket, name_pattern))
+    if condition:
+        bucket.Condition = policy.Condition = condition
     return bucket
+
+
+# Managed policies a stack role may have attached: AWS's service-role policies only
+# (AmazonECSTaskExecutionRolePolicy); everything else is an inline policy in the template.
+ATTACHABLE_POLICIES = "service-role/*"
+# What the AWS managed policies the stacks attach grant (AWS managed policy reference): the
+# boundary must allow it, or the gap shows only at runtime. tests/test_bootstrap.py fails for an
+# attached managed policy missing here.
+MANAGED_POLICY_ACTIONS = {
+    "service-role/AmazonECSTaskExecutionRolePolicy": (
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    ),
+}
+# The quotas the deployer's preflight reads (deploy/quotas.py: service code, quota code).
+PREFLIGHT_QUOTAS = (("ec2", "L-0263D0A3"), ("vpc", "L-F678F1CE"), ("vpc", "L-FE5A380F"))
+
+
+def _quota_arns() -> list[Sub]:
+    return [arns.regional("servicequotas", f"{service}/{code}") for service, code in PREFLIGHT_QUOTAS]
+
+
+def stack_names() -> list[str]:
+    """Name patterns (Fn::Sub) of this environment's stacks: the root and its nested stacks."""
+    root = names.DEFAULT_STACK_NAME.format(env=names.ENV)
+    return [root, f"{root}-*"]
+
+
+def boundary_arn() -> Sub:
+    return arns.customer_policy(names.PERMISSIONS_BOUNDARY)
+
+
+def boundary_grants() -> list[tuple[str, list[str], list]]:
+    """The most any KareMatch role of the environment may do: (sid, actions, resources)."""
+    regional = arns.regional
+    return [
+        (
+            "WriteOwnLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [regional("logs", f"log-group:/aws/*/karematch-{names.ENV}*")],
+        ),
+        ("PullImages", ["ecr:GetAuthorizationToken"], ["*"]),
+        (
+            "PullOwnImages",
+            ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            [regional("ecr", f"repository/karematch-{names.ENV}-*")],
+        ),
+        (
+            "ReadOwnSecrets",
+            ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            [regional("secretsmanager", f"secret:karematch-*-{names.SUFFIX}-*")],
+        ),
+        ("DecryptSecrets", ["kms:Decrypt"], [regional("kms", "key/*")]),
+        ("ConnectToDatabase", ["rds-db:connect"], [regional("rds-db", "dbuser:*/*")]),
+    ]
+
+
+def add_boundary(t: Template) -> ManagedPolicy:
+    return t.add_resource(
+        ManagedPolicy(
+            BOUNDARY_POLICY,
+            ManagedPolicyName=Sub(names.PERMISSIONS_BOUNDARY),
+            Description="KareMatch: the most any role of this environment may ever do (permissions boundary)",
+            PolicyDocument=iam.boundary(boundary_grants()),
+        )
+    )
 
 
 def _templates(name_pattern: str) -> Sub:
@@ -521,12 +603,12 @@ def _templates(name_pattern: str) -> Sub:
 
 
 def execution_statements() -> dict[str, list]:
-    """The execution role's statements, by the managed policy that holds them."""
+    """The execution role's statements, by the managed policy that holds them: this
+    environment's names only (``${EnvironmentName}`` is the bootstrap's parameter)."""
     regional, account = arns.regional, arns.account_global
-    stack_roles = [arns.role(f"karematch-{env}-*") for env in names.ENVIRONMENTS]
-    buckets = [
-        arns.bucket(_any_env(p)) for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET)
-    ]
+    env = names.ENV
+    stack_roles = [arns.role(f"karematch-{env}-*")]
+    bucket_arns = [arns.bucket(p) for p in (names.FRONTEND_BUCKET, names.ALB_LOG_BUCKET, names.TRAIL_BUCKET)]
     return {
         "ExecutionNetworkComputePolicy": [
             iam.provision(
@@ -539,7 +621,7 @@ def execution_statements() -> dict[str, list]:
                 "ProvisionRepository",
                 service="ecr",
                 actions=ECR_ACTIONS,
-                resources=[regional("ecr", "repository/karematch-*")],
+                resources=[regional("ecr", f"repository/karematch-{env}-*")],
             ),
             iam.provision(
                 "ProvisionLoadBalancer",
@@ -562,7 +644,7 @@ def execution_statements() -> dict[str, list]:
                 "ProvisionSecrets",
                 service="secretsmanager",
                 actions=SECRETS_ACTIONS,
-                resources=[regional("secretsmanager", "secret:karematch-*")],
+                resources=[regional("secretsmanager", f"secret:karematch-*-{names.SUFFIX}-*")],
             ),
             iam.provision(
                 "ProvisionKeys",
@@ -574,14 +656,14 @@ def execution_statements() -> dict[str, list]:
                 "ProvisionLogs",
                 service="logs",
                 actions=LOGS_ACTIONS,
-                resources=[regional("logs", "log-group:*karematch-*")],
+                resources=[regional("logs", f"log-group:*karematch-{env}*")],
             ),
-            iam.provision("ProvisionBuckets", service="s3", actions=S3_BUCKET_ACTIONS, resources=buckets),
+            iam.provision("ProvisionBuckets", service="s3", actions=S3_BUCKET_ACTIONS, resources=bucket_arns),
             iam.provision(
                 "ProvisionTopics",
                 service="sns",
                 actions=SNS_ACTIONS,
-                resources=[regional("sns", "karematch-*")],
+                resources=[regional("sns", f"karematch-{env}-*")],
             ),
             iam.provision(
                 "ProvisionAlarms",
@@ -599,13 +681,16 @@ def execution_statements() -> dict[str, list]:
                 "ProvisionTrail",
                 service="cloudtrail",
                 actions=CLOUDTRAIL_ACTIONS,
-                resources=[regional("cloudtrail", "trail/karematch-*")],
+                resources=[regional("cloudtrail", f"trail/karematch-{env}-*")],
             ),
         ],
         "ExecutionIdentityPolicy": [
             iam.provision_unscoped(iam.PROVISIONING_WILDCARD_ACTIONS),
-            iam.manage_roles(stack_roles),
-            iam.attach_managed_policies(stack_roles, [arns.managed_policy(ATTACHABLE_POLICIES)]),
+            *iam.manage_roles(stack_roles, boundary_arn()),
+            iam.attach_managed_policies(
+                stack_roles, [arns.managed_policy(ATTACHABLE_POLICIES)], boundary_arn()
+            ),
+            *iam.keep_boundaries(boundary_arn()),
             iam.pass_role("PassStackRoles", stack_roles, list(ROLE_SERVICES)),
             iam.pass_role("PassAutoScalingLinkedRole", [arns.role(AUTOSCALING_LINKED_ROLE)]),
             iam.pass_role(
@@ -618,11 +703,14 @@ def execution_statements() -> dict[str, list]:
                 "ManageNestedStacks",
                 service="cloudformation",
                 actions=NESTED_STACK_ACTIONS,
-                resources=[arns.stacks(f"karematch-{env}-*") for env in names.ENVIRONMENTS],
+                resources=[arns.stacks(f"karematch-{env}-*")],
             ),
             iam.read_objects(
                 "ReadPackagedTemplates",
-                [_templates(names.ARTIFACTS_BUCKET), _templates(PLAN_ARTIFACTS_BUCKET_PATTERN)],
+                [
+                    _templates(ARTIFACTS_BUCKET_PATTERN),
+                    If(IS_DEVELOPMENT, _templates(PLAN_ARTIFACTS_BUCKET_PATTERN), Ref("AWS::NoValue")),
+                ],
             ),
         ],
     }
@@ -633,9 +721,12 @@ def add_execution_role(t: Template) -> Role:
         Role(
             EXECUTION_ROLE,
             RoleName=Sub(EXECUTION_ROLE_NAME),
-            Description="KareMatch: CloudFormation provisions the stacks as this role; it is the "
-            "blast-radius boundary of every deploy",
-            AssumeRolePolicyDocument=iam.assume_role(CLOUDFORMATION_SERVICE),
+            Description="KareMatch: CloudFormation provisions this environment's stacks as this role; "
+            "it is the blast-radius boundary of every deploy",
+            # Confused deputy: CloudFormation acting for this account only.
+            AssumeRolePolicyDocument=iam.assume_role(
+                CLOUDFORMATION_SERVICE, {"aws:SourceAccount": Ref("AWS::AccountId")}
+            ),
             Tags=Tags(Project="karematch"),
         )
     )
@@ -658,11 +749,14 @@ def add_github_role(
     name: str,
     description: str,
     provider: If,
-    subjects: list[Sub],
+    subjects: list,
     statements: list,
     session_seconds: int | None = None,
+    condition: str | None = None,
 ) -> Role:
-    kwargs = {"MaxSessionDuration": session_seconds} if session_seconds else {}
+    kwargs: dict = {"MaxSessionDuration": session_seconds} if session_seconds else {}
+    if condition:
+        kwargs["Condition"] = condition
     return t.add_resource(
         Role(
             logical_id,
@@ -680,10 +774,15 @@ def _subject(claim: str) -> Sub:
     return Sub(f"repo:${{{GITHUB_REPOSITORY}}}:{claim}")
 
 
-def deploy_subjects() -> list[Sub]:
-    """Jobs on main (dev) and in the gated GitHub environments (staging, prod)."""
-    return [_subject(f"ref:refs/heads/{DEPLOY_BRANCH}")] + [
-        _subject(f"environment:{env}") for env in GATED_ENVIRONMENTS
+def deploy_subjects() -> list:
+    """Dev: jobs on main. Staging and prod: jobs in the GitHub environment of the same name
+    (whose reviewers approve the deploy), never main: merging is not approving a prod deploy."""
+    return [
+        If(
+            IS_DEVELOPMENT,
+            _subject(f"ref:refs/heads/{DEPLOY_BRANCH}"),
+            _subject(f"environment:{names.ENV}"),
+        )
     ]
 
 
@@ -694,8 +793,9 @@ def plan_subjects() -> list[Sub]:
 
 def build() -> Template:
     t = render.new_template(
-        "KareMatch deployment bootstrap (once per account and region): GitHub OIDC provider, "
-        "artifacts buckets, CloudFormation execution role, GitHub deploy and plan roles"
+        "KareMatch deployment bootstrap (once per environment, account and region): GitHub OIDC "
+        "provider, artifacts bucket, permissions boundary, CloudFormation execution role, GitHub "
+        "deploy (and, for dev, plan) role"
     )
     p = declare_inputs(t)
     provider = add_oidc_provider(t, p)
@@ -703,33 +803,37 @@ def build() -> Template:
         t,
         logical_id=ARTIFACTS_BUCKET,
         policy_id=ARTIFACTS_BUCKET_POLICY,
-        name_pattern=names.ARTIFACTS_BUCKET,
+        name_pattern=ARTIFACTS_BUCKET_PATTERN,
     )
     plan_artifacts = add_artifacts_bucket(
         t,
         logical_id=PLAN_ARTIFACTS_BUCKET,
         policy_id=PLAN_ARTIFACTS_BUCKET_POLICY,
         name_pattern=PLAN_ARTIFACTS_BUCKET_PATTERN,
+        condition=IS_DEVELOPMENT,
     )
+    boundary = add_boundary(t)
     execution = add_execution_role(t)
     stacks = [arns.stacks(name) for name in stack_names()]
-    services = [arns.regional("ecs", f"service/{_any_env(names.CLUSTER)}/{_any_env(names.SERVICE)}")]
+    services = [arns.regional("ecs", f"service/{names.CLUSTER}/{names.SERVICE}")]
     pass_execution = iam.pass_role("PassExecutionRole", [GetAtt(execution, "Arn")], [CLOUDFORMATION_SERVICE])
     deploy = add_github_role(
         t,
         DEPLOY_ROLE,
         name=DEPLOY_ROLE_NAME,
-        description="KareMatch: GitHub Actions on main and in the staging/prod environments deploy change sets",
+        description="KareMatch: GitHub Actions deploy change sets to this environment only",
         provider=provider,
         subjects=deploy_subjects(),
         statements=[
             iam.plan_stack_changes(stacks),
             iam.execute_stack_changes(stacks),
             pass_execution,
-            iam.find_bucket("FindArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
-            iam.read_bucket_settings("CheckArtifactsBucket", [arns.bucket(names.ARTIFACTS_BUCKET)]),
-            iam.read_write_objects("ReadWriteTemplates", [_templates(names.ARTIFACTS_BUCKET)]),
+            iam.find_bucket("FindArtifactsBucket", [arns.bucket(ARTIFACTS_BUCKET_PATTERN)]),
+            iam.read_bucket_settings("CheckArtifactsBucket", [arns.bucket(ARTIFACTS_BUCKET_PATTERN)]),
+            iam.read_write_objects("ReadWriteTemplates", [_templates(ARTIFACTS_BUCKET_PATTERN)]),
             iam.describe_ecs_services(services),
+            iam.retag_images([arns.regional("ecr", f"repository/{names.REPOSITORY}")]),
+            *iam.read_quotas(_quota_arns()),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
@@ -741,7 +845,7 @@ def build() -> Template:
         t,
         PLAN_ROLE,
         name=PLAN_ROLE_NAME,
-        description="KareMatch: GitHub Actions on pull requests create and review change sets (no execute)",
+        description="KareMatch: GitHub Actions on pull requests create and review dev change sets (no execute)",
         provider=provider,
         subjects=plan_subjects(),
         statements=[
@@ -750,7 +854,9 @@ def build() -> Template:
             iam.find_bucket("FindPlanArtifactsBucket", [arns.bucket(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.read_write_objects("ReadWritePlanTemplates", [_templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.describe_ecs_services(services),
+            *iam.read_quotas(_quota_arns()),
         ],
+        condition=IS_DEVELOPMENT,
     )
     render.add_outputs(
         t,
@@ -760,16 +866,20 @@ def build() -> Template:
             DEPLOY_ROLE_ARN: GetAtt(deploy, "Arn"),
             PLAN_ROLE_ARN: GetAtt(plan, "Arn"),
             EXECUTION_ROLE_ARN: GetAtt(execution, "Arn"),
+            BOUNDARY_ARN: Ref(boundary),
             OIDC_PROVIDER_ARN: provider,
         },
         {
-            ARTIFACTS_BUCKET_NAME: "Where deploys from main upload templates (the deployer's default)",
+            ARTIFACTS_BUCKET_NAME: "GitHub variable <ENV>_ARTIFACTS_BUCKET (deploy --artifact-bucket)",
             PLAN_ARTIFACTS_BUCKET_NAME: "Where pull-request dry runs upload templates "
             "(GitHub variable AWS_PLAN_ARTIFACTS_BUCKET)",
-            DEPLOY_ROLE_ARN: "GitHub variable AWS_DEPLOY_ROLE_ARN",
+            DEPLOY_ROLE_ARN: "GitHub variable <ENV>_DEPLOY_ROLE_ARN",
             PLAN_ROLE_ARN: "GitHub variable AWS_PLAN_ROLE_ARN",
-            EXECUTION_ROLE_ARN: "GitHub variable AWS_CFN_EXECUTION_ROLE_ARN (deploy --cfn-role-arn)",
+            EXECUTION_ROLE_ARN: "GitHub variable <ENV>_CFN_EXECUTION_ROLE_ARN (deploy --cfn-role-arn)",
+            BOUNDARY_ARN: "The permissions boundary every KareMatch role of the environment carries",
             OIDC_PROVIDER_ARN: "The GitHub Actions OIDC provider the roles trust",
         },
     )
+    for output in (PLAN_ARTIFACTS_BUCKET_NAME, PLAN_ROLE_ARN):
+        t.outputs[output].Condition = IS_DEVELOPMENT
     return t

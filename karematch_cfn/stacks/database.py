@@ -47,6 +47,9 @@ ENGINE = "postgres"
 # "15"). The newest 15.x that cfn-lint 1.58's RDS data lists as creatable; minor upgrades are
 # applied by RDS in the maintenance window, major upgrades never without a template change.
 ENGINE_VERSION = "15.19"
+# The CA that signs the server certificate, set explicitly so the CA the image trusts (the RDS
+# global bundle holds every RDS CA) is the CA RDS serves, not whatever default the region has.
+CA_CERTIFICATE = "rds-ca-rsa2048-g1"
 PARAMETER_GROUP_FAMILY = "postgres15"
 ALLOCATED_STORAGE_GB = 20  # spec: 20 GB
 MAX_ALLOCATED_STORAGE_GB = 100  # spec: auto-scaling up to 100 GB
@@ -168,6 +171,7 @@ def add_instance(
         VPCSecurityGroups=[p.security_group],
         PubliclyAccessible=False,
         DBParameterGroupName=Ref(parameter_group),
+        CACertificateIdentifier=CA_CERTIFICATE,
         # Lets a DB user granted rds_iam log in with an IAM token (the task role's optional
         # rds-db:connect); no effect on password logins.
         EnableIAMDatabaseAuthentication=True,

@@ -3,17 +3,28 @@
 The bucket is private (all public access blocked, ACLs disabled, TLS only) and readable only by
 this distribution through Origin Access Control (OAC, the successor of the spec's OAI, which
 cannot read SSE-KMS objects and is legacy). The default behaviour serves ``index.html`` and every
-SPA route without caching; hashed static assets are cached for a year. 403/404 from S3 become
-``/index.html`` with 200 so client-side routes work.
+SPA route without caching; hashed static assets are cached for a year.
+
+SPA routing (the spec's "404/403 -> /index.html") is a viewer-request CloudFront Function on the
+default behaviour: a path whose last segment has no file extension (an application route) is
+served ``/index.html``; a missing file is S3's real 404. A distribution-wide error rewrite would
+also turn the API's own 403s and 404s into HTML with status 200.
+
+The API is on the same origin: ``/api/*`` goes to the ALB, uncached, with every viewer header
+but Host, cookies and query strings, so the SPA calls ``https://<its own domain>/api`` (no
+mixed content, no CORS). The ALB leg is HTTPS to ``ApiDomainName`` (the name on the ALB's
+certificate) when the ALB has a certificate, and HTTP to its DNS name in dev (no PHI in dev).
 
 Parameters:
     EnvironmentName: dev | staging | prod.
     FrontendDomainName: custom domain (optional).
     FrontendCertificateArn: us-east-1 ACM certificate for that domain (optional). Both or
         neither: a template Rule refuses one without the other.
+    CertificateArn, ApiDomainName: the ALB's certificate and the name it is for (both or neither).
+    LoadBalancerDnsName: the ALB (wired).
 
 Outputs:
-    FrontendBucketName, DistributionDomainName, DistributionId.
+    FrontendBucketName, DistributionDomainName, DistributionId, ApiUrl.
 """
 
 from __future__ import annotations
@@ -29,13 +40,16 @@ from troposphere.cloudfront import (
     CachePolicyConfig,
     CacheQueryStringsConfig,
     ContentTypeOptions,
-    CustomErrorResponse,
     CustomHeader,
     CustomHeadersConfig,
+    CustomOriginConfig,
     DefaultCacheBehavior,
     Distribution,
     DistributionConfig,
     FrameOptions,
+    Function,
+    FunctionAssociation,
+    FunctionConfig,
     Origin,
     OriginAccessControl,
     OriginAccessControlConfig,
@@ -67,25 +81,49 @@ NO_CACHE_POLICY = "NoCachePolicy"
 STATIC_CACHE_POLICY = "StaticAssetsCachePolicy"
 NO_CACHE_HEADERS_POLICY = "NoCacheResponseHeadersPolicy"
 STATIC_HEADERS_POLICY = "StaticAssetsResponseHeadersPolicy"
+API_HEADERS_POLICY = "ApiResponseHeadersPolicy"
 DISTRIBUTION = "FrontendDistribution"
 HAS_CUSTOM_DOMAIN = "HasCustomDomain"
 CUSTOM_DOMAIN_RULE = "CustomDomainNeedsCertificate"
+SPA_ROUTING_FUNCTION = "SpaRoutingFunction"
+ALB_HAS_CERTIFICATE = "ApiOriginHttps"
+API_DOMAIN_RULE = "ApiDomainNameWithCertificate"
 
 # Physical names (cache/response-headers policies and OACs are unique per account).
 NO_CACHE_POLICY_NAME = f"karematch-{names.ENV}-frontend-no-cache"
 STATIC_CACHE_POLICY_NAME = f"karematch-{names.ENV}-frontend-static-assets"
 NO_CACHE_HEADERS_NAME = f"karematch-{names.ENV}-frontend-no-cache-headers"
 STATIC_HEADERS_NAME = f"karematch-{names.ENV}-frontend-static-headers"
+API_HEADERS_NAME = f"karematch-{names.ENV}-api-headers"
 OAC_NAME = f"karematch-{names.ENV}-frontend-oac"
 ORIGIN_ID = "FrontendBucketOrigin"
+API_ORIGIN_ID = "ApiLoadBalancerOrigin"
+SPA_ROUTING_FUNCTION_NAME = f"karematch-{names.ENV}-spa-routing"
 
 # Spec section 5 numbers.
 NONCURRENT_VERSION_DAYS = 90  # spec: delete old versions after 90 days
 PRICE_CLASS = "PriceClass_100"  # spec: US, Canada, Europe
 DEFAULT_ROOT_OBJECT = "index.html"  # spec
 SPA_ENTRY_PATH = f"/{DEFAULT_ROOT_OBJECT}"  # spec: 404/403 -> /index.html
-SPA_ERROR_CODES = (403, 404)  # spec: "404/403 -> /index.html (SPA routing)"
-SPA_RESPONSE_CODE = 200
+FUNCTION_RUNTIME = "cloudfront-js-2.0"
+# Viewer request on the default behaviour: an application route (no file extension in its last
+# segment) is served the SPA's entry; anything else is looked up as a file (missing: S3's 404).
+SPA_ROUTING_CODE = f"""function handler(event) {{
+  var request = event.request;
+  var last = request.uri.substring(request.uri.lastIndexOf('/') + 1);
+  if (last.indexOf('.') === -1) {{
+    request.uri = '{SPA_ENTRY_PATH}';
+  }}
+  return request;
+}}
+"""
+API_PATH_PATTERN = f"{names.API_PATH_PREFIX}/*"
+ALL_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"]
+# AWS managed policies (CloudFront developer guide, "Use managed cache policies" and "Use
+# managed origin request policies"): the ids are the same in every account.
+CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST_POLICY_ID = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+API_ORIGIN_READ_TIMEOUT = 60  # seconds, the ALB's idle timeout (and CloudFront's default max)
 VIEWER_PROTOCOL_POLICY = "redirect-to-https"  # spec: redirect HTTP to HTTPS
 ONE_YEAR_SECONDS = 365 * 24 * 60 * 60  # spec: static assets 1 year TTL
 STATIC_ASSET_TTL = ONE_YEAR_SECONDS
@@ -94,7 +132,6 @@ NO_CACHE_MAX_AGE = 0  # spec: HTML, JSON "no caching (max-age=0)"
 # and compression needs them: MaxTTL 1 s keeps caching nominally on. DefaultTTL 0 means an
 # object without Cache-Control is never cached at the edge; one with it, at most 1 s.
 NO_CACHE_EDGE_MAX_TTL = 1
-ERROR_CACHING_TTL = 0  # never cache the 403/404 rewrites: a cached rewrite outlives the fix
 # MinTTL 0 on the asset policy: an object's own shorter Cache-Control (e.g. an unhashed file the
 # uploader marks no-cache) wins; a MinTTL > 0 would cache it even against no-store.
 ASSET_MIN_TTL = 0
@@ -132,6 +169,8 @@ SSL_SUPPORT_METHOD = "sni-only"
 class Inputs:
     domain: Ref
     certificate: Ref
+    api_domain: Ref
+    load_balancer: Ref
 
 
 @dataclass(frozen=True)
@@ -140,6 +179,7 @@ class CachePolicies:
     static: CachePolicy
     no_cache_headers: ResponseHeadersPolicy
     static_headers: ResponseHeadersPolicy
+    api_headers: ResponseHeadersPolicy
 
 
 def declare_inputs(t: Template) -> Inputs:
@@ -164,7 +204,30 @@ def declare_inputs(t: Template) -> Inputs:
             ]
         },
     )
-    return Inputs(domain=domain, certificate=certificate)
+    alb_certificate = Ref(names.declare(t, names.CERTIFICATE_ARN))
+    api_domain = Ref(names.declare(t, names.API_DOMAIN_NAME))
+    load_balancer = Ref(
+        names.declare(t, names.LOAD_BALANCER_DNS_NAME, "DNS name of the ALB (the API origin in dev)")
+    )
+    t.add_condition(ALB_HAS_CERTIFICATE, Not(Equals(alb_certificate, "")))
+    # CloudFront checks the ALB's certificate against the origin's name; *.elb.amazonaws.com
+    # never matches it, so an HTTPS origin needs the name the certificate is for.
+    t.add_rule(
+        API_DOMAIN_RULE,
+        {
+            "RuleCondition": Not(Equals(alb_certificate, "")),
+            "Assertions": [
+                {
+                    "Assert": Not(Equals(api_domain, "")),
+                    "AssertDescription": (
+                        "CertificateArn needs ApiDomainName: the name on the ALB's certificate, "
+                        "which CloudFront's /api/* origin connects to over HTTPS"
+                    ),
+                }
+            ],
+        },
+    )
+    return Inputs(domain=domain, certificate=certificate, api_domain=api_domain, load_balancer=load_balancer)
 
 
 def add_bucket(t: Template) -> Bucket:
@@ -200,6 +263,9 @@ def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
             bucket,
             names.FRONTEND_BUCKET,
             iam.read_by_cloudfront(objects_arn, arns.cloudfront_distribution(DISTRIBUTION)),
+            iam.list_by_cloudfront(
+                arns.bucket(names.FRONTEND_BUCKET), arns.cloudfront_distribution(DISTRIBUTION)
+            ),
         )
     )
 
@@ -243,8 +309,17 @@ def _cache_policy(
 
 
 def _headers_policy(
-    logical_id: str, *, name: str, comment: str, cache_control: str, override: bool
+    logical_id: str, *, name: str, comment: str, cache_control: str | None, override: bool
 ) -> ResponseHeadersPolicy:
+    custom = (
+        {
+            "CustomHeadersConfig": CustomHeadersConfig(
+                Items=[CustomHeader(Header="Cache-Control", Value=cache_control, Override=override)]
+            )
+        }
+        if cache_control
+        else {}
+    )
     return ResponseHeadersPolicy(
         logical_id,
         ResponseHeadersPolicyConfig=ResponseHeadersPolicyConfig(
@@ -263,9 +338,7 @@ def _headers_policy(
                     ReferrerPolicy="strict-origin-when-cross-origin", Override=True
                 ),
             ),
-            CustomHeadersConfig=CustomHeadersConfig(
-                Items=[CustomHeader(Header="Cache-Control", Value=cache_control, Override=override)]
-            ),
+            **custom,
         ),
     )
 
@@ -311,14 +384,74 @@ def add_policies(t: Template) -> CachePolicies:
             override=False,
         )
     )
+    # The API: security headers only; its caching headers are the backend's.
+    api_headers = t.add_resource(
+        _headers_policy(
+            API_HEADERS_POLICY,
+            name=API_HEADERS_NAME,
+            comment="Security headers for the API",
+            cache_control=None,
+            override=False,
+        )
+    )
     return CachePolicies(
-        no_cache=no_cache, static=static, no_cache_headers=no_cache_headers, static_headers=static_headers
+        no_cache=no_cache,
+        static=static,
+        no_cache_headers=no_cache_headers,
+        static_headers=static_headers,
+        api_headers=api_headers,
+    )
+
+
+def add_spa_routing(t: Template) -> Function:
+    return t.add_resource(
+        Function(
+            SPA_ROUTING_FUNCTION,
+            Name=Sub(SPA_ROUTING_FUNCTION_NAME),
+            AutoPublish=True,
+            FunctionCode=SPA_ROUTING_CODE,
+            FunctionConfig=FunctionConfig(
+                Comment="SPA routing: application routes get /index.html", Runtime=FUNCTION_RUNTIME
+            ),
+        )
+    )
+
+
+def api_origin(p: Inputs) -> Origin:
+    """The ALB: HTTPS to the certificate's name when it has one, else HTTP (dev)."""
+    return Origin(
+        Id=API_ORIGIN_ID,
+        DomainName=If(ALB_HAS_CERTIFICATE, p.api_domain, p.load_balancer),
+        CustomOriginConfig=CustomOriginConfig(
+            OriginProtocolPolicy=If(ALB_HAS_CERTIFICATE, "https-only", "http-only"),
+            HTTPPort=names.HTTP_PORT,
+            HTTPSPort=names.HTTPS_PORT,
+            OriginSSLProtocols=["TLSv1.2"],
+            OriginReadTimeout=API_ORIGIN_READ_TIMEOUT,
+        ),
+    )
+
+
+def api_behaviour(headers: ResponseHeadersPolicy) -> CacheBehavior:
+    """``/api/*`` to the ALB: every method, nothing cached, the viewer's headers (but Host),
+    cookies and query strings forwarded; HTTPS only (a redirect would drop a POST's body)."""
+    return CacheBehavior(
+        PathPattern=API_PATH_PATTERN,
+        TargetOriginId=API_ORIGIN_ID,
+        ViewerProtocolPolicy="https-only",
+        AllowedMethods=ALL_METHODS,
+        CachedMethods=VIEWER_METHODS,
+        CachePolicyId=CACHING_DISABLED_POLICY_ID,
+        OriginRequestPolicyId=ALL_VIEWER_EXCEPT_HOST_POLICY_ID,
+        ResponseHeadersPolicyId=Ref(headers),
+        Compress=False,  # the CachingDisabled policy turns edge compression off anyway
     )
 
 
 def add_distribution(
     t: Template, p: Inputs, *, bucket: Bucket, oac: OriginAccessControl, cp: CachePolicies
 ) -> Distribution:
+    spa = add_spa_routing(t)
     common = {
         "TargetOriginId": ORIGIN_ID,
         "ViewerProtocolPolicy": VIEWER_PROTOCOL_POLICY,
@@ -363,23 +496,19 @@ def add_distribution(
                     OriginAccessControlId=GetAtt(oac, "Id"),
                     # OAC, not OAI: the OAI field must be present and empty.
                     S3OriginConfig=S3OriginConfig(OriginAccessIdentity=""),
-                )
+                ),
+                api_origin(p),
             ],
             DefaultCacheBehavior=DefaultCacheBehavior(
                 CachePolicyId=Ref(cp.no_cache),
                 ResponseHeadersPolicyId=Ref(cp.no_cache_headers),
+                FunctionAssociations=[
+                    FunctionAssociation(EventType="viewer-request", FunctionARN=GetAtt(spa, "FunctionARN"))
+                ],
                 **common,
             ),
-            CacheBehaviors=static_behaviours,
-            CustomErrorResponses=[
-                CustomErrorResponse(
-                    ErrorCode=code,
-                    ResponseCode=SPA_RESPONSE_CODE,
-                    ResponsePagePath=SPA_ENTRY_PATH,
-                    ErrorCachingMinTTL=ERROR_CACHING_TTL,
-                )
-                for code in SPA_ERROR_CODES
-            ],
+            # The API first: CloudFront takes the first pattern that matches.
+            CacheBehaviors=[api_behaviour(cp.api_headers), *static_behaviours],
         ),
         Tags=tags.standard(),
     )
@@ -402,6 +531,11 @@ def build() -> Template:
             names.FRONTEND_BUCKET_NAME: Ref(bucket),
             names.DISTRIBUTION_DOMAIN_NAME: GetAtt(distribution, "DomainName"),
             names.DISTRIBUTION_ID: Ref(distribution),
+            # The SPA's API base URL: its own origin, so no mixed content and no CORS.
+            names.API_URL: Sub(
+                f"https://${{Domain}}{names.API_PATH_PREFIX}",
+                Domain=If(HAS_CUSTOM_DOMAIN, p.domain, GetAtt(distribution, "DomainName")),
+            ),
         },
     )
     return t

@@ -63,6 +63,7 @@ def add_task_execution_role(t: Template, app_secret: Ref) -> Role:
             AssumeRolePolicyDocument=trust_ecs_tasks(),
             ManagedPolicyArns=[arns.managed_policy(EXECUTION_POLICY)],
             Policies=[Policy(PolicyName="read-app-secret", PolicyDocument=read_app_secret)],
+            PermissionsBoundary=arns.customer_policy(names.PERMISSIONS_BOUNDARY),
             Tags=tags.standard(),
         )
     )
@@ -86,6 +87,7 @@ def add_task_role(t: Template, app_secret: Ref) -> Role:
                 Policy(PolicyName="runtime", PolicyDocument=runtime),
                 If(HAS_DATABASE_IAM_USER, connect, Ref("AWS::NoValue")),
             ],
+            PermissionsBoundary=arns.customer_policy(names.PERMISSIONS_BOUNDARY),
             Tags=tags.standard(),
         )
     )

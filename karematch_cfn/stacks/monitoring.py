@@ -52,7 +52,10 @@ DASHBOARD = "MonitoringDashboard"
 
 KEY_ALIAS = f"alias/karematch-{names.ENV}-alarms"
 # Services that publish alarms/events to the topic (key policy and topic policy).
-PUBLISHERS = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+# Only CloudWatch alarms publish to the topic. No EventBridge rule targets it: EventBridge's
+# KMS requests do not carry aws:SourceAccount (SNS developer guide, "Key management"), so a
+# rule added later needs its own key statement without that condition.
+PUBLISHERS = ["cloudwatch.amazonaws.com"]
 
 # Binary units: RDS reports bytes; 256 MiB / 2 GiB are the larger readings of "256 MB" / "2 GB",
 # so the low-memory and low-storage alarms fire (slightly) earlier, never later.
@@ -169,7 +172,8 @@ def add_topic(t: Template, p: Inputs) -> Notify:
                 Description=Sub(f"KareMatch {names.ENV}: encrypts the alarm topic"),
                 EnableKeyRotation=True,
                 KeyPolicy=iam.document(
-                    iam.key_admin(arns.account_root()), iam.key_use_by_services(PUBLISHERS)
+                    iam.key_admin(arns.account_root()),
+                    iam.key_use_by_services(PUBLISHERS, Ref("AWS::AccountId")),
                 ),
                 Tags=tags.standard(),
             )

@@ -5,7 +5,9 @@ the same AZ, so each private subnet routes through the NAT gateway of its own AZ
 
 - public (ALB, NAT gateways): default route to the internet gateway;
 - private (ECS tasks): default route to the NAT gateway in the same AZ, plus the S3 gateway
-  endpoint (ECR image layers stay off the NAT);
+  endpoint (ECR image layers stay off the NAT). With ``NatGatewayLayout`` = single (dev,
+  staging) only NAT gateway 1 exists and both private route tables use it: one Elastic IP per
+  environment instead of two, so three environments fit the default quota of five per region;
 - database (RDS): a route table with no route out of the VPC at all.
 
 Every packet is logged: a VPC flow log (all traffic) into a retained CloudWatch log group,
@@ -14,6 +16,7 @@ written by a role only the flow-logs service can assume.
 Parameters:
     EnvironmentName: dev | staging | prod.
     LogRetentionDays: retention of the flow log group.
+    NatGatewayLayout: per-az (the spec, prod) | single.
 
 Outputs:
     VpcId, PublicSubnetIds, PrivateSubnetIds, DatabaseSubnetIds (comma-separated, AZ order),
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from troposphere import GetAtt, GetAZs, Join, Ref, Select, Sub, Template
+from troposphere import Equals, GetAtt, GetAZs, If, Join, Parameter, Ref, Select, Sub, Template
 from troposphere.ec2 import (
     EIP,
     VPC,
@@ -81,6 +84,9 @@ S3_GATEWAY_ENDPOINT = "S3GatewayEndpoint"
 FLOW_LOG_GROUP = "FlowLogGroup"
 FLOW_LOG_ROLE = "FlowLogRole"
 FLOW_LOG = "VpcFlowLog"
+# Conditions and rules.
+NAT_PER_AZ = "NatGatewayPerAz"  # every AZ has its own NAT gateway (the spec)
+PRODUCTION_NAT_RULE = "ProductionNatGatewayPerAz"
 
 
 def _name(*parts: object) -> str:
@@ -165,15 +171,23 @@ def add_public_routing(t: Template, vpc: VPC, public: list[Subnet]) -> VPCGatewa
 def add_private_routing(
     t: Template, vpc: VPC, *, public: list[Subnet], private: list[Subnet], attachment: VPCGatewayAttachment
 ) -> list[RouteTable]:
-    """A NAT gateway in each public subnet; private subnet n routes through NAT gateway n."""
+    """A NAT gateway in each public subnet; private subnet n routes through NAT gateway n. Under
+    the single layout only NAT gateway 1 exists and every private route table uses it.
+
+    Switching layouts on a live stack replaces nothing stateful: NAT gateways 2+ and their
+    addresses are created or deleted and route n's target changes in place (ReplaceRoute).
+    """
     if len(public) != len(private):
         raise ValueError(
             f"one NAT gateway per AZ needs as many public subnets ({len(public)}) "
             f"as private subnets ({len(private)})"
         )
     tables = []
+    nats: list[NatGateway] = []
     for index, pub in enumerate(public):
         n = index + 1
+        # NAT gateway 1 always exists; the others only in the per-AZ layout.
+        only_per_az = {"Condition": NAT_PER_AZ} if index else {}
         eip = t.add_resource(
             EIP(
                 NAT_EIP.format(n=n),
@@ -181,14 +195,18 @@ def add_private_routing(
                 Tags=tags.standard(_name("nat", n)),
                 # A VPC address needs the gateway attached (AWS::EC2::EIP documentation).
                 DependsOn=[attachment.title],
+                **only_per_az,
             )
         )
-        nat = t.add_resource(
-            NatGateway(
-                NAT_GATEWAY.format(n=n),
-                AllocationId=GetAtt(eip, "AllocationId"),
-                SubnetId=Ref(pub),
-                Tags=tags.standard(_name("nat", n)),
+        nats.append(
+            t.add_resource(
+                NatGateway(
+                    NAT_GATEWAY.format(n=n),
+                    AllocationId=GetAtt(eip, "AllocationId"),
+                    SubnetId=Ref(pub),
+                    Tags=tags.standard(_name("nat", n)),
+                    **only_per_az,
+                )
             )
         )
         table = _route_table(t, PRIVATE_ROUTE_TABLE.format(n=n), vpc, PRIVATE.name.lower(), "rt", n)
@@ -197,12 +215,30 @@ def add_private_routing(
                 PRIVATE_DEFAULT_ROUTE.format(n=n),
                 RouteTableId=Ref(table),
                 DestinationCidrBlock=names.ANYWHERE_IPV4,
-                NatGatewayId=Ref(nat),
+                NatGatewayId=If(NAT_PER_AZ, Ref(nats[index]), Ref(nats[0])) if index else Ref(nats[0]),
             )
         )
         tables.append(table)
     _associate(t, PRIVATE, subnets=private, tables=tables)
     return tables
+
+
+def declare_nat_layout(t: Template, environment: Parameter) -> None:
+    """The NatGatewayLayout knob, its Condition, and the Rule that keeps prod on the spec."""
+    layout = names.declare(t, names.NAT_GATEWAY_LAYOUT)
+    t.add_condition(NAT_PER_AZ, Equals(Ref(layout), names.NAT_PER_AZ))
+    t.add_rule(
+        PRODUCTION_NAT_RULE,
+        {
+            "RuleCondition": Equals(Ref(environment), names.PRODUCTION),
+            "Assertions": [
+                {
+                    "Assert": Equals(Ref(layout), names.NAT_PER_AZ),
+                    "AssertDescription": "prod keeps the spec's NAT gateway per AZ (NatGatewayLayout per-az)",
+                }
+            ],
+        },
+    )
 
 
 def add_database_routing(t: Template, vpc: VPC, database: list[Subnet]) -> RouteTable:
@@ -267,14 +303,15 @@ class Inputs:
 
 
 def declare_inputs(t: Template) -> Inputs:
-    names.declare(t, names.ENVIRONMENT_NAME)
+    environment = names.declare(t, names.ENVIRONMENT_NAME)
+    declare_nat_layout(t, environment)
     return Inputs(retention_days=Ref(names.declare(t, names.LOG_RETENTION_DAYS)))
 
 
 def build() -> Template:
     t = render.new_template(
         "KareMatch network: VPC with public, private and isolated database subnets in 2 AZs, "
-        "NAT gateway per AZ, VPC flow logs"
+        "NAT gateway per AZ (or one, NatGatewayLayout), VPC flow logs"
     )
     p = declare_inputs(t)
     vpc = add_vpc(t)

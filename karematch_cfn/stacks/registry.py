@@ -35,10 +35,24 @@ UNTAGGED_EXPIRY_DAYS = 7  # spec: delete untagged images after 7 days
 
 
 def lifecycle_policy_text() -> str:
-    """ECR lifecycle policy: expire untagged images after 7 days, keep the last 10 tagged."""
+    """ECR lifecycle policy: expire untagged images after 7 days, keep the last 10 tagged, and
+    never expire the deployed image or the one before it (the deployer's ``deployed-`` tags)."""
     rules = [
         {
+            # First: an image a rule matches is not considered by lower-priority rules, so the
+            # two images carrying deployed-current/deployed-previous never reach the count rule.
             "rulePriority": 1,
+            "description": f"Keep the deployed image and the one before it ({names.PROTECTED_IMAGE_TAG_PREFIX}*)",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPrefixList": [names.PROTECTED_IMAGE_TAG_PREFIX],
+                "countType": "imageCountMoreThan",
+                "countNumber": names.PROTECTED_IMAGES,
+            },
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
             "description": f"Expire untagged images after {UNTAGGED_EXPIRY_DAYS} days",
             "selection": {
                 "tagStatus": "untagged",
@@ -49,7 +63,7 @@ def lifecycle_policy_text() -> str:
             "action": {"type": "expire"},
         },
         {
-            "rulePriority": 2,
+            "rulePriority": 3,
             "description": f"Keep only the last {KEEP_TAGGED_IMAGES} tagged images",
             "selection": {
                 "tagStatus": "tagged",

@@ -51,6 +51,7 @@ ROOT_OUTPUTS = (
     names.LOAD_BALANCER_DNS_NAME,
     names.DISTRIBUTION_DOMAIN_NAME,
     names.DISTRIBUTION_ID,
+    names.API_URL,
     names.FRONTEND_BUCKET_NAME,
     names.REPOSITORY_URI,
     names.CLUSTER_NAME,

@@ -457,3 +457,49 @@ def test_root_parameters_compare_what_is_sent_with_what_is_live():
 
     assert resolver.parameter_changes(root, "DesiredCount") is False
     assert resolver.parameter_changes(root, "ImageTag") is False
+
+
+def test_a_new_database_url_and_ca_pass_the_guard_while_the_generated_secrets_stay_put():
+    """The change set AWS shows for DatabaseCaBundlePath / verify-full: the app secret's
+    SecretString (assembled from references, never generated) and the instance's CA change in
+    place; the generated secrets have no change inside their child."""
+    secret_cs, db_cs, app_cs = (s.change_set_arn(f"{n}-cs", 20 + i) for i, n in enumerate("sda"))
+    url = s.change(
+        "Modify",
+        "AppSecret",
+        SECRET,
+        replacement="False",
+        details=[
+            s.detail("SecretString", source="ParameterReference", causing="DatabaseCaBundlePath"),
+            s.detail("SecretString"),
+        ],
+    )
+    ca = s.change(
+        "Modify", "DatabaseInstance", DB, replacement="False", details=[s.detail("CACertificateIdentifier")]
+    )
+
+    def child(logical_id: str, cs: str, changes: list[dict]) -> dict:
+        return s.change_set(
+            changes,
+            cs_id=cs,
+            stack_id=s.nested_id(logical_id),
+            stack_name=s.nested_name(logical_id),
+            parent=s.ROOT_CS,
+        )
+
+    root = build(
+        s.change_set(
+            [
+                s.nested("Modify", "SecretsStack", secret_cs),
+                s.nested("Modify", "DatabaseStack", db_cs),
+                s.nested("Modify", "AppSecretStack", app_cs),
+            ]
+        ),
+        {
+            secret_cs: child("SecretsStack", secret_cs, []),
+            db_cs: child("DatabaseStack", db_cs, [ca]),
+            app_cs: child("AppSecretStack", app_cs, [url]),
+        },
+    )
+    assert changeset.has_changes(root)
+    assert refusals(root) == []
