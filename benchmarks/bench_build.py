@@ -7,7 +7,7 @@ Each run is a fresh ``build.py`` process writing to a scratch directory with its
 (``KAREMATCH_CFN_CACHE_DIR``): cold is ``--no-cache`` (render, validate, lint everything), warm is
 a rebuild with nothing changed, no-op check is ``--check`` with nothing changed. The kinds
 alternate within each round (the machine's load drifts); prints medians, ratios to the cold
-build and each kind's peak RSS. ``--baseline REF`` also times that commit's ``build.py`` (taken
+build, each kind's CPU time (all its processes) and peak RSS. ``--baseline REF`` also times that commit's ``build.py`` (taken
 with ``git archive``, run with this virtual environment) cold, in the same rounds.
 """
 
@@ -26,8 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
-    """Wall time and peak RSS in KB of the largest process (as wait4 reports it)."""
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, float]:
+    """Wall time, peak RSS in KB of the largest process and CPU seconds of all of them (as wait4
+    reports them: the process and every child it waited for)."""
     with tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
@@ -37,7 +38,7 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
         if proc.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: {err.read()[-2000:]}")
-    return took, usage.ru_maxrss
+    return took, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def _checkout(ref: str, into: Path) -> Path:
@@ -77,18 +78,23 @@ def main() -> int:
     _run(build, env, REPO)  # fills the cache the warm kinds use
     times: dict[str, list[float]] = {k: [] for k in kinds}
     rss: dict[str, int] = dict.fromkeys(kinds, 0)
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
     names = list(kinds)
     for i in range(max(3, args.repeat)):
         order = names[i % len(names) :] + names[: i % len(names)]  # rotate who goes first
         for name in order:
-            took, peak = _run(kinds[name], env, cwd[name])
+            took, peak, used = _run(kinds[name], env, cwd[name])
             times[name].append(took)
+            cpu[name].append(used)
             rss[name] = max(rss[name], peak)
     cold = statistics.median(times["cold"])
     print(f"build.py, medians of {len(times['cold'])} rotating rounds ({os.cpu_count()} CPUs):")
     for name in names:
         med = statistics.median(times[name])
-        print(f"  {name:28} {med:6.2f}s  ({med / cold:5.0%} of cold)  peak RSS {rss[name] / 1024:4.0f} MB")
+        print(
+            f"  {name:28} {med:6.2f}s  ({med / cold:5.0%} of cold)  CPU {statistics.median(cpu[name]):5.2f}s  "
+            f"peak RSS {rss[name] / 1024:4.0f} MB"
+        )
     return 0
 
 
