@@ -535,9 +535,10 @@ def plan_deploy(ctx: Context) -> Plan:
     kind = changeset.plan(stack, prep.stack_name)
     run.stack_existed = stack is not None
     run.stack_id = stack["StackId"] if stack else None
-    parameters = plan_parameters(aws, prep, stack, kind)
-    # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
-    quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
+    with protect.read_once():  # the task count and the quota preflight share one read of the live tree
+        parameters = plan_parameters(aws, prep, stack, kind)
+        # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
+        quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
     return Plan(who, stack, kind, parameters)
 
 
