@@ -2,7 +2,8 @@
 """Render every KareMatch template into templates/, validate the parameter files, lint the tree.
 
 Exit codes: 0 success; 1 lint findings, or (with --check) templates/ differs from the code;
-2 bad input (a parameter file, a wiring error in the code, bad options).
+2 bad input (a parameter file, a wiring error in the code, bad options, an --out that cannot be
+written); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from karematch_cfn import lintcache
 from karematch_cfn.paths import PARAMETERS_DIR, REPO, SOURCES, TEMPLATES_DIR
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,7 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         epilog=(
             "exit codes: 0 success; 1 lint findings or, with --check, templates differ; "
-            "2 bad input (parameter file, wiring error, options)"
+            "2 bad input (parameter file, wiring error, options, an --out that cannot be "
+            "written); 130 interrupted (Ctrl-C)"
         ),
     )
     p.add_argument(
@@ -73,6 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     return p.parse_args(argv)
+
+
+def _out_problem(out: Path, check: bool) -> str | None:
+    from karematch_cfn import tree_files  # light: no troposphere on the no-change path
+
+    if check:  # only read: it must be a directory (missing: every file reads as stale)
+        return "exists and is not a directory" if out.exists() and not out.is_dir() else None
+    return tree_files.output_dir_problem(out)
 
 
 def validate_parameter_files(directory: Path, root_template: dict) -> list[str]:
@@ -115,7 +125,24 @@ def unchanged(args: argparse.Namespace, source: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build (see ``build``); Ctrl-C is one line and exit 130, never a traceback."""
+    try:
+        return build(argv)
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; each template is written whole or not at all, so run build.py "
+            "again (or build.py --check to see what differs)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+def build(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = _out_problem(args.out, args.check)
+    if problem:  # before the render and the lint: a bad --out fails first
+        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     say = (lambda *_a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     start = time.monotonic()
     use_cache = not args.no_cache
@@ -148,13 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         if not use_cache or lintcache.lookup(predicted) is None:
             warm = lint.Warm()
     try:
-        return build(args, say=say, start=start, source=source, warm=warm)
+        return render_and_lint(args, say=say, start=start, source=source, warm=warm)
     finally:
         if warm is not None:
             warm.close()
 
 
-def build(args: argparse.Namespace, *, say, start: float, source: str, warm) -> int:
+def render_and_lint(args: argparse.Namespace, *, say, start: float, source: str, warm) -> int:
     from karematch_cfn import config, tree, tree_files  # imports troposphere and every stack module
 
     try:
@@ -195,6 +222,7 @@ def build(args: argparse.Namespace, *, say, start: float, source: str, warm) -> 
 
         scratch = Path(tempfile.mkdtemp(prefix="karematch-lint-"))
         tree.write(rendered, scratch)
+        say("linting with cfn-lint (informational rules included)...")
         findings, cached = lint.lint_cached(
             sorted(scratch.glob("*.yaml")),
             base=scratch,

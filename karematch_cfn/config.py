@@ -50,25 +50,51 @@ def _allowed_text(spec: Mapping[str, Any]) -> str:
     return "allowed: " + "; ".join(bits) if bits else ""
 
 
+SHOWN_CHARACTERS = 64  # a longer input is cut in an error line, which stays one short line
+
+
+def shown(value: Any) -> str:
+    """A user's value inside an error line: its repr, cut short when long."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value)[: SHOWN_CHARACTERS + 1]
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:SHOWN_CHARACTERS]}...{size}"
+
+
+def clipped(text: str) -> str:
+    """A name the user typed (a key), cut short when long."""
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters)"
+
+
+def string_suggestion(value: Any) -> str:
+    """What to write instead of a JSON value that is not a string (``true`` -> ``"true"``)."""
+    if isinstance(value, bool):
+        return f'write "{str(value).lower()}"'
+    if isinstance(value, (int, float)):
+        return f'write "{value}"'
+    return 'write the value in double quotes, e.g. "value"'
+
+
 def check_value(name: str, value: str, spec: Mapping[str, Any]) -> str | None:
     """Why ``value`` is not acceptable for Parameter ``spec``, or None when it is.
 
     A NoEcho parameter's value is never repeated in the message (it is shown as ``****``).
     """
-    shown = "****" if str(spec.get("NoEcho", "")).lower() == "true" else repr(value)
+    shown_value = "****" if str(spec.get("NoEcho", "")).lower() == "true" else shown(value)
     if spec.get("Type") == "Number":
         try:
             number = float(value)
         except ValueError:
-            return f"{shown} is not a number; {_allowed_text(spec)}".rstrip("; ")
+            return f"{shown_value} is not a number; {_allowed_text(spec)}".rstrip("; ")
         if ("MinValue" in spec and number < float(spec["MinValue"])) or (
             "MaxValue" in spec and number > float(spec["MaxValue"])
         ):
-            return f"{shown} is out of range; {_allowed_text(spec)}"
+            return f"{shown_value} is out of range; {_allowed_text(spec)}"
     if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
-        return f"{shown} is not allowed; {_allowed_text(spec)}"
+        return f"{shown_value} is not allowed; {_allowed_text(spec)}"
     if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
-        return f"{shown} is not allowed; {_allowed_text(spec)}"
+        return f"{shown_value} is not allowed; {_allowed_text(spec)}"
     if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
         return f"is longer than {spec['MaxLength']} characters"
     return None
@@ -85,6 +111,11 @@ def _read_entries(path: Path, label: str) -> list[Any]:
         raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            f"{label}: nested too deeply to be a parameter file; "
+            'expected [{"ParameterKey": ..., "ParameterValue": ...}, ...]'
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{label}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
@@ -106,7 +137,7 @@ def load(path: Path | str, root_template: Mapping[str, Any], label: str | None =
     values: dict[str, str] = {}
     for i, entry in enumerate(_read_entries(path, label), start=1):
         if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
-            got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            got = clipped(str(sorted(entry))) if isinstance(entry, dict) else type(entry).__name__
             raise ConfigError(
                 f"{label}: entry {i}: expected exactly the keys ParameterKey and ParameterValue, got {got}"
             )
@@ -114,9 +145,13 @@ def load(path: Path | str, root_template: Mapping[str, Any], label: str | None =
         if not isinstance(key, str):
             raise ConfigError(f"{label}: entry {i}: ParameterKey must be a string")
         if key not in specs:
-            raise ConfigError(f"{label}: {key}: unknown parameter; allowed keys: {', '.join(sorted(specs))}")
+            raise ConfigError(
+                f"{label}: {clipped(key)}: unknown parameter; allowed keys: {', '.join(sorted(specs))}"
+            )
         if not isinstance(value, str):
-            raise ConfigError(f'{label}: {key}: ParameterValue must be a JSON string (write "{value}")')
+            raise ConfigError(
+                f"{label}: {key}: ParameterValue must be a JSON string ({string_suggestion(value)})"
+            )
         if key in values:
             raise ConfigError(f"{label}: {key}: set twice; each key may appear once")
         problem = check_value(key, value, specs[key])
@@ -152,7 +187,7 @@ def with_overrides(
     for key, value in overrides.items():
         if key not in specs:
             raise ConfigError(
-                f"--parameter {key}: unknown parameter; allowed keys: {', '.join(sorted(specs))}"
+                f"--parameter {clipped(key)}: unknown parameter; allowed keys: {', '.join(sorted(specs))}"
             )
         problem = check_value(key, value, specs[key])
         if problem:

@@ -13,6 +13,7 @@ from karematch_cfn.paths import PARAMETERS_DIR as PARAMETERS_DIR
 from karematch_cfn.paths import REPO as REPO
 from karematch_cfn.paths import TEMPLATES_DIR as TEMPLATES_DIR
 from karematch_cfn.stacks import root
+from karematch_cfn.tree_files import output_dir_problem as output_dir_problem
 
 ROOT_FILE = root.ROOT_FILE
 

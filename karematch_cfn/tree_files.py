@@ -4,6 +4,7 @@ imports here: the no-change path reads the disk without loading troposphere."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -29,3 +30,20 @@ def generated_on_disk(
         if path.is_file():
             out[rel] = path.read_text(encoding="utf-8")
     return out
+
+
+def output_dir_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot be written (created if missing), or None: checked before any
+    slow step, so a bad ``--out`` fails first rather than after the lint or an upload."""
+    if directory.exists():
+        if not directory.is_dir():
+            return "exists and is not a directory"
+        return None if os.access(directory, os.W_OK | os.X_OK) else "directory is not writable"
+    parent = directory.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None

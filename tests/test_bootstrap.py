@@ -471,6 +471,13 @@ def test_each_github_role_writes_templates_to_its_own_bucket_only():
             "s3:GetLifecycleConfiguration",
         },
         f"arn:aws:s3:::{main}/{prefix}/*": {"s3:GetObject", "s3:PutObject"},
+        # publish-frontend
+        f"arn:aws:s3:::karematch-frontend-{ENV}-{ACCOUNT}": {"s3:ListBucket", "s3:GetBucketLocation"},
+        f"arn:aws:s3:::karematch-frontend-{ENV}-{ACCOUNT}/*": {
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+        },
     }
     assert _object_grants(bootstrap.PLAN_ROLE) == {
         f"arn:aws:s3:::{plan_bucket}": {"s3:ListBucket", "s3:GetBucketLocation"},
@@ -500,7 +507,17 @@ def test_github_roles_read_the_live_task_count_of_the_karematch_service_only(rol
 @pytest.mark.parametrize("role", GITHUB_ROLES)
 def test_github_roles_have_nothing_else(role):
     services = {a.split(":")[0] for a in _actions_of(_allows(role))}
-    assert services <= {"cloudformation", "iam", "s3", "ecs", "ecr", "ec2", "servicequotas"}
+    assert services <= {
+        "cloudformation",
+        "iam",
+        "s3",
+        "ecs",
+        "ecr",
+        "ec2",
+        "servicequotas",
+        "cloudfront",
+        "cloudwatch",
+    }
     unscoped = [s for s in _role_statements(role) if "*" in _list(s.get("Resource", []))]
     assert all(set(_list(s["Action"])) <= iam.QUOTA_USAGE_ACTIONS for s in unscoped)
 
@@ -794,6 +811,9 @@ CALL_ACTIONS = {
     "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "s3:UploadFile": "s3:PutObject",
+    "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
 }
 # Calls made only on the default artifacts bucket (the plan role always names its own bucket
 # with --artifact-bucket, which the deployer uses as it is).
@@ -813,7 +833,9 @@ NOT_FOR_CI = {
     "s3:PutBucketVersioning": "bucket creation (bootstrap.yaml)",
     "s3:PutBucketPolicy": "bucket creation (bootstrap.yaml)",
     "s3:PutBucketLifecycleConfiguration": "bucket creation (bootstrap.yaml)",
-    "cloudformation:DeleteStack": "best-effort clean-up of an empty REVIEW_IN_PROGRESS stack (warns)",
+    "cloudformation:DeleteStack": "best-effort clean-up of an empty REVIEW_IN_PROGRESS stack (warns); "
+    "destroy runs with a person's credentials, never CI's",
+    "rds:DescribeDbSnapshots": "destroy's final-snapshot lookup: a person's credentials, never CI's",
 }
 
 
@@ -858,6 +880,10 @@ def test_plan_role_grants_every_call_of_a_dry_run():
         "cloudformation:SetStackPolicy",
         "cloudformation:UpdateTerminationProtection",
         "iam:CreateServiceLinkedRole",
+        "cloudformation:CancelUpdateStack",
+        # publish-frontend: a release, not a dry run
+        "s3:DeleteObjects",
+        "cloudfront:CreateInvalidation",
     }
     granted = _allows(bootstrap.PLAN_ROLE)
     missing = [

@@ -158,3 +158,36 @@ def test_help_documents_every_option(build_module, capsys):
     text = capsys.readouterr().out
     for option in ("--check", "--no-lint", "--no-cache", "--out", "--parameters", "--quiet", "exit codes"):
         assert option in text
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_an_out_that_cannot_be_written_fails_first_with_one_line(
+    build_module, capsys, tmp_path, monkeypatch, below
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    rendered = []
+    monkeypatch.setattr(tree, "render_tree", lambda: rendered.append(1) or ({}, {}))  # must not be reached
+    out = a_file / "templates" if below else a_file
+
+    rc, _out, err = _run(build_module, capsys, "--out", str(out))
+
+    assert rc == 2
+    assert err.strip() == f"error: --out {out}: " + (
+        f"cannot be created: {a_file} is not a directory" if below else "exists and is not a directory"
+    )
+    assert rendered == []  # refused before the render and the lint
+    assert a_file.read_text() == ""
+
+
+def test_ctrl_c_is_one_line_and_exit_130(build_module, capsys, tmp_path, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tree, "render_tree", interrupted)
+
+    rc, _out, err = _run(build_module, capsys, "--out", str(tmp_path / "out"))
+
+    assert rc == 130
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: interrupted")
+    assert "Traceback" not in err

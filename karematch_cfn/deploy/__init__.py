@@ -6,5 +6,7 @@ lint, freshness: no AWS), ``aws`` (session, clients, identity), ``package`` (art
 uploads, TemplateURL rewrite), ``changeset`` (create, wait, read every page and every nested
 change set, the review table), ``guard`` (refuse to lose data: pure functions over the change
 sets), ``events`` (stream stack events, explain failures), ``protect`` (termination protection
-and stack policies).
+and stack policies). The operating commands each have a module: ``status``, ``drift``,
+``smoke``, ``publish`` (publish-frontend), ``destroy``; ``triggers`` decides the rollback
+triggers a deploy arms, ``live`` reads the running ECS service.
 """

@@ -8,6 +8,7 @@ the tests feed it AWS's documented shapes. The AWS-calling functions are thin.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,8 +45,10 @@ def is_no_change_reason(reason: str | None) -> bool:
 
 
 def change_set_name(now: dt.datetime | None = None) -> str:
+    """A name no other deploy uses: the UTC second plus 8 random hex digits (two deploys
+    started in the same second would otherwise collide)."""
     now = now or dt.datetime.now(dt.UTC)
-    return f"karematch-cfn-{now:%Y%m%d-%H%M%S}"
+    return f"karematch-cfn-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -132,6 +135,7 @@ def create(
     description: str,
     role_arn: str | None = None,
     tags: list[dict[str, str]] | None = None,
+    rollback: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """CreateChangeSet with nested change sets; returns (change set id, stack id), or
     (NO_CHANGES, "") when the service refuses it for having nothing to do."""
@@ -149,6 +153,8 @@ def create(
         kwargs["RoleARN"] = role_arn
     if tags:
         kwargs["Tags"] = tags
+    if rollback is not None:
+        kwargs["RollbackConfiguration"] = rollback
     try:
         out = cfn.create_change_set(**kwargs)
         return out["Id"], out.get("StackId", "")

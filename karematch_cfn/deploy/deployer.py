@@ -1,8 +1,8 @@
 """The two commands: ``deploy`` and ``package``.
 
 ``deploy()`` reads as its story: ``prepare`` (no AWS), then the phases ``plan_deploy``,
-``package_templates``, ``review_change_set``, ``guard_changes``, ``confirm``, ``execute`` and
-``protect_prod``, each a function below taking the run's ``Context``. Options arrive frozen
+``package_templates``, ``review_change_set``, ``guard_changes``, ``confirm``, ``execute``,
+``protect_prod`` and ``smoke_test``, each a function below taking the run's ``Context``. Options arrive frozen
 (``options.py``), built once by ``cli.py``.
 
 Order matters and is the point: everything that can be checked without AWS is checked first
@@ -25,21 +25,36 @@ from typing import Any
 
 from karematch_cfn import names, tree
 from karematch_cfn.deploy import aws as awsmod
-from karematch_cfn.deploy import changeset, events, guard, images, inputs, package, protect, quotas
+from karematch_cfn.deploy import (
+    changeset,
+    drift,
+    events,
+    guard,
+    images,
+    inputs,
+    package,
+    protect,
+    quotas,
+    smoke,
+)
+from karematch_cfn.deploy import triggers as triggersmod
 from karematch_cfn.deploy.console import Console, table
 from karematch_cfn.deploy.errors import (
+    AccessProblem,
     BadInput,
     DeployError,
     DeployFailed,
+    DriftFound,
     GuardRefused,
     Interrupted,
     LintError,
     ProtectionIncomplete,
+    SmokeFailed,
 )
+from karematch_cfn.deploy.live import service as live_service
 from karematch_cfn.deploy.options import DeployOptions, PackageOptions, Sources, Target
 
 ECS_SERVICE = "AWS::ECS::Service"
-ECS_CLUSTER = "AWS::ECS::Cluster"
 NESTED_STACK = "AWS::CloudFormation::Stack"
 # Service-linked roles a brand-new account may lack (the first ECS create then fails with "Unable to
 # assume the service linked role"); created best-effort right before a CREATE change set is executed.
@@ -56,11 +71,14 @@ def is_interactive() -> bool:
 
 
 def ask(prompt: str) -> bool:
+    return read_line(prompt).strip().lower() in ("y", "yes")
+
+
+def read_line(prompt: str) -> str:
     try:
-        answer = input(prompt)
+        return input(prompt)
     except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+        return ""
 
 
 @dataclass
@@ -71,6 +89,7 @@ class Hooks:
     sleep: Callable[[float], None] = field(default=lambda seconds: time.sleep(seconds))
     interactive: Callable[[], bool] = field(default=lambda: is_interactive())
     confirm: Callable[[str], bool] = field(default=lambda prompt: ask(prompt))
+    prompt: Callable[[str], str] = field(default=lambda prompt: read_line(prompt))  # a typed answer
     console: Console = field(default_factory=Console)
 
 
@@ -140,31 +159,12 @@ class ParameterPlan:
 
 def _service_desired_count(aws: awsmod.Aws, stack_id: str) -> tuple[int, str] | None:
     """The live desiredCount of the one ECS service in the stack tree (None if not exactly one)."""
-    live = protect.live_tree(aws.cfn, stack_id)
-    found: list[tuple[str, str | None]] = []
-    for stack in live.walk():
-        clusters = [
-            r.get("PhysicalResourceId") for r in stack.resources if r.get("ResourceType") == ECS_CLUSTER
-        ]
-        for r in stack.resources:
-            if r.get("ResourceType") == ECS_SERVICE and r.get("PhysicalResourceId"):
-                found.append((r["PhysicalResourceId"], clusters[0] if clusters else None))
-    if len(found) != 1:
-        return None
-    arn, cluster = found[0]
-    parts = arn.split(":", 5)[-1].split("/")  # service/cluster/name (or the old service/name)
-    if len(parts) == 3:
-        cluster = parts[1]
-    kwargs: dict[str, Any] = {"services": [arn]}
-    if cluster:
-        kwargs["cluster"] = cluster
-    out = awsmod.call(
-        "reading the ECS service's live task count", aws.client("ecs").describe_services, **kwargs
+    found = live_service(
+        aws, protect.live_tree(aws.cfn, stack_id), doing="reading the ECS service's live task count"
     )
-    services = [s for s in out.get("services", []) if s.get("status") == "ACTIVE"]
-    if not services:
+    if found is None:
         return None
-    return int(services[0]["desiredCount"]), services[0].get("serviceName", arn)
+    return int(found["desiredCount"]), found.get("serviceName", found.get("serviceArn", ""))
 
 
 def _clamp(value: int, spec: dict[str, Any]) -> int:
@@ -358,6 +358,8 @@ class Run:
     change_set_id: str | None = None
     stack_id: str | None = None
     executing: bool = False
+    smoked: bool = False  # the smoke test already ran (inside the monitoring window)
+    smoke_failure: SmokeFailed | None = None  # ... and failed: the update was cancelled
 
 
 def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
@@ -392,23 +394,68 @@ def discard(aws: awsmod.Aws, console: Console, run: Run) -> list[str]:
     return left
 
 
+def stack_state(aws: awsmod.Aws, run: Run) -> str:
+    """The root's status now, for a message (never raises)."""
+    try:
+        stack = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
+    except Exception:
+        return "unknown (could not read it)"
+    return stack["StackStatus"] if stack else "gone"
+
+
+def in_flight_hints(stack_name: str, *, creating: bool) -> list[str]:
+    """What to do while CloudFormation carries on without this tool: a first create and an
+    update differ (a create cannot be cancelled, and its rollback leaves a stack to delete)."""
+    follow = (
+        "CloudFormation carries on without this tool; follow it with: aws cloudformation "
+        f"describe-stack-events --stack-name {stack_name}"
+    )
+    if creating:
+        return [
+            follow,
+            "a first create cannot be cancelled (cancel-update-stack is for updates): it ends "
+            "CREATE_COMPLETE, or fails and rolls itself back to ROLLBACK_COMPLETE",
+            "on CREATE_COMPLETE the stack is deployed (deploy again for later changes); on "
+            f"ROLLBACK_COMPLETE delete it (aws cloudformation delete-stack --stack-name {stack_name}), "
+            "then deploy again",
+        ]
+    return [
+        follow,
+        f"to stop an update and roll back: aws cloudformation cancel-update-stack --stack-name {stack_name}",
+        "deploy again once the stack is in a *_COMPLETE state",
+    ]
+
+
 def _interrupted(aws: awsmod.Aws, console: Console, run: Run) -> Interrupted:
     if not run.executing:
         discard(aws, console, run)
         return Interrupted(f"interrupted before executing; stack {run.stack_name} was not changed")
-    try:
-        status = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
-        state = status["StackStatus"] if status else "gone"
-    except Exception:
-        state = "unknown (could not read it)"
     return Interrupted(
-        f"interrupted while CloudFormation deploys; stack {run.stack_name} is {state}",
-        "CloudFormation carries on without this tool; follow it with: aws cloudformation "
-        f"describe-stack-events --stack-name {run.stack_name}",
-        f"to stop an update and roll back: aws cloudformation cancel-update-stack --stack-name "
-        f"{run.stack_name}",
-        "deploy again once the stack is in a *_COMPLETE state",
+        f"interrupted while CloudFormation deploys; stack {run.stack_name} is {stack_state(aws, run)}",
+        *in_flight_hints(run.stack_name, creating=not run.stack_existed),
     )
+
+
+def lost_sight(aws: awsmod.Aws, run: Run, exc: DeployError) -> DeployError:
+    """A call failed while CloudFormation executes (reading events, say): the stack's state,
+    what this run leaves, and the way on; the error keeps its exit code."""
+    state = stack_state(aws, run)
+    hints = [f"the change set was executed; stack {run.stack_name} is {state}"]
+    if state.endswith("_IN_PROGRESS"):
+        hints += in_flight_hints(run.stack_name, creating=not run.stack_existed)
+    elif state in events.SUCCESS:
+        hints.append(
+            "it deployed, but this run stopped watching before its last steps (prod protection, "
+            "Outputs): deploy again, it finds no changes and finishes them"
+        )
+    else:
+        hints += changeset.recovery_hint(run.stack_name, state)
+    if not run.stack_existed:
+        hints.append(
+            "nested stacks it created belong to the root: a failed create rolls them back, and "
+            "deleting the root deletes them"
+        )
+    return type(exc)(f"{exc.message} (while the change set executes)", *hints, *exc.hints)
 
 
 def _left_behind(aws: awsmod.Aws, console: Console, run: Run, dry_run: bool, exc: DeployError) -> None:
@@ -475,14 +522,17 @@ class Plan:
     stack: dict[str, Any] | None
     kind: str
     parameters: ParameterPlan
+    triggers: triggersmod.Triggers
 
 
 @dataclass(frozen=True)
 class Review:
-    """The change set the user reviews: its id and its tree of nested change sets."""
+    """The change set the user reviews: its id, its tree of nested change sets, and whether
+    it carries the rollback triggers."""
 
     change_set_id: str
     root: changeset.Node
+    armed: bool = False
 
 
 def deploy(opts: DeployOptions, hooks: Hooks | None = None) -> int:
@@ -505,7 +555,8 @@ def deploy(opts: DeployOptions, hooks: Hooks | None = None) -> int:
         if not confirm(ctx):
             return 0
         status = execute(ctx, plan, review, lifted)
-        return protect_prod(ctx, status)
+        live = protect_prod(ctx, status)
+        return smoke_test(ctx, plan, live)
     except KeyboardInterrupt:
         raise _interrupted(aws, hooks.console, run) from None
     except DeployError as exc:
@@ -535,11 +586,51 @@ def plan_deploy(ctx: Context) -> Plan:
     kind = changeset.plan(stack, prep.stack_name)
     run.stack_existed = stack is not None
     run.stack_id = stack["StackId"] if stack else None
+    if kind == changeset.UPDATE:
+        check_drift(ctx, stack["StackId"])
     with protect.read_once():  # the task count and the quota preflight share one read of the live tree
         parameters = plan_parameters(aws, prep, stack, kind)
         # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
         quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
-    return Plan(who, stack, kind, parameters)
+    triggers = triggersmod.available(
+        aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
+    )
+    return Plan(who, stack, kind, parameters, triggers)
+
+
+def image_changes(plan: Plan) -> bool:
+    """Whether this deploy sends another ImageTag than the live one (the task definition changes)."""
+    live = {p["ParameterKey"]: p.get("ParameterValue") for p in (plan.stack or {}).get("Parameters", [])}
+    sent = {e["ParameterKey"]: e for e in plan.parameters.entries}.get(names.IMAGE_TAG)
+    return (
+        sent is not None and "ParameterValue" in sent and sent["ParameterValue"] != live.get(names.IMAGE_TAG)
+    )
+
+
+def check_drift(ctx: Context, stack_id: str) -> None:
+    """Before a prod update (or with --check-drift): refuse a drifted stack (exit 11) unless
+    --allow-drift, since the update would silently overwrite the hand changes."""
+    opts = ctx.opts
+    if not (opts.check_drift or ctx.prep.params.environment == names.PRODUCTION):
+        return
+    if opts.allow_drift:
+        ctx.console.say("drift: not checked (--allow-drift)")
+        return
+    try:
+        report = drift.detect(
+            ctx.aws, ctx.console, stack_id, interval=opts.poll_interval, sleep=ctx.hooks.sleep
+        )
+    except AccessProblem as exc:  # a role without the drift calls: say so, do not block the deploy
+        ctx.console.warn(f"drift: not checked: {exc.message}")
+        return
+    drift.show(report, ctx.console)
+    if report.drifted:
+        raise DriftFound(
+            f"{ctx.prep.stack_name} has {len(report.drifted)} resource(s) changed outside CloudFormation; "
+            "nothing was deployed (the update would overwrite them)",
+            "bring the change into the templates, or undo it by hand, then deploy again; or deploy "
+            "with --allow-drift to overwrite it",
+        )
 
 
 def package_templates(ctx: Context, plan: Plan) -> package.Packaged:
@@ -559,34 +650,29 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
         f"creating {article} {plan.kind} change set for {prep.stack_name} "
         f"(capabilities: {', '.join(prep.capabilities) or 'none'})"
     )
-    cs_id, stack_id = changeset.create(
-        aws.cfn,
-        stack_name=prep.stack_name,
-        change_set_type=plan.kind,
-        template=packaged.template_argument(),
-        parameters=plan.parameters.entries,
-        capabilities=prep.capabilities,
-        name=changeset.change_set_name(),
-        description=f"karematch-cfn deploy --env {ctx.opts.target.env}",
-        role_arn=ctx.opts.cfn_role_arn,
-    )
-    if cs_id == changeset.NO_CHANGES:
+    armed = bool(plan.triggers.alarm_arns) and image_changes(plan)  # the usual case; checked below
+    created = _create_change_set(ctx, plan, packaged, armed)
+    if created is None:
         return None
-    run.change_set_id = cs_id
-    run.stack_id = stack_id or run.stack_id
-    poll = min(ctx.opts.poll_interval, changeset.MAX_POLL)
-    first = changeset.wait(aws.cfn, console, cs_id, poll, ctx.hooks.sleep)
-    run.stack_id = first.get("StackId") or run.stack_id
-    if first["Status"] == "FAILED":
-        reason = first.get("StatusReason") or "no reason given"
-        if changeset.is_no_change_reason(reason):
-            return None
+    cs_id, root = created
+    if (
+        plan.kind == changeset.UPDATE
+        and plan.triggers.alarm_arns
+        and triggersmod.touches_service(root) != armed
+    ):
+        armed = not armed
+        console.say(
+            "re-creating the change set "
+            + ("with" if armed else "without")
+            + " rollback triggers: it "
+            + ("touches" if armed else "does not touch")
+            + " the service, task definition or load balancer"
+        )
         discard(aws, console, run)
-        raise DeployFailed(f"the change set failed: {reason}")
-
-    root = changeset.fetch_tree(
-        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
-    )
+        created = _create_change_set(ctx, plan, packaged, armed)
+        if created is None:
+            return None
+        cs_id, root = created
     settings_only = not changeset.has_changes(root)
     if (
         settings_only
@@ -603,8 +689,47 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
     console.say(*changeset.table_lines(root, prep.stack_name))
     if settings_only:
         console.say("", f"Stack {prep.stack_name}: no resource changes (parameters/outputs/tags only)")
+    if plan.kind == changeset.UPDATE:
+        console.say("", plan.triggers.line(armed))
     console.say("")
-    return Review(cs_id, root)
+    return Review(cs_id, root, armed)
+
+
+def _create_change_set(
+    ctx: Context, plan: Plan, packaged: package.Packaged, armed: bool
+) -> tuple[str, changeset.Node] | None:
+    """Create the change set (an update always states its rollback configuration: a stack keeps
+    its last one otherwise), wait for it and read its tree; None when nothing would change."""
+    aws, console, prep, run = ctx.aws, ctx.console, ctx.prep, ctx.run
+    cs_id, stack_id = changeset.create(
+        aws.cfn,
+        stack_name=prep.stack_name,
+        change_set_type=plan.kind,
+        template=packaged.template_argument(),
+        parameters=plan.parameters.entries,
+        capabilities=prep.capabilities,
+        name=changeset.change_set_name(),
+        description=f"karematch-cfn deploy --env {ctx.opts.target.env}",
+        role_arn=ctx.opts.cfn_role_arn,
+        rollback=plan.triggers.configuration(armed) if plan.kind == changeset.UPDATE else None,
+    )
+    if cs_id == changeset.NO_CHANGES:
+        return None
+    run.change_set_id = cs_id
+    run.stack_id = stack_id or run.stack_id
+    poll = min(ctx.opts.poll_interval, changeset.MAX_POLL)
+    first = changeset.wait(aws.cfn, console, cs_id, poll, ctx.hooks.sleep)
+    run.stack_id = first.get("StackId") or run.stack_id
+    if first["Status"] == "FAILED":
+        reason = first.get("StatusReason") or "no reason given"
+        if changeset.is_no_change_reason(reason):
+            return None
+        discard(aws, console, run)
+        raise DeployFailed(f"the change set failed: {reason}")
+    root = changeset.fetch_tree(
+        lambda i: changeset.describe_all(aws.cfn, i), changeset.describe_all(aws.cfn, cs_id, first)
+    )
+    return cs_id, root
 
 
 def guard_changes(ctx: Context, plan: Plan, review: Review) -> list[guard.Refusal]:
@@ -667,15 +792,35 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
         interval=ctx.opts.poll_interval,
         sleep=ctx.hooks.sleep,
     )
+    if review.armed and ctx.opts.smoke:
+        watcher.on_poll = smoke_in_window(ctx, review, watcher)
     with protect.relaxed(aws.cfn, console, run.stack_id or prep.stack_name, [r.name for r in lifted]):
         watcher.prime()
         run.executing = True
         console.say(f"executing change set {review.change_set_id}")
-        awsmod.call(
-            "executing the change set", aws.cfn.execute_change_set, ChangeSetName=review.change_set_id
-        )
+        try:
+            awsmod.call(
+                "executing the change set", aws.cfn.execute_change_set, ChangeSetName=review.change_set_id
+            )
+        except DeployError as exc:
+            state = stack_state(aws, run)
+            if state.endswith("_IN_PROGRESS") and state != "REVIEW_IN_PROGRESS":
+                run.change_set_id = None  # it did start: CloudFormation owns it now
+                raise lost_sight(aws, run, exc) from None
+            run.executing = False  # not executed: deploy() deletes or names what is left
+            exc.hints.append(f"stack {run.stack_name} is {state}; fix the cause and deploy again")
+            raise
         run.change_set_id = None  # executed: CloudFormation owns it now
-        status = watcher.run()
+        try:
+            status = watcher.run()
+        except DeployError as exc:
+            raise lost_sight(aws, run, exc) from None
+    if run.smoke_failure is not None:
+        raise SmokeFailed(
+            f"{run.smoke_failure.message}; the update was cancelled inside the monitoring window "
+            f"and {prep.stack_name} is {status}",
+            "the previous version runs again; fix the cause and deploy again",
+        )
     if status not in events.SUCCESS:
         lines = watcher.failure_lines()
         raise DeployFailed(
@@ -689,16 +834,74 @@ def execute(ctx: Context, plan: Plan, review: Review, lifted: list[guard.Refusal
     return status
 
 
-def protect_prod(ctx: Context, status: str) -> int:
+def smoke_in_window(ctx: Context, review: Review, watcher: events.Watcher) -> Callable[[str], None]:
+    """With rollback triggers armed: once every root-level resource the change set adds or
+    modifies is complete while the stack is still UPDATE_IN_PROGRESS (the monitoring window),
+    run the smoke test once; a failure cancels the update, so CloudFormation rolls it back."""
+    aws, console, run = ctx.aws, ctx.console, ctx.run
+    changed = {
+        rc["LogicalResourceId"]
+        for rc in changeset.effective_changes(review.root)
+        if rc.get("Action") in ("Add", "Modify")
+    }
+
+    def on_poll(status: str) -> None:
+        if run.smoked or status != "UPDATE_IN_PROGRESS" or not changed <= watcher.settled:
+            return
+        run.smoked = True
+        console.say("smoke: the update is deployed; checking inside the monitoring window")
+        live = changeset.describe_stack(aws.cfn, run.stack_id or run.stack_name)
+        try:
+            smoke.run(
+                smoke.checks(aws, live or {}),
+                console,
+                deadline=ctx.opts.smoke_deadline,
+                sleep=ctx.hooks.sleep,
+            )
+        except SmokeFailed as exc:
+            run.smoke_failure = exc
+            console.error(f"{exc.message}: cancelling the update so it rolls back")
+            awsmod.call(
+                "cancelling the update", aws.cfn.cancel_update_stack, StackName=run.stack_id or run.stack_name
+            )
+
+    return on_poll
+
+
+def protect_prod(ctx: Context, status: str) -> dict[str, Any] | None:
     """Protect: after a prod deploy, stack policies and termination protection (exit 6 if
-    either is missing); then the root's Outputs."""
+    either is missing); then the root's Outputs. Returns the stack as it is now."""
     aws, console, prep = ctx.aws, ctx.console, ctx.prep
     console.say(f"{prep.stack_name}: {status} ({int(console.elapsed())}s)")
     missing: list[tuple[str, str]] = []
     if prep.params.environment == names.PRODUCTION:
         missing = protect.apply(aws.cfn, console, ctx.run.stack_id or prep.stack_name, prep.stack_name)
-    _print_outputs(aws, console, prep.stack_name)
+    live = _print_outputs(aws, console, prep.stack_name)
     _protection_outcome(missing, prep.stack_name, f"deployed ({status})")
+    return live
+
+
+def smoke_test(ctx: Context, plan: Plan, live: dict[str, Any] | None) -> int:
+    """Smoke: the API's /health, a deep SPA route and a missing asset (``smoke.py``), unless
+    --no-smoke. A failure is exit 10: deployed, and how to go back to the previous image."""
+    if not ctx.opts.smoke or live is None or ctx.run.smoked:
+        return 0
+    try:
+        smoke.run(
+            smoke.checks(ctx.aws, live), ctx.console, deadline=ctx.opts.smoke_deadline, sleep=ctx.hooks.sleep
+        )
+    except SmokeFailed as exc:
+        previous = {
+            p["ParameterKey"]: p.get("ParameterValue") for p in (plan.stack or {}).get("Parameters", [])
+        }
+        exc.hints.append(f"{ctx.prep.stack_name} is deployed; the smoke test ran after it")
+        if previous.get(names.IMAGE_TAG):
+            exc.hints.append(
+                f"to go back to the previous image: karematch-cfn deploy --env {ctx.opts.target.env} "
+                f"--image-tag {previous[names.IMAGE_TAG]}"
+            )
+        exc.hints.append(f"run it again: karematch-cfn smoke --env {ctx.opts.target.env}")
+        raise
     return 0
 
 
@@ -761,8 +964,9 @@ def no_changes(ctx: Context) -> int:
     return 0
 
 
-def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> None:
-    """The root's Outputs, when the service returns them (moto drops them after a change set)."""
+def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> dict[str, Any] | None:
+    """The root's Outputs, when the service returns them (moto drops them after a change set);
+    returns the stack."""
     stack = changeset.describe_stack(aws.cfn, stack_name)
     outputs = (stack or {}).get("Outputs") or []
     if outputs:
@@ -775,6 +979,7 @@ def _print_outputs(aws: awsmod.Aws, console: Console, stack_name: str) -> None:
                 )
             )
         )
+    return stack
 
 
 # ------------------------------------------------------------------------------------------
@@ -798,6 +1003,9 @@ def write_parameter_file(path: Path, prep: Prepared, notes: list[str]) -> list[s
 def package_command(opts: PackageOptions, hooks: Hooks | None = None) -> int:
     hooks = hooks or Hooks()
     console = hooks.console
+    problem = tree.output_dir_problem(opts.out)
+    if problem:  # before the lint and before the artifacts bucket is made or anything uploaded
+        raise BadInput(f"--out {opts.out}: {problem}")
     prep = prepare(opts.target, opts.sources, console)
     aws = hooks.aws or awsmod.Aws.from_options(opts.target.profile, opts.target.region)
     who = awsmod.identity(aws)

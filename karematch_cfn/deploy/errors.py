@@ -11,6 +11,11 @@ EXIT_GUARD = 3
 EXIT_DEPLOY_FAILED = 4
 EXIT_AWS_ACCESS = 5
 EXIT_UNPROTECTED = 6
+EXIT_STACK_MISSING = 7
+EXIT_BUSY = 8
+EXIT_ROLLED_BACK = 9
+EXIT_SMOKE = 10
+EXIT_DRIFT = 11
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -22,9 +27,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     ),
     (
         EXIT_BAD_INPUT,
-        "bad input: options, unknown environment, parameter file, missing "
-        "templates, no AWS region, no terminal to confirm without --yes, or a "
-        "live stack of another environment",
+        "bad input: options (a stack name, bucket name or poll interval not "
+        "allowed, an --out that cannot be written), an AWS_ENDPOINT_URL that is "
+        "not a URL, unknown environment, parameter file, missing templates, no "
+        "AWS region, no terminal to confirm without --yes, or a live stack of "
+        "another environment",
     ),
     (
         EXIT_GUARD,
@@ -46,6 +53,29 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         EXIT_UNPROTECTED,
         "deployed (or no changes), but prod protection was NOT fully applied: "
         "what failed and the commands to apply it are printed",
+    ),
+    (
+        EXIT_STACK_MISSING,
+        "status, destroy, smoke, publish-frontend: the stack does not exist (nothing was changed)",
+    ),
+    (
+        EXIT_BUSY,
+        "status: the stack (or a nested stack) is busy: an operation is in progress; wait and run it again",
+    ),
+    (
+        EXIT_ROLLED_BACK,
+        "status: the stack is stable but its last deploy failed and was rolled back "
+        "(UPDATE_ROLLBACK_COMPLETE): the previous version runs",
+    ),
+    (
+        EXIT_SMOKE,
+        "smoke (also at the end of deploy): a check failed after retrying until its deadline; "
+        "a deploy that ends so is deployed",
+    ),
+    (
+        EXIT_DRIFT,
+        "drift: resources were changed outside CloudFormation (each printed with its differing "
+        "properties); deploy in prod (or with --check-drift) refuses such a stack unless --allow-drift",
     ),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the stack's state and how to continue are printed"),
 )
@@ -105,3 +135,23 @@ class ProtectionIncomplete(DeployError):
 
 class Interrupted(DeployError):
     code = EXIT_INTERRUPTED
+
+
+class StackMissing(DeployError):
+    code = EXIT_STACK_MISSING
+
+
+class StackBusy(DeployError):
+    code = EXIT_BUSY
+
+
+class RolledBack(DeployError):
+    code = EXIT_ROLLED_BACK
+
+
+class SmokeFailed(DeployError):
+    code = EXIT_SMOKE
+
+
+class DriftFound(DeployError):
+    code = EXIT_DRIFT

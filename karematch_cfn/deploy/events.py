@@ -44,6 +44,8 @@ class Watcher:
     failures: list[dict[str, Any]] = field(default_factory=list)
     cutoff: dt.datetime | None = None
     started: float = 0.0
+    settled: set[str] = field(default_factory=set)  # root-level logical ids that reached *_COMPLETE
+    on_poll: Callable[[str], None] | None = None  # called with the root's status after each poll
 
     def prime(self) -> None:
         """Remember the events from before the execution, so only new ones are shown."""
@@ -107,6 +109,8 @@ class Watcher:
         self.console.say(f"{line}  {reason}".rstrip())
         if status.endswith("_FAILED"):
             self.failures.append({**event, "_label": label})
+        if not watched.label and status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            self.settled.add(event.get("LogicalResourceId", ""))
 
     def _discover(self, watched: Watched, event: dict[str, Any]) -> None:
         if event.get("ResourceType") != NESTED_STACK:
@@ -132,6 +136,8 @@ class Watcher:
             if is_terminal(status) and status != "REVIEW_IN_PROGRESS":
                 self.poll()  # the last events
                 return status
+            if self.on_poll is not None:
+                self.on_poll(status)
             self.sleep(self.interval)
 
     def failure_lines(self) -> list[str]:

@@ -283,9 +283,9 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise BadInput(f"--parameter {item!r}: expected KEY=VALUE")
+            raise BadInput(f"--parameter {config.shown(item)}: expected KEY=VALUE")
         if key in out:
-            raise BadInput(f"--parameter {key}: given twice")
+            raise BadInput(f"--parameter {config.clipped(key)}: given twice")
         out[key] = value
     return out
 
@@ -324,6 +324,12 @@ def load_parameters(
         if overrides:
             cfg = config.with_overrides(cfg, overrides, root)
         if names.ENVIRONMENT_NAME in specs and cfg.environment != env:
+            if names.ENVIRONMENT_NAME in overrides:  # blame the input that set it
+                raise BadInput(
+                    f"--parameter {names.ENVIRONMENT_NAME}={config.clipped(cfg.environment)} "
+                    f"disagrees with --env {env}",
+                    f"drop --parameter {names.ENVIRONMENT_NAME}: --env sets the environment",
+                )
             raise BadInput(f"{label}: {names.ENVIRONMENT_NAME} is {cfg.environment!r} but --env is {env!r}")
         # A Rule using functions the local evaluator lacks: CloudFormation checks it.
         with contextlib.suppress(KeyError, TypeError, IndexError):

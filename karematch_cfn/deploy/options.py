@@ -41,6 +41,11 @@ class DeployOptions:
     yes: bool = False
     dry_run: bool = False
     poll_interval: float = 5.0
+    smoke: bool = True  # --no-smoke: no smoke test after a successful deploy
+    smoke_deadline: float = 120.0  # seconds the smoke test retries a failing check
+    monitoring_minutes: int = 10  # rollback triggers' monitoring period (0: never armed)
+    check_drift: bool = False  # also outside prod (prod always checks)
+    allow_drift: bool = False  # deploy over drift (no check)
 
 
 @dataclass(frozen=True)

@@ -411,14 +411,19 @@ def assume_from_github(provider_arn: Any, subjects: list[Any]) -> PolicyDocument
 
 
 # CloudFormation calls of a change-set deploy (karematch_cfn/deploy): reading stacks and their
-# events, creating, reading and deleting change sets. No DeleteStack: only the prod root has
+# events, creating, reading and deleting change sets, drift detection (deploy checks it before a
+# prod update; detection also reads each resource with the caller's permissions). No DeleteStack: only the prod root has
 # termination protection, so it would let a pull request delete dev or staging; the empty
 # REVIEW_IN_PROGRESS stack a first dry run leaves is reused by the first deploy.
 STACK_PLAN_ACTIONS = (
     "CreateChangeSet",
     "DeleteChangeSet",
     "DescribeChangeSet",
+    "DescribeStackDriftDetectionStatus",
     "DescribeStackEvents",
+    "DescribeStackResourceDrifts",
+    "DetectStackDrift",
+    "DetectStackResourceDrift",
     "DescribeStackResource",
     "DescribeStackResources",
     "DescribeStacks",
@@ -431,6 +436,7 @@ STACK_PLAN_ACTIONS = (
 # ... and, to deploy: executing the change set, the stack policies around it, termination
 # protection of the root.
 STACK_EXECUTE_ACTIONS = (
+    "CancelUpdateStack",  # a smoke test failing inside the rollback triggers' monitoring window
     "ExecuteChangeSet",
     "SetStackPolicy",
     "UntagResource",
@@ -681,4 +687,34 @@ def provision_unscoped(actions: Any) -> Statement:
         Effect=Allow,
         Action=[Action(*a.split(":", 1)) for a in actions],
         Resource=["*"],
+    )
+
+
+def publish_objects(sid: str, objects_arns: list[Any]) -> Statement:
+    """Read, write and delete objects under these ARNs (a site's files, replaced per release)."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Action=[s3.GetObject, s3.PutObject, s3.DeleteObject],
+        Resource=list(objects_arns),
+    )
+
+
+def invalidate_distributions(distribution_arns: list[Any]) -> Statement:
+    """cloudfront:CreateInvalidation (a published site's un-hashed paths)."""
+    return Statement(
+        Sid="InvalidateDistributions",
+        Effect=Allow,
+        Action=[Action("cloudfront", "CreateInvalidation")],
+        Resource=list(distribution_arns),
+    )
+
+
+def describe_alarms(alarm_arns: list[Any]) -> Statement:
+    """cloudwatch:DescribeAlarms (a deploy arms rollback triggers only while they are calm)."""
+    return Statement(
+        Sid="DescribeServiceHealthAlarms",
+        Effect=Allow,
+        Action=[Action("cloudwatch", "DescribeAlarms")],
+        Resource=list(alarm_arns),
     )

@@ -816,6 +816,8 @@ def build() -> Template:
     execution = add_execution_role(t)
     stacks = [arns.stacks(name) for name in stack_names()]
     services = [arns.regional("ecs", f"service/{names.CLUSTER}/{names.SERVICE}")]
+    # The rollback triggers' alarms (alarms.name: karematch-<env>-<purpose>), this environment's only.
+    alarms = [arns.regional("cloudwatch", f"alarm:karematch-{names.ENV}-*")]
     pass_execution = iam.pass_role("PassExecutionRole", [GetAtt(execution, "Arn")], [CLOUDFORMATION_SERVICE])
     deploy = add_github_role(
         t,
@@ -834,10 +836,16 @@ def build() -> Template:
             iam.describe_ecs_services(services),
             iam.retag_images([arns.regional("ecr", f"repository/{names.REPOSITORY}")]),
             *iam.read_quotas(_quota_arns()),
+            iam.describe_alarms(alarms),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).
             iam.create_service_linked_roles(
                 [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
             ),
+            # publish-frontend (deploy/publish.py): list, write and prune this environment's SPA objects...
+            iam.find_bucket("FindFrontendBucket", [arns.bucket(names.FRONTEND_BUCKET)]),
+            iam.publish_objects("PublishFrontend", [arns.bucket_objects(names.FRONTEND_BUCKET)]),
+            # ... and invalidate its un-hashed paths (distribution ids are random: any of the account's).
+            iam.invalidate_distributions([arns.account_global("cloudfront", "distribution/*")]),
         ],
         session_seconds=DEPLOY_SESSION_SECONDS,
     )
@@ -855,6 +863,7 @@ def build() -> Template:
             iam.read_write_objects("ReadWritePlanTemplates", [_templates(PLAN_ARTIFACTS_BUCKET_PATTERN)]),
             iam.describe_ecs_services(services),
             *iam.read_quotas(_quota_arns()),
+            iam.describe_alarms(alarms),
         ],
         condition=IS_DEVELOPMENT,
     )

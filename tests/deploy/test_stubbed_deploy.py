@@ -55,6 +55,8 @@ class Flow:
                 "s3": s3,
                 "sts": moto.client("sts"),
                 "iam": moto.client("iam"),
+                # The deployer tags the image it deployed (deploy/images.py); moto's ECR answers.
+                "ecr": moto.client("ecr"),
             }
         )
 
@@ -471,6 +473,25 @@ def test_ctrl_c_during_an_update_says_it_carries_on_and_how_to_stop_it(flow):
 # ------------------------------------------------------------------------------------------
 # Protection after a prod deploy
 # ------------------------------------------------------------------------------------------
+def no_drift(flow: Flow) -> Flow:
+    """The drift check before a prod update: one stack (no nested ones here), in sync."""
+    flow.add("list_stack_resources", s.resources(("AuditLogGroup", LOGS, "audit")), StackName=s.ROOT_ID)
+    flow.add("detect_stack_drift", {"StackDriftDetectionId": "drift-1"}, StackName=s.ROOT_ID)
+    status = {
+        "StackId": s.ROOT_ID,
+        "StackDriftDetectionId": "drift-1",
+        "StackDriftStatus": "IN_SYNC",
+        "DetectionStatus": "DETECTION_COMPLETE",
+        "Timestamp": s.T0,
+    }
+    flow.add(
+        "describe_stack_drift_detection_status",
+        s.validated("describe_stack_drift_detection_status", status),
+        StackDriftDetectionId="drift-1",
+    )
+    return flow
+
+
 def live_resources(flow: Flow) -> None:
     """ListStackResources of the root and its children, as protect.apply reads them."""
     stack_type = "AWS::CloudFormation::Stack"
@@ -495,7 +516,9 @@ def live_resources(flow: Flow) -> None:
 
 def test_a_prod_deploy_ends_with_termination_protection_and_stack_policies(flow):
     prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
-    flow.existing(params=prod).created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    no_drift(flow.existing(params=prod)).created().described(notify_change()).described(
+        notify_nested(), NOTIFY_CS
+    )
     executes(
         flow,
         [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=60, physical=s.ROOT_ID)],
@@ -556,7 +579,9 @@ def test_the_cfn_role_and_capabilities_are_passed(flow):
 
 def test_protection_steps_are_independent_and_a_failure_says_the_stack_is_deployed(flow):
     prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
-    flow.existing(params=prod).created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
+    no_drift(flow.existing(params=prod)).created().described(notify_change()).described(
+        notify_nested(), NOTIFY_CS
+    )
     executes(
         flow,
         [s.event(s.STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE", seconds=60, physical=s.ROOT_ID)],
@@ -599,7 +624,7 @@ def test_protection_steps_are_independent_and_a_failure_says_the_stack_is_deploy
 
 def test_protection_after_a_prod_deploy_with_no_changes_reports_what_is_missing(flow):
     prod = {**LIVE, "EnvironmentName": "prod", "ImageTag": ""}
-    flow.existing(params=prod).created().described(
+    no_drift(flow.existing(params=prod)).created().described(
         s.change_set([], status="FAILED", reason=s.NO_CHANGES_REASON)
     )
     flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
