@@ -588,13 +588,13 @@ def plan_deploy(ctx: Context) -> Plan:
     run.stack_id = stack["StackId"] if stack else None
     if kind == changeset.UPDATE:
         check_drift(ctx, stack["StackId"])
-    with protect.read_once():  # the task count and the quota preflight share one read of the live tree
+    with protect.read_once():  # task count, quota preflight and triggers share one read of the live tree
         parameters = plan_parameters(aws, prep, stack, kind)
         # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
         quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
-    triggers = triggersmod.available(
-        aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
-    )
+        triggers = triggersmod.available(
+            aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
+        )
     return Plan(who, stack, kind, parameters, triggers)
 
 
