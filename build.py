@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from karematch_cfn import config, names
-from karematch_cfn.tree import PARAMETERS_DIR, REPO, ROOT_FILE, TEMPLATES_DIR
+from karematch_cfn import lintcache
+from karematch_cfn.paths import PARAMETERS_DIR, REPO, SOURCES, TEMPLATES_DIR
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-lint", action="store_true", help="skip cfn-lint (faster iteration)")
     p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"render and lint everything, ignoring remembered results (kept in ${lintcache.ENV_VAR}, "
+        "default ~/.cache/karematch-cfn)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=TEMPLATES_DIR,
@@ -72,15 +78,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _out_problem(out: Path, check: bool) -> str | None:
-    from karematch_cfn import tree
+    from karematch_cfn import tree_files  # light: no troposphere on the no-change path
 
     if check:  # only read: it must be a directory (missing: every file reads as stale)
         return "exists and is not a directory" if out.exists() and not out.is_dir() else None
-    return tree.output_dir_problem(out)
+    return tree_files.output_dir_problem(out)
 
 
 def validate_parameter_files(directory: Path, root_template: dict) -> list[str]:
     """Validate every <env>.json; raise ConfigError (one line) on the first problem."""
+    from karematch_cfn import config, names
+
     found = []
     for env in names.ENVIRONMENTS:
         path = directory / f"{env}.json"
@@ -93,6 +101,27 @@ def validate_parameter_files(directory: Path, root_template: dict) -> list[str]:
                 + ", ".join(f"{e}.json" for e in names.ENVIRONMENTS)
             )
     return found
+
+
+def unchanged(args: argparse.Namespace, source: str) -> str | None:
+    """The size table of the last build if nothing it depends on changed and ``args.out`` holds
+    exactly what that build wrote (with a clean lint verdict for today); else None. Reads files
+    and hashes them: no rendering, no troposphere, no cfn-lint."""
+    from karematch_cfn import tree_files
+
+    record = lintcache.lookup_build(source)
+    if record is None:
+        return None
+    on_disk = tree_files.generated_on_disk(args.out, docs_root=args.docs_root, doc_paths=record["docs"])
+    if lintcache.content_digest(on_disk) != record["outputs"]:
+        return None
+    if not args.no_lint:
+        from karematch_cfn.lint import CONFIG_FILE
+
+        verdict = lintcache.lookup(lintcache.key(on_disk, lintcache.Toolchain.current(CONFIG_FILE)))
+        if verdict != []:
+            return None
+    return record["sizes"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,28 +145,63 @@ def build(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     say = (lambda *_a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     start = time.monotonic()
+    use_cache = not args.no_cache
 
-    from karematch_cfn import tree  # imports troposphere and every stack module
+    source = lintcache.source_key(sources=SOURCES, parameters_dir=args.parameters) if use_cache else ""
+    if use_cache:
+        sizes = unchanged(args, source)
+        if sizes is not None:
+            lint_note = "" if args.no_lint else " and cfn-lint found nothing"
+            say(
+                f"{args.out} and the generated docs: up to date: nothing changed since they were "
+                f"rendered{lint_note} (--no-cache to redo)"
+            )
+            if not args.check:
+                say(sizes)
+            say(f"done ({time.monotonic() - start:.1f}s)")
+            return EXIT_OK
+
+    # cfn-lint starts loading in its own process while the templates render (about a second of
+    # imports and rules off the critical path), unless the verdict for what is on disk is known.
+    warm = None
+    if not args.no_lint:
+        from karematch_cfn import lint, tree_files
+
+        last = lintcache.lookup_build(source) if source else None
+        on_disk = tree_files.generated_on_disk(
+            args.out, docs_root=args.docs_root, doc_paths=last["docs"] if last else ()
+        )
+        predicted = lintcache.key(on_disk, lintcache.Toolchain.current(lint.CONFIG_FILE))
+        if not use_cache or lintcache.lookup(predicted) is None:
+            warm = lint.Warm()
+    try:
+        return render_and_lint(args, say=say, start=start, source=source, warm=warm)
+    finally:
+        if warm is not None:
+            warm.close()
+
+
+def render_and_lint(args: argparse.Namespace, *, say, start: float, source: str, warm) -> int:
+    from karematch_cfn import config, tree, tree_files  # imports troposphere and every stack module
 
     try:
-        rendered = tree.render_all()
+        rendered, data = tree.render_tree()
     except ValueError as exc:  # wiring/contract errors raised by the stack modules
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from karematch_cfn import gendocs, resolved
-
-    parsed = resolved.parse(rendered)
-    root_template = parsed[ROOT_FILE]
     try:
-        checked = validate_parameter_files(args.parameters, root_template)
+        checked = validate_parameter_files(args.parameters, data[tree.ROOT_FILE])
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    docs = gendocs.render_docs(parsed)
+    from karematch_cfn import gendocs
+
+    docs = gendocs.render_docs(data)  # the data the templates were dumped from: no re-parse
     say(
         f"rendered {len(rendered)} templates and {len(docs)} generated docs; "
         f"parameter files valid: {', '.join(checked)}"
     )
+    generated = tree_files.generated(rendered, docs)
 
     problems: list[str] = []
     if args.check:
@@ -156,10 +220,16 @@ def build(argv: list[str] | None = None) -> int:
     if not args.no_lint:
         from karematch_cfn import lint
 
-        say("linting with cfn-lint (informational rules included)...")
         scratch = Path(tempfile.mkdtemp(prefix="karematch-lint-"))
         tree.write(rendered, scratch)
-        findings = lint.lint_dir(scratch)
+        say("linting with cfn-lint (informational rules included)...")
+        findings, cached = lint.lint_cached(
+            sorted(scratch.glob("*.yaml")),
+            base=scratch,
+            generated=generated,
+            use_cache=not args.no_cache,
+            warm=warm,
+        )
         for f in findings:
             print(
                 f"lint: {f.filename.replace(str(scratch), str(args.out))}:{f.line}: {f.rule} "
@@ -174,23 +244,36 @@ def build(argv: list[str] | None = None) -> int:
             )
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-            say("cfn-lint: no findings")
+            say(
+                "cfn-lint: no findings (remembered verdict for this exact tree and toolchain; --no-cache to lint)"
+                if cached
+                else "cfn-lint: no findings (informational rules included)"
+            )
 
+    table = tree.size_table(rendered, data)
     if args.check:
         failed = bool(findings) or bool(problems)
         if not failed:
+            if source:
+                lintcache.store_build(
+                    source, outputs=lintcache.content_digest(generated), sizes=table, docs=list(docs)
+                )
             say(f"{args.out}: up to date ({time.monotonic() - start:.1f}s)")
         return EXIT_FINDINGS if failed else EXIT_OK
     if findings:
         say(f"nothing written to {args.out}")
         return EXIT_FINDINGS
-    over = [f"{s.name}: {', '.join(s.over_limits)}" for s in tree.sizes(rendered) if s.over_limits]
+    over = [f"{s.name}: {', '.join(s.over_limits)}" for s in tree.sizes(rendered, data) if s.over_limits]
     if over:
         print(f"error: over CloudFormation limits, nothing written: {'; '.join(over)}", file=sys.stderr)
         return EXIT_FINDINGS
     tree.write(rendered, args.out)
     gendocs.write(docs, args.docs_root)
-    say(tree.size_table(rendered))
+    if source:
+        lintcache.store_build(
+            source, outputs=lintcache.content_digest(generated), sizes=table, docs=list(docs)
+        )
+    say(table)
     say(
         f"wrote {len(rendered)} templates to {args.out} and {len(docs)} generated docs "
         f"({time.monotonic() - start:.1f}s)"

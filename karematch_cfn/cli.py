@@ -198,7 +198,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="S3 bucket for the packaged templates (default: "
         "karematch-cfn-artifacts-ACCOUNT-REGION, created once with encryption, "
         "public access block, versioning, a TLS-only policy and a lifecycle if "
-        "missing, and those settings re-checked and repaired on every use)",
+        "missing, and those settings re-checked and repaired before every upload)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="render and lint again even when build.py (or an earlier deploy) already checked "
+        "these exact templates with this toolchain today",
     )
     _where(p)
 
@@ -247,6 +253,7 @@ def _sources(args: argparse.Namespace) -> Sources:
         parameter_file=args.parameters,
         assignments=tuple(args.parameter or ()),
         artifact_bucket=args.artifact_bucket,
+        use_cache=not args.no_cache,
     )
 
 

@@ -8,14 +8,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from karematch_cfn import render
+from karematch_cfn.paths import PARAMETERS_DIR as PARAMETERS_DIR
+from karematch_cfn.paths import REPO as REPO
+from karematch_cfn.paths import TEMPLATES_DIR as TEMPLATES_DIR
 from karematch_cfn.stacks import root
+from karematch_cfn.tree_files import output_dir_problem as output_dir_problem
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = REPO / "templates"
-PARAMETERS_DIR = REPO / "parameters"
 ROOT_FILE = root.ROOT_FILE
 
 # CloudFormation quotas (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html)
@@ -28,12 +27,26 @@ MAX_BODY_INLINE = 51_200  # bytes, template body passed inline
 
 def render_all() -> dict[str, str]:
     """Every template's YAML text by file name (children first, root last)."""
+    return render_tree()[0]
+
+
+def render_tree() -> tuple[dict[str, str], dict[str, dict]]:
+    """Every template's YAML text and the plain data it was dumped from, by file name: callers
+    that need the data (parameter validation, sizes) never parse what was just rendered."""
     from karematch_cfn.stacks import STANDALONE_MODULES
 
-    out = {name: render.to_yaml(t) for name, t in root.build_all().items()}
+    built = dict(root.build_all())
     for filename, module in STANDALONE_MODULES:
-        out[filename] = render.to_yaml(module.build())
-    return out
+        built[filename] = module.build()
+    data = {name: t.to_dict() for name, t in built.items()}
+    return {name: render.dump(d) for name, d in data.items()}, data
+
+
+def read(directory: Path) -> dict[str, str]:
+    """The YAML files of a directory laid out like templates/, by file name."""
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(directory.glob("*.yaml"))}
 
 
 def diff(rendered: dict[str, str], directory: Path) -> list[str]:
@@ -96,26 +109,27 @@ class Size:
         return out
 
 
-def sizes(rendered: dict[str, str]) -> list[Size]:
+def sizes(rendered: dict[str, str], data: dict[str, dict] | None = None) -> list[Size]:
+    """Each template's counts and bytes; ``data`` (from render_tree) spares parsing the text."""
     out = []
     for name, text in rendered.items():
-        data = yaml.safe_load(text)
+        data_ = data[name] if data is not None else render.load(text)
         out.append(
             Size(
                 name,
-                len(data.get("Resources", {})),
-                len(data.get("Parameters", {})),
-                len(data.get("Outputs", {})),
+                len(data_.get("Resources", {})),
+                len(data_.get("Parameters", {})),
+                len(data_.get("Outputs", {})),
                 len(text.encode("utf-8")),
             )
         )
     return out
 
 
-def size_table(rendered: dict[str, str]) -> str:
+def size_table(rendered: dict[str, str], data: dict[str, dict] | None = None) -> str:
     """Template, resources, parameters, outputs, bytes, and headroom against the quotas."""
     rows = [("template", "resources", "params", "outputs", "bytes", "headroom")]
-    for s in sizes(rendered):
+    for s in sizes(rendered, data):
         head = (
             f"{MAX_RESOURCES - s.resources} res, {MAX_PARAMETERS - s.parameters} par, "
             f"{MAX_OUTPUTS - s.outputs} out, {(MAX_BODY_URL - s.bytes) // 1000} kB"
@@ -131,20 +145,3 @@ def size_table(rendered: dict[str, str]) -> str:
         cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)] + [r[5]]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def output_dir_problem(directory: Path) -> str | None:
-    """Why ``directory`` cannot be written (created if missing), or None: checked before any
-    slow step, so a bad ``--out`` fails first rather than after the lint or an upload."""
-    if directory.exists():
-        if not directory.is_dir():
-            return "exists and is not a directory"
-        return None if os.access(directory, os.W_OK | os.X_OK) else "directory is not writable"
-    parent = directory.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"cannot be created: {parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be created: {parent} is not writable"
-    return None

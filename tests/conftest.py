@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from karematch_cfn import tree
+from karematch_cfn import lintcache, tree
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_cache(tmp_path_factory):
+    """Lint verdicts and build records go to a scratch cache for the session, never the user's."""
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get(lintcache.ENV_VAR)
+    os.environ[lintcache.ENV_VAR] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(lintcache.ENV_VAR, None)
+    else:
+        os.environ[lintcache.ENV_VAR] = old
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from karematch_cfn import evaluate, tree
+from karematch_cfn import evaluate, render, tree
 from karematch_cfn.stacks import root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +26,7 @@ def rendered_text() -> dict[str, str]:
 
 def template(filename: str) -> dict[str, Any]:
     """One freshly rendered template as a dict."""
-    return yaml.safe_load(_rendered()[filename])
+    return render.load(_rendered()[filename])  # libyaml where available
 
 
 def resources_of_type(t: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:

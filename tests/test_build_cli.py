@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from karematch_cfn import tree
+from karematch_cfn import render, tree
 
 TEMPLATES = tree.TEMPLATES_DIR
 
@@ -137,9 +137,13 @@ def test_build_writes_the_tree_and_prints_the_size_table(build_module, capsys, t
 
 def test_lint_findings_exit_1_and_write_nothing(build_module, capsys, tmp_path, monkeypatch):
     # A real template with a real problem (a log group without policies) added to the real tree.
-    real = tree.render_all()
+    texts, data = tree.render_tree()
     broken = "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Logs:\n    Type: AWS::Logs::LogGroup\n"
-    monkeypatch.setattr(tree, "render_all", lambda: {**real, "broken.yaml": broken})
+    monkeypatch.setattr(
+        tree,
+        "render_tree",
+        lambda: ({**texts, "broken.yaml": broken}, {**data, "broken.yaml": render.load(broken)}),
+    )
     out_dir = tmp_path / "out"
     rc, _out, err = _run(build_module, capsys, "--out", str(out_dir))
     assert rc == 1
@@ -152,7 +156,7 @@ def test_help_documents_every_option(build_module, capsys):
         build_module.main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--check", "--no-lint", "--out", "--parameters", "--quiet", "exit codes"):
+    for option in ("--check", "--no-lint", "--no-cache", "--out", "--parameters", "--quiet", "exit codes"):
         assert option in text
 
 
@@ -163,7 +167,7 @@ def test_an_out_that_cannot_be_written_fails_first_with_one_line(
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     rendered = []
-    monkeypatch.setattr(tree, "render_all", lambda: rendered.append(1) or {})  # must not be reached
+    monkeypatch.setattr(tree, "render_tree", lambda: rendered.append(1) or ({}, {}))  # must not be reached
     out = a_file / "templates" if below else a_file
 
     rc, _out, err = _run(build_module, capsys, "--out", str(out))
@@ -180,7 +184,7 @@ def test_ctrl_c_is_one_line_and_exit_130(build_module, capsys, tmp_path, monkeyp
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tree, "render_all", interrupted)
+    monkeypatch.setattr(tree, "render_tree", interrupted)
 
     rc, _out, err = _run(build_module, capsys, "--out", str(tmp_path / "out"))
 

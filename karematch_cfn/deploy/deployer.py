@@ -135,10 +135,10 @@ def prepare(
     )
     console.say(f"parameters: {params.label} (environment {params.environment}) valid")
     if project:
-        inputs.check_fresh(directory)
+        inputs.check_fresh(directory, use_cache=sources.use_cache)
         console.say(f"templates: {directory} is what the code renders")
     console.say(f"linting {len(t.files)} template(s) with cfn-lint...")
-    findings = inputs.lint(t)
+    findings = inputs.lint(t, use_cache=sources.use_cache, project=project)
     if findings:
         raise LintError(
             f"{len(findings)} cfn-lint finding(s) in {directory}; nothing was deployed", *findings
@@ -588,12 +588,13 @@ def plan_deploy(ctx: Context) -> Plan:
     run.stack_id = stack["StackId"] if stack else None
     if kind == changeset.UPDATE:
         check_drift(ctx, stack["StackId"])
-    parameters = plan_parameters(aws, prep, stack, kind)
-    # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
-    quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
-    triggers = triggersmod.available(
-        aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
-    )
+    with protect.read_once():  # task count, quota preflight and triggers share one read of the live tree
+        parameters = plan_parameters(aws, prep, stack, kind)
+        # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
+        quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
+        triggers = triggersmod.available(
+            aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
+        )
     return Plan(who, stack, kind, parameters, triggers)
 
 
@@ -634,7 +635,9 @@ def check_drift(ctx: Context, stack_id: str) -> None:
 
 def package_templates(ctx: Context, plan: Plan) -> package.Packaged:
     """Package: the artifacts bucket, then every child template under its content-hash key."""
-    bucket = package.ensure_bucket(ctx.aws, ctx.console, plan.who.account, ctx.opts.sources.artifact_bucket)
+    bucket = package.ensure_bucket(
+        ctx.aws, ctx.console, plan.who.account, ctx.opts.sources.artifact_bucket, defer=True
+    )
     return package.package(ctx.aws, ctx.console, bucket, ctx.prep.tree)
 
 

@@ -8,7 +8,6 @@ findings, stale templates and CloudFormation limits.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from karematch_cfn import config, names, tree
+from karematch_cfn import config, lintcache, names, paths, tree, tree_files
 from karematch_cfn.deploy.errors import BadInput, LintError
 
 NESTED_STACK = "AWS::CloudFormation::Stack"
@@ -197,8 +196,19 @@ def capabilities(t: Tree) -> list[str]:
 # ------------------------------------------------------------------------------------------
 # Freshness and lint
 # ------------------------------------------------------------------------------------------
-def check_fresh(directory: Path) -> None:
-    """The project's templates/ must be exactly what the code renders (build.py --check)."""
+def check_fresh(directory: Path, *, use_cache: bool = True) -> None:
+    """The project's templates/ must be exactly what the code renders (build.py --check).
+
+    When build.py (or an earlier deploy) rendered this exact code and wrote exactly what is on
+    disk, the remembered record answers without rendering again."""
+    source = (
+        lintcache.source_key(sources=paths.SOURCES, parameters_dir=tree.PARAMETERS_DIR) if use_cache else ""
+    )
+    record = lintcache.lookup_build(source) if source else None
+    if record is not None:
+        on_disk = tree_files.generated_on_disk(directory, docs_root=tree.REPO, doc_paths=record["docs"])
+        if record["outputs"] == lintcache.content_digest(on_disk):
+            return
     try:
         rendered = tree.render_all()
     except ValueError as exc:  # wiring/contract errors raised by the stack modules
@@ -212,27 +222,30 @@ def check_fresh(directory: Path) -> None:
         )
 
 
-_LINT_MEMO: dict[str, list[str]] = {}  # content digest -> findings, directory as _DIR
-_DIR = "\0DIR\0"
-
-
-def lint(t: Tree) -> list[str]:
+def lint(t: Tree, *, use_cache: bool = True, project: bool = False) -> list[str]:
     """cfn-lint over every template the deploy ships, with the repo's .cfnlintrc.yaml.
 
-    The result is remembered per content (same bytes, same findings) within one process.
+    The verdict is remembered on disk (``karematch_cfn.lintcache``) and shared with build.py:
+    for the project's templates/ the key is the same every generated file that build.py uses, so
+    a deploy right after a build does not lint again.
     """
     from karematch_cfn import lint as cfnlint
 
-    paths = sorted(t.files)
-    base = str(t.directory.resolve())
-    digest = hashlib.sha256(cfnlint.CONFIG_FILE.read_bytes())
-    for p in paths:
-        rel = os.path.relpath(p, base)
-        digest.update(rel.encode() + b"\0" + t.files[p].text.encode("utf-8") + b"\0")
-    key = digest.hexdigest()
-    if key not in _LINT_MEMO:
-        _LINT_MEMO[key] = [str(f).replace(base, _DIR) for f in cfnlint.lint_files(paths)]
-    return [f.replace(_DIR, base) for f in _LINT_MEMO[key]]
+    base = t.directory.resolve()
+    if project:  # the same mapping as build.py's: the templates and the generated docs
+        from karematch_cfn import gendocs
+
+        generated = tree_files.generated_on_disk(
+            t.directory, docs_root=tree.REPO, doc_paths=[path for path, _ in gendocs.GENERATED]
+        )
+    else:
+        generated = {
+            "templates/" + os.path.relpath(p, base).replace(os.sep, "/"): f.text for p, f in t.files.items()
+        }
+    findings, _cached = cfnlint.lint_cached(
+        sorted(t.files), base=base, generated=generated, use_cache=use_cache
+    )
+    return [str(f) for f in findings]
 
 
 # ------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class Sources:
     parameter_file: Path | None = None  # None: parameters/ENV.json
     assignments: tuple[str, ...] = ()  # --parameter KEY=VALUE, in order
     artifact_bucket: str | None = None  # None: karematch-cfn-artifacts-ACCOUNT-REGION
+    use_cache: bool = True  # False (--no-cache): render and lint even if build.py already did
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,18 @@ class Bucket:
     name: str
     region: str
     owner: str
+    # Deferred checks (existence, creation, hardening) run once, before the first upload.
+    ready: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+
+class _Once:
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn, self.done = fn, False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.fn()
+            self.done = True
 
 
 @dataclass(frozen=True)
@@ -250,12 +262,25 @@ def _forbidden(bucket: str, what: str, exc: BaseException) -> AccessProblem:
     )
 
 
-def ensure_bucket(aws: awsmod.Aws, console: Console, account: str, name: str | None) -> Bucket:
+def ensure_bucket(
+    aws: awsmod.Aws, console: Console, account: str, name: str | None, *, defer: bool = False
+) -> Bucket:
     """Use ``name`` (``--artifact-bucket``) or the account's default bucket, creating the
     default once per account and region with encryption, public access block, versioning,
     TLS-only policy and a lifecycle, and re-checking (and repairing) those settings whenever
-    the default bucket is used."""
+    the default bucket is used.
+
+    ``defer``: for the default bucket, do all that only before the first upload. A deploy whose
+    templates are all in the bucket already writes nothing, and its HeadObject calls (with
+    ExpectedBucketOwner) prove the bucket exists and is this account's: no other call needed.
+    """
     explicit = name is not None
+    if defer and not explicit:
+        name = default_bucket_name(account, aws.region)
+        console.say(f"artifacts bucket: {name} (checked and hardened before any upload)")
+        return Bucket(
+            name, aws.region, account, ready=_Once(lambda: ensure_bucket(aws, console, account, None))
+        )
     name = name or default_bucket_name(account, aws.region)
     s3 = aws.s3
     try:
@@ -427,7 +452,9 @@ def upload(
             console.say(f"  {name}: unchanged, already at s3://{bucket.name}/{key}")
             return url
         console.say(f"  {name}: refreshing s3://{bucket.name}/{key} (older than {REFRESH_DAYS} days)")
-    else:
+    if bucket.ready is not None:
+        bucket.ready()
+    if head is None:
         console.say(f"  {name}: uploading {len(body):,} bytes to s3://{bucket.name}/{key}")
     try:
         s3.put_object(

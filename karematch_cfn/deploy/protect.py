@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,8 +94,35 @@ class LiveStack:
         return sorted(out)
 
 
+# Within ``read_once()``: live trees already read, by (client, root stack id).
+_READ: contextvars.ContextVar[dict[tuple[int, str], LiveStack] | None] = contextvars.ContextVar(
+    "live_trees", default=None
+)
+
+
+@contextlib.contextmanager
+def read_once() -> Iterator[None]:
+    """Within the block, each live tree is read from CloudFormation once: the planning steps that
+    need it (the task count, the quota preflight) share one read. Outside it, always fresh."""
+    token = _READ.set({})
+    try:
+        yield
+    finally:
+        _READ.reset(token)
+
+
 def live_tree(cfn: Any, stack_id: str, path: tuple[str, ...] = ()) -> LiveStack:
     """The stack and its nested stacks as they are now (ListStackResources, every page)."""
+    read = _READ.get()
+    if read is not None and not path and (id(cfn), stack_id) in read:
+        return read[(id(cfn), stack_id)]
+    node = _read_tree(cfn, stack_id, path)
+    if read is not None and not path:
+        read[(id(cfn), stack_id)] = node
+    return node
+
+
+def _read_tree(cfn: Any, stack_id: str, path: tuple[str, ...]) -> LiveStack:
     resources: list[dict[str, Any]] = []
     token = None
     while True:

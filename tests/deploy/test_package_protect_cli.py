@@ -315,6 +315,51 @@ def test_an_object_already_there_is_skipped_unless_it_is_old():
         stub.assert_no_pending_responses()
 
 
+def test_a_deferred_default_bucket_is_checked_only_before_an_upload():
+    """A no-op deploy finds every template in the bucket: HeadObject (with the expected owner)
+    is all it asks; the bucket is checked, and hardened, before the first upload only."""
+    s3 = s3_client("us-east-1")
+    account = "111122223333"
+    name = package.default_bucket_name(account, "us-east-1")
+    own = {"Bucket": name, "ExpectedBucketOwner": account}
+    aws = Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")})
+    t = inputs.load_tree(FIXTURES / "tree-v1")
+    children = [tpl for path, tpl in t.files.items() if path != t.root.path]
+    now = dt.datetime.now(dt.UTC)
+    with Stubber(s3) as stub:  # the Stubber fails on any call not listed
+        bucket = package.ensure_bucket(aws, quiet(), account, None, defer=True)
+        for _ in children:
+            stub.add_response("head_object", {"LastModified": now}, {**own, "Key": ANY})
+        package.package(aws, quiet(), bucket, t)
+        stub.assert_no_pending_responses()
+
+        # A changed template: the bucket is verified (once), then the upload.
+        stub.add_client_error("head_object", "404", "Not Found", 404)
+        _verify_stub(
+            stub,
+            name,
+            own,
+            policy=package.bucket_policy(name, "aws"),
+            lifecycle=package.lifecycle_rules()["Rules"],
+        )
+        stub.add_response("put_object", {}, {**own, "Key": ANY, "Body": ANY, "ContentType": ANY})
+        stub.add_client_error("head_object", "404", "Not Found", 404)
+        stub.add_response("put_object", {}, {**own, "Key": ANY, "Body": ANY, "ContentType": ANY})
+        package.upload(aws, quiet(), bucket, "notify.yaml", b"new", now)
+        package.upload(aws, quiet(), bucket, "data.yaml", b"new", now)
+        stub.assert_no_pending_responses()
+
+
+def test_a_deferred_default_bucket_of_another_account_is_an_access_problem():
+    s3 = s3_client("us-east-1")
+    aws = Aws(clients={"s3": s3, "cloudformation": _cfn("us-east-1")})
+    with Stubber(s3) as stub:
+        bucket = package.ensure_bucket(aws, quiet(), "111122223333", None, defer=True)
+        stub.add_client_error("head_object", "403", "Forbidden", 403)
+        with pytest.raises(AccessProblem, match="belongs to another account"):
+            package.upload(aws, quiet(), bucket, "x.yaml", b"body")
+
+
 # ------------------------------------------------------------------------------------------
 # Inputs
 # ------------------------------------------------------------------------------------------

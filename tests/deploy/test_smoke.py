@@ -171,14 +171,13 @@ def test_a_deploy_whose_smoke_test_fails_is_exit_10_and_says_how_to_go_back(moto
     flow = Flow(moto)
     live = {"EnvironmentName": "dev", "ImageTag": "v1", "DesiredCount": "2", "NotifyToken": ""}
     flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=live), StackName=s.STACK)
-    # the live task count (no ECS service: the previous DesiredCount is kept), then the rollback
-    # triggers (no service-health alarms in this tree: not armed)
-    for _ in range(2):
-        flow.add(
-            "list_stack_resources",
-            s.resources(("AuditLogGroup", "AWS::Logs::LogGroup", "audit")),
-            StackName=s.ROOT_ID,
-        )
+    # one read of the live tree for the task count (no ECS service: the previous DesiredCount is
+    # kept) and the rollback triggers (no service-health alarms in this tree: not armed)
+    flow.add(
+        "list_stack_resources",
+        s.resources(("AuditLogGroup", "AWS::Logs::LogGroup", "audit")),
+        StackName=s.ROOT_ID,
+    )
     flow.created().described(notify_change()).described(notify_nested(), NOTIFY_CS)
     executes(flow, [], "UPDATE_COMPLETE")
     after = s.stack(

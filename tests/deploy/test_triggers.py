@@ -38,13 +38,13 @@ class TriggerFlow(Flow):
         return r
 
     def live(self, *, firing: str | None = None) -> TriggerFlow:
-        """The running stack, its tree listed twice (task count, then alarms), the alarms' state."""
+        """The running stack, its tree listed once (shared by the task count and the alarms),
+        the alarms' state."""
         self.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=RUNNING), StackName=s.STACK)
         tree = s.resources(
             ("AuditLogGroup", LOGS, "audit"),
             *zip(ALARM_IDS, ["AWS::CloudWatch::Alarm"] * 3, ALARMS, strict=True),
         )
-        self.add("list_stack_resources", tree, StackName=s.ROOT_ID)
         self.add("list_stack_resources", tree, StackName=s.ROOT_ID)
         alarms = [
             {
