@@ -90,13 +90,7 @@ DEREGISTRATION_DELAY_SECONDS = 30
 # TLS 1.2 floor, adds TLS 1.3 and drops the non-forward-secret ciphers (docs/decisions.md).
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # Not in the spec.
-HEALTH_CHECK_TIMEOUT_SECONDS = 5
-HEALTHY_HTTP_CODES = "200"
-STICKINESS_TYPE = "lb_cookie"
-REDIRECT_STATUS = "HTTP_301"
 LOG_PREFIX = "alb"
-LOG_KEY_PREFIX = f"{LOG_PREFIX}/AWSLogs/${{AWS::AccountId}}/"
-ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
 
 # ELB user guide, "Enable access logs for your Application Load Balancer", step 2: regions
 # available before August 2022 grant the region's Elastic Load Balancing account; newer regions
@@ -238,14 +232,16 @@ def add_log_bucket(t: Template, p: Inputs) -> tuple[Bucket, BucketPolicy]:
     writer = If(
         HAS_ELB_ACCOUNT,
         Principal("AWS", [elb_account_principal()]),
-        Principal("Service", [ELB_LOG_DELIVERY_SERVICE]),
+        Principal("Service", ["logdelivery.elasticloadbalancing.amazonaws.com"]),
     )
     policy = buckets.tls_only_policy(
         LOG_BUCKET_POLICY,
         bucket,
         names.ALB_LOG_BUCKET,
         # ELB writes <prefix>/AWSLogs/<load balancer owner's account>/...: only ours.
-        iam.deliver_alb_logs(arns.bucket_objects(names.ALB_LOG_BUCKET, LOG_KEY_PREFIX), writer),
+        iam.deliver_alb_logs(
+            arns.bucket_objects(names.ALB_LOG_BUCKET, f"{LOG_PREFIX}/AWSLogs/${{AWS::AccountId}}/"), writer
+        ),
     )
     t.add_resource(policy)
     return bucket, policy
@@ -295,7 +291,7 @@ def add_web_acl(t: Template, p: Inputs, lb: LoadBalancer) -> WebACL:
 def add_target_group(t: Template, p: Inputs) -> TargetGroup:
     attributes = {
         "stickiness.enabled": "true",
-        "stickiness.type": STICKINESS_TYPE,
+        "stickiness.type": "lb_cookie",
         "stickiness.lb_cookie.duration_seconds": str(STICKINESS_SECONDS),
         "deregistration_delay.timeout_seconds": str(DEREGISTRATION_DELAY_SECONDS),
     }
@@ -310,10 +306,10 @@ def add_target_group(t: Template, p: Inputs) -> TargetGroup:
         HealthCheckProtocol=TARGET_PROTOCOL,
         HealthCheckPath=names.HEALTH_CHECK_PATH,
         HealthCheckIntervalSeconds=names.HEALTH_CHECK_INTERVAL_SECONDS,
-        HealthCheckTimeoutSeconds=HEALTH_CHECK_TIMEOUT_SECONDS,
+        HealthCheckTimeoutSeconds=5,
         HealthyThresholdCount=names.HEALTHY_THRESHOLD,
         UnhealthyThresholdCount=UNHEALTHY_THRESHOLD,
-        Matcher=Matcher(HttpCode=HEALTHY_HTTP_CODES),
+        Matcher=Matcher(HttpCode="200"),
         TargetGroupAttributes=[TargetGroupAttribute(Key=k, Value=v) for k, v in attributes.items()],
         Tags=tags.standard(names.TARGET_GROUP),
     )
@@ -336,9 +332,7 @@ def add_listeners(t: Template, p: Inputs, *, lb: LoadBalancer, tg: TargetGroup) 
     )
     redirect = Action(
         Type="redirect",
-        RedirectConfig=RedirectConfig(
-            Protocol="HTTPS", Port=str(names.HTTPS_PORT), StatusCode=REDIRECT_STATUS
-        ),
+        RedirectConfig=RedirectConfig(Protocol="HTTPS", Port=str(names.HTTPS_PORT), StatusCode="HTTP_301"),
     )
     listener = suppress.skip(
         Listener(
