@@ -121,11 +121,8 @@ CONTAINER_INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
 APP_NAMESPACE = f"KareMatch/{names.ENV}"
 APP_ERRORS_METRIC = "ApplicationErrors"
 FAILED_LOGINS_METRIC = "FailedLogins"
-APP_ERRORS_PATTERN = '{ ($.level = "error") || ($.level = "fatal") }'
-FAILED_LOGINS_PATTERN = '{ $.event = "login_failed" }'
 
 # Dashboard.
-LOG_QUERY_LIMIT = 50
 WIDGET_WIDTH = 8
 WIDGET_HEIGHT = 6
 DASHBOARD_COLUMNS = 3
@@ -354,8 +351,8 @@ def add_server_errors_alarm(t: Template, n: Notify) -> Alarm:
 
 def add_metric_filters(t: Template) -> None:
     for logical_id, pattern, metric in (
-        (APP_ERRORS_FILTER, APP_ERRORS_PATTERN, APP_ERRORS_METRIC),
-        (FAILED_LOGINS_FILTER, FAILED_LOGINS_PATTERN, FAILED_LOGINS_METRIC),
+        (APP_ERRORS_FILTER, '{ ($.level = "error") || ($.level = "fatal") }', APP_ERRORS_METRIC),
+        (FAILED_LOGINS_FILTER, '{ $.event = "login_failed" }', FAILED_LOGINS_METRIC),
     ):
         t.add_resource(
             MetricFilter(
@@ -458,7 +455,7 @@ def dashboard_widgets() -> list[dict[str, Any]]:
                 "view": "table",
                 "query": (
                     "SOURCE '${AppLogGroupName}' | fields @timestamp, @message "
-                    f"| sort @timestamp desc | limit {LOG_QUERY_LIMIT}"
+                    "| sort @timestamp desc | limit 50"
                 ),
             },
         },
