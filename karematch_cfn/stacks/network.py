@@ -66,11 +66,7 @@ PRIVATE = Tier("Private", ("10.0.11.0/24", "10.0.12.0/24"))
 DATABASE = Tier("Database", ("10.0.21.0/24", "10.0.22.0/24"))
 TIERS = (PUBLIC, PRIVATE, DATABASE)
 
-# The ALB and the NAT gateways have their own addresses; nothing else gets a public IP.
-MAP_PUBLIC_IP_ON_LAUNCH = False
 FLOW_LOG_TRAFFIC = "ALL"  # spec: all network traffic logged
-FLOW_LOG_AGGREGATION_SECONDS = 60  # 1-minute records (the default is 10 minutes)
-FLOW_LOGS_SERVICE = "vpc-flow-logs.amazonaws.com"
 
 # Logical IDs. Per-AZ ids take the AZ number (index + 1).
 VPC_RESOURCE = "Vpc"
@@ -102,8 +98,6 @@ DEFAULT_GROUP_CLOSED = "RestrictDefaultSecurityGroup"
 DEFAULT_GROUP_CLOSER_NAME = f"karematch-{names.ENV}-restrict-default-sg"
 DEFAULT_GROUP_CLOSER_ROLE_NAME = f"karematch-{names.ENV}-restrict-default-sg-role"
 DEFAULT_GROUP_CLOSER_LOG_GROUP_NAME = f"/aws/lambda/{DEFAULT_GROUP_CLOSER_NAME}"
-LAMBDA_RUNTIME = "python3.13"
-LAMBDA_TIMEOUT_SECONDS = 60
 # Revokes every rule of the group on Create and Update; on Delete it leaves the group closed
 # (the VPC goes with the stack). cfnresponse is provided for inline Python code.
 DEFAULT_GROUP_CLOSER_CODE = """\
@@ -160,7 +154,8 @@ def add_subnets(t: Template, vpc: VPC, tier: Tier) -> list[Subnet]:
                     VpcId=Ref(vpc),
                     CidrBlock=cidr,
                     AvailabilityZone=_az(index),
-                    MapPublicIpOnLaunch=MAP_PUBLIC_IP_ON_LAUNCH,
+                    # The ALB and the NAT gateways have their own addresses; nothing else gets one.
+                    MapPublicIpOnLaunch=False,
                     Tags=tags.standard(_name(tier.name.lower(), n)),
                 )
             )
@@ -307,7 +302,7 @@ def add_flow_log(t: Template, vpc: VPC, retention: Ref, key: Ref) -> LogGroup:
     role = t.add_resource(
         logs.delivery_role(
             FLOW_LOG_ROLE,
-            service=FLOW_LOGS_SERVICE,
+            service="vpc-flow-logs.amazonaws.com",
             group_pattern=names.FLOW_LOG_GROUP,
             policy_name="WriteFlowLogs",
             description="Lets VPC flow logs write to the VPC's flow log group",
@@ -325,7 +320,7 @@ def add_flow_log(t: Template, vpc: VPC, retention: Ref, key: Ref) -> LogGroup:
             LogDestinationType="cloud-watch-logs",
             LogGroupName=Ref(group),
             DeliverLogsPermissionArn=GetAtt(role, "Arn"),
-            MaxAggregationInterval=FLOW_LOG_AGGREGATION_SECONDS,
+            MaxAggregationInterval=60,  # 1-minute records (the default is 10 minutes)
             Tags=tags.standard(),
         )
     )
@@ -386,11 +381,11 @@ def close_default_security_group(t: Template, vpc: VPC, retention: Ref, key: Ref
         DEFAULT_GROUP_CLOSER,
         FunctionName=Sub(DEFAULT_GROUP_CLOSER_NAME),
         Description="KareMatch: revoke every rule of the VPC's default security group",
-        Runtime=LAMBDA_RUNTIME,
+        Runtime="python3.13",
         Handler="index.handler",
         Code=Code(ZipFile=DEFAULT_GROUP_CLOSER_CODE),
         Role=GetAtt(role, "Arn"),
-        Timeout=LAMBDA_TIMEOUT_SECONDS,
+        Timeout=60,
         Tags=tags.standard(),
         # Its log group exists first, with retention and the environment's key.
         DependsOn=[log_group.title],
