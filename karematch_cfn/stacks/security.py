@@ -41,7 +41,6 @@ DATABASE_INGRESS_FROM_APP = "DatabaseIngressFromApp"
 
 TCP = "tcp"
 ALB_LISTENER_PORTS = (names.HTTP_PORT, names.HTTPS_PORT)  # spec: ALB allows 80, 443 from internet
-AWS_API_PORT = names.HTTPS_PORT  # ECR, Secrets Manager, CloudWatch Logs: HTTPS only
 
 # A rule that matches no traffic: ICMP type 252 code 86 to the limited-broadcast address.
 # Giving a group this as its only inline egress removes CloudFormation's default allow-all
@@ -99,7 +98,7 @@ def add_groups(t: Template, vpc: Ref) -> Groups:
         VpcId=vpc,
         SecurityGroupEgress=[
             _tcp(
-                AWS_API_PORT,
+                names.HTTPS_PORT,  # ECR, Secrets Manager, CloudWatch Logs: HTTPS only
                 "HTTPS to AWS APIs, ECR and Secrets Manager via the NAT",
                 CidrIp=names.ANYWHERE_IPV4,
             ),
