@@ -63,9 +63,6 @@ ENGINE = "postgres"
 # "15"). The newest 15.x that cfn-lint 1.58's RDS data lists as creatable; minor upgrades are
 # applied by RDS in the maintenance window, major upgrades never without a template change.
 ENGINE_VERSION = "15.19"
-# The CA that signs the server certificate, set explicitly so the CA the image trusts (the RDS
-# global bundle holds every RDS CA) is the CA RDS serves, not whatever default the region has.
-CA_CERTIFICATE = "rds-ca-rsa2048-g1"
 PARAMETER_GROUP_FAMILY = "postgres15"
 ALLOCATED_STORAGE_GB = 20  # spec: 20 GB
 MAX_ALLOCATED_STORAGE_GB = 100  # spec: auto-scaling up to 100 GB
@@ -76,25 +73,13 @@ MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"  # spec: Sunday 04:00-05:00 UTC
 PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7  # spec: production only, 7-day retention
 LOG_EXPORT = "postgresql"
 UPGRADE_LOG_EXPORT = "upgrade"  # engine upgrade logs (HIPAA hardening: both exports)
-LOG_EXPORTS = (LOG_EXPORT, UPGRADE_LOG_EXPORT)
 LOG_GROUP_NAME = f"/aws/rds/instance/{names.DATABASE_INSTANCE}/{LOG_EXPORT}"
 UPGRADE_LOG_GROUP_NAME = f"/aws/rds/instance/{names.DATABASE_INSTANCE}/{UPGRADE_LOG_EXPORT}"
-# Enhanced Monitoring: OS metrics every 60 s (RDS's RDSOSMetrics log group, account-wide).
-MONITORING_INTERVAL_SECONDS = 60
-MONITORING_SERVICE = "monitoring.rds.amazonaws.com"
-MONITORING_POLICY = "service-role/AmazonRDSEnhancedMonitoringRole"  # AWS managed
 MONITORING_ROLE_NAME = f"karematch-{names.ENV}-rds-monitoring-role"
 # AWS Backup (contingency plan), beside the spec's 7-day automated backups: a daily recovery
-# point at 06:00 UTC (after the 03:00-04:00 backup and Sunday 04:00-05:00 maintenance windows),
-# kept 35 days in the environment's own vault under its key.
+# point in the environment's own vault under its key (schedule and retention in add_backup).
 BACKUP_VAULT_NAME = f"karematch-{names.ENV}-database"
 BACKUP_PLAN_NAME = f"karematch-{names.ENV}-database-daily"
-BACKUP_SCHEDULE = "cron(0 6 * * ? *)"
-BACKUP_START_WINDOW_MINUTES = 60
-BACKUP_COMPLETION_WINDOW_MINUTES = 180
-RECOVERY_POINT_RETENTION_DAYS = 35
-BACKUP_SERVICE = "backup.amazonaws.com"
-BACKUP_POLICY = "service-role/AWSBackupServiceRolePolicyForBackup"  # AWS managed
 BACKUP_ROLE_NAME = f"karematch-{names.ENV}-backup-role"
 
 # Spec "Parameter Group (custom)": exactly these.
@@ -108,19 +93,6 @@ SPEC_DB_PARAMETERS = {
     "log_disconnections": LOG_DISCONNECTIONS,
     "log_min_duration_statement": SLOW_QUERY_MS,
 }
-# pgaudit (HIPAA audit controls; docs/runbooks/pgaudit.md does the in-database half). The
-# library is loaded at start (static: a later change needs a reboot CloudFormation does not do).
-# Object auditing through the rds_pgaudit role audits reads and writes of the PHI tables granted
-# to it; session auditing logs only DDL and role changes: "read,write" globally would write PHI
-# literals of every statement into the logs. Bound parameters are never logged.
-PGAUDIT_PARAMETERS = {
-    "shared_preload_libraries": "pg_stat_statements,pgaudit",
-    "pgaudit.role": "rds_pgaudit",
-    "pgaudit.log": "ddl,role",
-    "pgaudit.log_parameter": "0",
-    "pgaudit.log_catalog": "0",
-}
-DB_PARAMETERS = {**SPEC_DB_PARAMETERS, **PGAUDIT_PARAMETERS}
 
 
 @dataclass(frozen=True)
@@ -176,7 +148,19 @@ def add_parameter_group(t: Template) -> DBParameterGroup:
             PARAMETER_GROUP,
             Family=PARAMETER_GROUP_FAMILY,
             Description="KareMatch PostgreSQL 15: SSL forced, connection audit, slow queries, pgaudit",
-            Parameters=DB_PARAMETERS,
+            Parameters={
+                **SPEC_DB_PARAMETERS,
+                # pgaudit (HIPAA audit controls; docs/runbooks/pgaudit.md does the in-database half). The
+                # library is loaded at start (static: a later change needs a reboot CloudFormation does not
+                # do). Object auditing through the rds_pgaudit role audits reads and writes of the PHI tables
+                # granted to it; session auditing logs only DDL and role changes: "read,write" globally would
+                # write PHI literals of every statement into the logs. Bound parameters are never logged.
+                "shared_preload_libraries": "pg_stat_statements,pgaudit",
+                "pgaudit.role": "rds_pgaudit",
+                "pgaudit.log": "ddl,role",
+                "pgaudit.log_parameter": "0",
+                "pgaudit.log_catalog": "0",
+            },
             Tags=tags.standard(),
         )
     )
@@ -200,9 +184,11 @@ def add_monitoring_role(t: Template) -> Role:
             Description="RDS Enhanced Monitoring publishes the database's OS metrics to CloudWatch Logs",
             # Confused deputy: only RDS monitoring acting for this account may assume it.
             AssumeRolePolicyDocument=iam.assume_role(
-                MONITORING_SERVICE, {"aws:SourceAccount": Ref("AWS::AccountId")}
+                "monitoring.rds.amazonaws.com", {"aws:SourceAccount": Ref("AWS::AccountId")}
             ),
-            ManagedPolicyArns=[arns.managed_policy(MONITORING_POLICY)],
+            ManagedPolicyArns=[
+                arns.managed_policy("service-role/AmazonRDSEnhancedMonitoringRole")
+            ],  # AWS managed
             PermissionsBoundary=arns.customer_policy(names.PERMISSIONS_BOUNDARY),
             Tags=tags.standard(),
         )
@@ -228,10 +214,12 @@ def add_backup(t: Template, p: Inputs, db: DBInstance) -> BackupVault:
                     BackupRuleResourceType(
                         RuleName="daily",
                         TargetBackupVault=Ref(vault),
-                        ScheduleExpression=BACKUP_SCHEDULE,
-                        StartWindowMinutes=BACKUP_START_WINDOW_MINUTES,
-                        CompletionWindowMinutes=BACKUP_COMPLETION_WINDOW_MINUTES,
-                        Lifecycle=LifecycleResourceType(DeleteAfterDays=RECOVERY_POINT_RETENTION_DAYS),
+                        # 06:00 UTC: after the 03:00-04:00 backup and Sunday 04:00-05:00
+                        # maintenance windows; recovery points kept 35 days.
+                        ScheduleExpression="cron(0 6 * * ? *)",
+                        StartWindowMinutes=60,
+                        CompletionWindowMinutes=180,
+                        Lifecycle=LifecycleResourceType(DeleteAfterDays=35),
                     )
                 ],
             ),
@@ -244,9 +232,11 @@ def add_backup(t: Template, p: Inputs, db: DBInstance) -> BackupVault:
             RoleName=Sub(BACKUP_ROLE_NAME),
             Description="AWS Backup takes and restores the database's recovery points",
             AssumeRolePolicyDocument=iam.assume_role(
-                BACKUP_SERVICE, {"aws:SourceAccount": Ref("AWS::AccountId")}
+                "backup.amazonaws.com", {"aws:SourceAccount": Ref("AWS::AccountId")}
             ),
-            ManagedPolicyArns=[arns.managed_policy(BACKUP_POLICY)],
+            ManagedPolicyArns=[
+                arns.managed_policy("service-role/AWSBackupServiceRolePolicyForBackup")
+            ],  # AWS managed
             PermissionsBoundary=arns.customer_policy(names.PERMISSIONS_BOUNDARY),
             Tags=tags.standard(),
         )
@@ -306,7 +296,9 @@ def add_instance(
         VPCSecurityGroups=[p.security_group],
         PubliclyAccessible=False,
         DBParameterGroupName=Ref(parameter_group),
-        CACertificateIdentifier=CA_CERTIFICATE,
+        # The CA that signs the server certificate, set explicitly so the CA the image trusts (the
+        # RDS global bundle holds every RDS CA) is the CA RDS serves, not the region's default.
+        CACertificateIdentifier="rds-ca-rsa2048-g1",
         # Lets a DB user granted rds_iam log in with an IAM token (the task role's optional
         # rds-db:connect); no effect on password logins.
         EnableIAMDatabaseAuthentication=True,
@@ -321,9 +313,10 @@ def add_instance(
         EnablePerformanceInsights=If(prod, True, False),
         PerformanceInsightsRetentionPeriod=If(prod, PERFORMANCE_INSIGHTS_RETENTION_DAYS, Ref("AWS::NoValue")),
         PerformanceInsightsKMSKeyId=If(prod, p.data_key, Ref("AWS::NoValue")),
-        MonitoringInterval=MONITORING_INTERVAL_SECONDS,
+        # Enhanced Monitoring: OS metrics every 60 s (RDS's RDSOSMetrics log group, account-wide).
+        MonitoringInterval=60,
         MonitoringRoleArn=GetAtt(monitoring_role, "Arn"),
-        EnableCloudwatchLogsExports=list(LOG_EXPORTS),
+        EnableCloudwatchLogsExports=[LOG_EXPORT, UPGRADE_LOG_EXPORT],
         Tags=tags.standard(names.DATABASE_INSTANCE),
         DependsOn=[g.title for g in log_groups],
     )
