@@ -118,7 +118,6 @@ NONCURRENT_VERSION_DAYS = 90  # spec: delete old versions after 90 days
 PRICE_CLASS = "PriceClass_100"  # spec: US, Canada, Europe
 DEFAULT_ROOT_OBJECT = "index.html"  # spec
 SPA_ENTRY_PATH = f"/{DEFAULT_ROOT_OBJECT}"  # spec: 404/403 -> /index.html
-FUNCTION_RUNTIME = "cloudfront-js-2.0"
 # Viewer request on the default behaviour: an application route (no file extension in its last
 # segment) is served the SPA's entry; anything else is looked up as a file (missing: S3's 404).
 SPA_ROUTING_CODE = f"""function handler(event) {{
@@ -130,30 +129,14 @@ SPA_ROUTING_CODE = f"""function handler(event) {{
   return request;
 }}
 """
-API_PATH_PATTERN = f"{names.API_PATH_PREFIX}/*"
-ALL_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"]
-# AWS managed policies (CloudFront developer guide, "Use managed cache policies" and "Use
-# managed origin request policies"): the ids are the same in every account.
-CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
-ALL_VIEWER_EXCEPT_HOST_POLICY_ID = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
-API_ORIGIN_READ_TIMEOUT = 60  # seconds, the ALB's idle timeout (and CloudFront's default max)
 VIEWER_PROTOCOL_POLICY = "redirect-to-https"  # spec: redirect HTTP to HTTPS
 ONE_YEAR_SECONDS = 365 * 24 * 60 * 60  # spec: static assets 1 year TTL
 STATIC_ASSET_TTL = ONE_YEAR_SECONDS
 NO_CACHE_MAX_AGE = 0  # spec: HTML, JSON "no caching (max-age=0)"
-# CloudFront rejects gzip/brotli on a policy whose three TTLs are all 0 ("caching disabled"),
-# and compression needs them: MaxTTL 1 s keeps caching nominally on. DefaultTTL 0 means an
-# object without Cache-Control is never cached at the edge; one with it, at most 1 s.
-NO_CACHE_EDGE_MAX_TTL = 1
-# MinTTL 0 on the asset policy: an object's own shorter Cache-Control (e.g. an unhashed file the
-# uploader marks no-cache) wins; a MinTTL > 0 would cache it even against no-store.
-ASSET_MIN_TTL = 0
-ABORT_MULTIPART_DAYS = 7
 
 # Browser caching, set by response headers policies (the spec's max-age is a browser header).
 NO_CACHE_CONTROL = f"no-cache, max-age={NO_CACHE_MAX_AGE}"
 STATIC_CACHE_CONTROL = f"public, max-age={STATIC_ASSET_TTL}, immutable"
-HSTS_MAX_AGE = 2 * ONE_YEAR_SECONDS  # two years, the HSTS preload list's minimum is one
 
 # Static asset behaviours (one-year TTL): Vite's hashed output directory, then the spec's
 # "JS, CSS, images" (plus web fonts) anywhere. Everything else (index.html, SPA routes, *.html,
@@ -173,9 +156,6 @@ STATIC_PATH_PATTERNS = (
 )
 
 VIEWER_METHODS = ["GET", "HEAD"]
-HTTP_VERSION = "http2and3"
-MIN_TLS_POLICY = "TLSv1.2_2021"  # only possible with a custom domain and certificate
-SSL_SUPPORT_METHOD = "sni-only"
 
 
 @dataclass(frozen=True)
@@ -287,9 +267,7 @@ def add_bucket(t: Template, p: Inputs) -> Bucket:
                     NoncurrentDays=NONCURRENT_VERSION_DAYS
                 ),
                 # Failed uploads of a deploy leave invisible parts that are billed forever.
-                AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(
-                    DaysAfterInitiation=ABORT_MULTIPART_DAYS
-                ),
+                AbortIncompleteMultipartUpload=AbortIncompleteMultipartUpload(DaysAfterInitiation=7),
             )
         ],
         tags=tags.standard(),
@@ -375,7 +353,8 @@ def _headers_policy(
             Comment=comment,
             SecurityHeadersConfig=SecurityHeadersConfig(
                 StrictTransportSecurity=StrictTransportSecurity(
-                    AccessControlMaxAgeSec=HSTS_MAX_AGE,
+                    # Two years: the HSTS preload list's minimum is one.
+                    AccessControlMaxAgeSec=2 * ONE_YEAR_SECONDS,
                     IncludeSubdomains=True,
                     Preload=False,
                     Override=True,
@@ -399,7 +378,11 @@ def add_policies(t: Template) -> CachePolicies:
             comment="index.html, SPA routes, HTML and JSON: not cached (spec: max-age=0)",
             min_ttl=NO_CACHE_MAX_AGE,
             default_ttl=NO_CACHE_MAX_AGE,
-            max_ttl=NO_CACHE_EDGE_MAX_TTL,
+            # CloudFront rejects gzip/brotli on a policy whose three TTLs are all 0 ("caching
+            # disabled"), and compression needs them: MaxTTL 1 s keeps caching nominally on.
+            # DefaultTTL 0 means an object without Cache-Control is never cached at the edge;
+            # one with it, at most 1 s.
+            max_ttl=1,
         )
     )
     static = t.add_resource(
@@ -407,7 +390,9 @@ def add_policies(t: Template) -> CachePolicies:
             STATIC_CACHE_POLICY,
             name=STATIC_CACHE_POLICY_NAME,
             comment="Hashed static assets (JS, CSS, images, fonts): cached one year",
-            min_ttl=ASSET_MIN_TTL,
+            # MinTTL 0: an object's own shorter Cache-Control (e.g. an unhashed file the uploader
+            # marks no-cache) wins; a MinTTL > 0 would cache it even against no-store.
+            min_ttl=0,
             default_ttl=STATIC_ASSET_TTL,
             max_ttl=STATIC_ASSET_TTL,
         )
@@ -459,7 +444,7 @@ def add_spa_routing(t: Template) -> Function:
             AutoPublish=True,
             FunctionCode=SPA_ROUTING_CODE,
             FunctionConfig=FunctionConfig(
-                Comment="SPA routing: application routes get /index.html", Runtime=FUNCTION_RUNTIME
+                Comment="SPA routing: application routes get /index.html", Runtime="cloudfront-js-2.0"
             ),
         )
     )
@@ -475,7 +460,7 @@ def api_origin(p: Inputs) -> Origin:
             HTTPPort=names.HTTP_PORT,
             HTTPSPort=names.HTTPS_PORT,
             OriginSSLProtocols=["TLSv1.2"],
-            OriginReadTimeout=API_ORIGIN_READ_TIMEOUT,
+            OriginReadTimeout=60,  # seconds, the ALB's idle timeout (and CloudFront's default max)
         ),
     )
 
@@ -484,13 +469,15 @@ def api_behaviour(headers: ResponseHeadersPolicy) -> CacheBehavior:
     """``/api/*`` to the ALB: every method, nothing cached, the viewer's headers (but Host),
     cookies and query strings forwarded; HTTPS only (a redirect would drop a POST's body)."""
     return CacheBehavior(
-        PathPattern=API_PATH_PATTERN,
+        PathPattern=f"{names.API_PATH_PREFIX}/*",
         TargetOriginId=API_ORIGIN_ID,
         ViewerProtocolPolicy="https-only",
-        AllowedMethods=ALL_METHODS,
+        AllowedMethods=["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"],
         CachedMethods=VIEWER_METHODS,
-        CachePolicyId=CACHING_DISABLED_POLICY_ID,
-        OriginRequestPolicyId=ALL_VIEWER_EXCEPT_HOST_POLICY_ID,
+        # AWS managed policies (CloudFront developer guide, "Use managed cache policies" and "Use
+        # managed origin request policies"): the ids are the same in every account.
+        CachePolicyId="4135ea2d-6df8-44a3-9df3-4b5a84be39ad",  # CachingDisabled
+        OriginRequestPolicyId="b689b0a8-53d0-40ab-baf2-68738e2966ac",  # AllViewerExceptHostHeader
         ResponseHeadersPolicyId=Ref(headers),
         Compress=False,  # the CachingDisabled policy turns edge compression off anyway
     )
@@ -520,8 +507,8 @@ def add_distribution(
         HAS_CUSTOM_DOMAIN,
         ViewerCertificate(
             AcmCertificateArn=p.certificate,
-            SslSupportMethod=SSL_SUPPORT_METHOD,
-            MinimumProtocolVersion=MIN_TLS_POLICY,
+            SslSupportMethod="sni-only",
+            MinimumProtocolVersion="TLSv1.2_2021",  # only possible with a custom domain and certificate
         ),
         # The *.cloudfront.net certificate cannot enforce TLS 1.2 (CloudFront allows TLSv1).
         ViewerCertificate(CloudFrontDefaultCertificate=True),
@@ -533,7 +520,7 @@ def add_distribution(
             Enabled=True,
             PriceClass=PRICE_CLASS,
             DefaultRootObject=DEFAULT_ROOT_OBJECT,
-            HttpVersion=HTTP_VERSION,
+            HttpVersion="http2and3",
             IPV6Enabled=True,
             WebACLId=If(
                 HAS_EDGE_WEB_ACL_ARN,
