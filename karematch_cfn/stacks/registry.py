@@ -30,7 +30,6 @@ REPOSITORY = "BackendRepository"
 HAS_PULL_ROLE = "HasPullRole"
 
 IMAGE_TAG_MUTABILITY = "MUTABLE"  # spec: mutable tags
-ENCRYPTION = "KMS"  # the environment's customer-managed key (docs/decisions.md)
 KEEP_TAGGED_IMAGES = 10  # spec: keep last 10 tagged images
 UNTAGGED_EXPIRY_DAYS = 7  # spec: delete untagged images after 7 days
 
@@ -83,7 +82,8 @@ def add_repository(t: Template, pull_role: AWSHelperFn, key: Ref) -> Repository:
         REPOSITORY,
         RepositoryName=Sub(names.REPOSITORY),
         ImageTagMutability=IMAGE_TAG_MUTABILITY,
-        EncryptionConfiguration=EncryptionConfiguration(EncryptionType=ENCRYPTION, KmsKey=key),
+        # The environment's customer-managed key (docs/decisions.md).
+        EncryptionConfiguration=EncryptionConfiguration(EncryptionType="KMS", KmsKey=key),
         ImageScanningConfiguration=ImageScanningConfiguration(ScanOnPush=True),
         LifecyclePolicy=LifecyclePolicy(LifecyclePolicyText=lifecycle_policy_text()),
         RepositoryPolicyText=If(HAS_PULL_ROLE, iam.document(iam.pull_images(pull_role)), Ref("AWS::NoValue")),
