@@ -50,18 +50,7 @@ TRAIL = "Trail"
 
 KEY_ALIAS = f"alias/karematch-{names.ENV}-cloudtrail"
 LOGS_SERVICE = "logs.${AWS::Region}.amazonaws.com"
-# CloudTrail writes log files under AWSLogs/<account id>/ (and digests beside them).
-TRAIL_OBJECTS_PREFIX = "AWSLogs/${AWS::AccountId}/"
 
-# Security alarms: any single event in a 5-minute window alerts (CIS: threshold 1).
-SECURITY_EVENTS_THRESHOLD = 1
-SECURITY_EVENT = Evaluation(
-    statistic="Sum",
-    period=5 * 60,
-    evaluation_periods=1,
-    datapoints_to_alarm=1,
-    treat_missing_data=alarms.NOT_BREACHING,
-)
 SECURITY_NAMESPACE = f"KareMatch/{names.ENV}/Security"
 
 
@@ -191,7 +180,10 @@ def add_bucket_policy(t: Template, bucket: Bucket) -> BucketPolicy:
             bucket,
             names.TRAIL_BUCKET,
             iam.cloudtrail_acl_check(bucket_arn, trail_arn),
-            iam.cloudtrail_write(arns.bucket_objects(names.TRAIL_BUCKET, TRAIL_OBJECTS_PREFIX), trail_arn),
+            # CloudTrail writes log files under AWSLogs/<account id>/ (and digests beside them).
+            iam.cloudtrail_write(
+                arns.bucket_objects(names.TRAIL_BUCKET, "AWSLogs/${AWS::AccountId}/"), trail_arn
+            ),
         )
     )
 
@@ -262,8 +254,15 @@ def add_security_alarms(t: Template, p: Inputs, group: LogGroup) -> None:
             metric=check.metric,
             dims={},
             comparison=alarms.GREATER_OR_EQUAL,
-            threshold=SECURITY_EVENTS_THRESHOLD,
-            evaluation=SECURITY_EVENT,
+            # Any single event in a 5-minute window alerts (CIS: threshold 1).
+            threshold=1,
+            evaluation=Evaluation(
+                statistic="Sum",
+                period=5 * 60,
+                evaluation_periods=1,
+                datapoints_to_alarm=1,
+                treat_missing_data=alarms.NOT_BREACHING,
+            ),
             actions=[p.alarm_topic],
         )
 
