@@ -32,10 +32,7 @@ TASK_ROLE = "TaskRole"
 HAS_DATABASE_IAM_USER = "HasDatabaseIamUser"
 
 DATABASE_IAM_USER = "DatabaseIamUser"  # this child's own optional knob (not a root knob)
-# PostgreSQL role names as RDS accepts them (letters, digits, underscores; a letter first).
-DATABASE_USER_PATTERN = r"^$|^[A-Za-z][A-Za-z0-9_]{0,62}$"
 
-ECS_TASKS = "ecs-tasks.amazonaws.com"
 EXECUTION_POLICY = "service-role/AmazonECSTaskExecutionRolePolicy"  # spec: AWS managed
 SECRETS_MANAGER_HOST = "secretsmanager.${AWS::Region}.amazonaws.com"
 DATABASE_USER_ARN = (
@@ -46,7 +43,7 @@ DATABASE_USER_ARN = (
 
 def trust_ecs_tasks():
     # aws:SourceAccount: only ECS acting for this account may assume (confused deputy).
-    return iam.assume_role(ECS_TASKS, {"aws:SourceAccount": Ref("AWS::AccountId")})
+    return iam.assume_role("ecs-tasks.amazonaws.com", {"aws:SourceAccount": Ref("AWS::AccountId")})
 
 
 def add_task_execution_role(t: Template, app_secret: Ref) -> Role:
@@ -112,7 +109,8 @@ def declare_inputs(t: Template) -> Inputs:
         DATABASE_IAM_USER,
         "Database user the task role may connect as with IAM authentication; empty = none",
         Default="",
-        AllowedPattern=DATABASE_USER_PATTERN,
+        # PostgreSQL role names as RDS accepts them (letters, digits, underscores; a letter first).
+        AllowedPattern=r"^$|^[A-Za-z][A-Za-z0-9_]{0,62}$",
         ConstraintDescription="empty, or a PostgreSQL user name (letters, digits, underscores)",
     )
     t.add_condition(HAS_DATABASE_IAM_USER, Not(Equals(Ref(db_user), "")))
