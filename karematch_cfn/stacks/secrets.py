@@ -41,14 +41,6 @@ SESSION_SECRET = "SessionSecret"
 MASTER_USERNAME = "karematch_admin"
 USERNAME_KEY = "username"
 PASSWORD_KEY = "password"
-# 32 alphanumerics ~ 190 bits; within RDS PostgreSQL's 8-128 and URL- and JSON-safe as is.
-DATABASE_PASSWORD_LENGTH = 32
-# ENCRYPTION_KEY: 64 lowercase hex digits = a 256-bit key, usable both as hex bytes
-# (Buffer.from(key, "hex") for AES-256) and as a passphrase.
-ENCRYPTION_KEY_LENGTH = 64
-NON_HEX_LOWERCASE = "ghijklmnopqrstuvwxyz"
-# SESSION_SECRET: 64 alphanumerics ~ 380 bits (cookie signing).
-SESSION_SECRET_LENGTH = 64
 
 
 def database_credentials() -> GenerateSecretString:
@@ -56,24 +48,26 @@ def database_credentials() -> GenerateSecretString:
     return GenerateSecretString(
         SecretStringTemplate=json.dumps({USERNAME_KEY: MASTER_USERNAME}),
         GenerateStringKey=PASSWORD_KEY,
-        PasswordLength=DATABASE_PASSWORD_LENGTH,
+        # 32 alphanumerics ~ 190 bits; within RDS PostgreSQL's 8-128 and URL- and JSON-safe as is.
+        PasswordLength=32,
         ExcludePunctuation=True,
     )
 
 
 def encryption_key() -> GenerateSecretString:
-    """64 lowercase hexadecimal digits (256 bits)."""
+    """64 lowercase hexadecimal digits = a 256-bit key, usable both as hex bytes
+    (Buffer.from(key, "hex") for AES-256) and as a passphrase."""
     return GenerateSecretString(
-        PasswordLength=ENCRYPTION_KEY_LENGTH,
+        PasswordLength=64,
         ExcludePunctuation=True,
         ExcludeUppercase=True,
-        ExcludeCharacters=NON_HEX_LOWERCASE,
+        ExcludeCharacters="ghijklmnopqrstuvwxyz",  # the lowercase letters that are not hex digits
     )
 
 
 def session_secret() -> GenerateSecretString:
-    """64 alphanumerics."""
-    return GenerateSecretString(PasswordLength=SESSION_SECRET_LENGTH, ExcludePunctuation=True)
+    """64 alphanumerics ~ 380 bits (cookie signing)."""
+    return GenerateSecretString(PasswordLength=64, ExcludePunctuation=True)
 
 
 def add_secret(
