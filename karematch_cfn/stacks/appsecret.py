@@ -35,11 +35,6 @@ from karematch_cfn.lib import policies, tags
 from karematch_cfn.stacks import secrets
 
 APP_SECRET = "AppSecret"
-# verify-full: encrypt (the server forces SSL, rds.force_ssl=1) and check RDS's certificate and
-# host name against the CA bundle at sslrootcert. libpq reads "require" as "do not verify" while
-# node-postgres 8.x reads it as verify-full against Node's CA list (no RDS CA): only verify-full
-# with sslrootcert means the same to both.
-SSL_MODE = "verify-full"
 
 
 def _resolve(secret_arn_param: str, json_key: str | None = None) -> str:
@@ -52,7 +47,11 @@ def database_url() -> str:
     user = _resolve(names.DATABASE_SECRET_ARN, secrets.USERNAME_KEY)
     password = _resolve(names.DATABASE_SECRET_ARN, secrets.PASSWORD_KEY)
     host = f"${{{names.DATABASE_ENDPOINT_ADDRESS}}}:${{{names.DATABASE_ENDPOINT_PORT}}}"
-    tls = f"sslmode={SSL_MODE}&sslrootcert=${{{names.DATABASE_CA_BUNDLE_PATH}}}"
+    # verify-full: encrypt (the server forces SSL, rds.force_ssl=1) and check RDS's certificate
+    # and host name against the CA bundle at sslrootcert. libpq reads "require" as "do not verify"
+    # while node-postgres 8.x reads it as verify-full against Node's CA list (no RDS CA): only
+    # verify-full with sslrootcert means the same to both.
+    tls = f"sslmode=verify-full&sslrootcert=${{{names.DATABASE_CA_BUNDLE_PATH}}}"
     return f"postgresql://{user}:{password}@{host}/{names.DATABASE_NAME}?{tls}"
 
 
