@@ -37,13 +37,6 @@ WAF_LOG_BUCKET = "WafLogBucket"
 WAF_LOG_BUCKET_POLICY = "WafLogBucketPolicy"
 
 LOGS_SERVICE = "logs.${AWS::Region}.amazonaws.com"
-# The log groups the key encrypts (its CloudWatch Logs statement names exactly these).
-ENCRYPTED_LOG_GROUPS = (
-    names.APP_LOG_GROUP,
-    names.FLOW_LOG_GROUP,
-    f"/aws/rds/instance/{names.DATABASE_INSTANCE}/*",  # every exported RDS log
-    f"/aws/lambda/karematch-{names.ENV}-*",  # the stacks' own functions (network.yaml)
-)
 # Every bucket of the environment: karematch-<purpose>-<env>-<account>.
 ENVIRONMENT_BUCKETS = f"karematch-*-{names.SUFFIX}"
 SERVER_ACCESS_LOG_ENCRYPTION = "AES256"  # SSE-S3: server access logging supports no other
@@ -56,7 +49,18 @@ def add_key(t: Template) -> Key:
         EnableKeyRotation=True,
         KeyPolicy=iam.document(
             iam.key_admin(arns.account_root()),
-            iam.key_use_by_log_groups(Sub(LOGS_SERVICE), [arns.log_group(g) for g in ENCRYPTED_LOG_GROUPS]),
+            # The log groups the key encrypts (its CloudWatch Logs statement names exactly these).
+            iam.key_use_by_log_groups(
+                Sub(LOGS_SERVICE),
+                [
+                    arns.log_group(names.APP_LOG_GROUP),
+                    arns.log_group(names.FLOW_LOG_GROUP),
+                    # Every exported RDS log.
+                    arns.log_group(f"/aws/rds/instance/{names.DATABASE_INSTANCE}/*"),
+                    # The stacks' own functions (network.yaml).
+                    arns.log_group(f"/aws/lambda/karematch-{names.ENV}-*"),
+                ],
+            ),
             iam.key_decrypt_by_cloudfront(
                 Ref("AWS::AccountId"), arns.account_global("cloudfront", "distribution/*")
             ),
