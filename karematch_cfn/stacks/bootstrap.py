@@ -87,11 +87,6 @@ EXECUTION_ROLE_ARN = "CloudFormationExecutionRoleArn"
 OIDC_PROVIDER_ARN = "GitHubOidcProviderArn"
 BOUNDARY_ARN = "PermissionsBoundaryArn"
 
-REPOSITORY_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
-OIDC_PROVIDER_ARN_PATTERN = (
-    r"^$|^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
-)
-OIDC_PROVIDER_URL = f"https://{iam.GITHUB_OIDC_HOST}"
 
 # Physical names. Role names are global in the account: the environment and the region keep
 # one bootstrap per environment and region apart. None matches the execution role's own IAM
@@ -112,7 +107,6 @@ CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
 SECRETS_MANAGER_HOST = "secretsmanager.${AWS::Region}.amazonaws.com"
 
 # Artifacts: key prefix and lifecycle shared with the deployer (names.ARTIFACTS_*).
-DEPLOY_SESSION_SECONDS = 7200  # a first deploy (database, CDN) can outlast the 1-hour default
 
 # ------------------------------------------------------------------------------------------
 # The execution role's provisioning permissions: exactly the handler permissions
@@ -463,10 +457,6 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "elasticloadbalancing.amazonaws.com",
     "rds.amazonaws.com",
 )
-# The ones the deployer creates before a first create (karematch_cfn/deploy/deployer.py).
-DEPLOYER_LINKED_ROLE_SERVICES = ("ecs.amazonaws.com", "ecs.application-autoscaling.amazonaws.com")
-# Application Auto Scaling's role for ECS, which the service stack names in RoleARN.
-AUTOSCALING_LINKED_ROLE = "aws-service-role/ecs.application-autoscaling.amazonaws.com/*"
 
 
 @dataclass(frozen=True)
@@ -484,7 +474,7 @@ def declare_inputs(t: Template) -> Inputs:
             GITHUB_REPOSITORY,
             Type="String",
             Description="OWNER/REPO on GitHub whose workflows may deploy (exact case)",
-            AllowedPattern=REPOSITORY_PATTERN,
+            AllowedPattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
             ConstraintDescription="OWNER/REPO, e.g. karematch/karematch-cfn",
         )
     )
@@ -504,7 +494,10 @@ def declare_inputs(t: Template) -> Inputs:
             Description="ARN of the existing token.actions.githubusercontent.com provider "
             "(only when CreateOidcProvider is false)",
             Default="",
-            AllowedPattern=OIDC_PROVIDER_ARN_PATTERN,
+            AllowedPattern=(
+                r"^$|^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/"
+                r"token\.actions\.githubusercontent\.com$"
+            ),
             ConstraintDescription="empty, or the ARN of the GitHub Actions OIDC provider",
         )
     )
@@ -534,7 +527,7 @@ def add_oidc_provider(t: Template, p: Inputs) -> If:
         OIDCProvider(
             OIDC_PROVIDER,
             Condition=CREATES_OIDC_PROVIDER,
-            Url=OIDC_PROVIDER_URL,
+            Url=f"https://{iam.GITHUB_OIDC_HOST}",
             ClientIdList=[iam.STS_AUDIENCE],
             Tags=Tags(Project="karematch"),
         )
@@ -585,9 +578,6 @@ def add_artifacts_bucket(
     return bucket
 
 
-# Managed policies a stack role may have attached: AWS's service-role policies only
-# (AmazonECSTaskExecutionRolePolicy); everything else is an inline policy in the template.
-ATTACHABLE_POLICIES = "service-role/*"
 # What the AWS managed policies the stacks attach grant (AWS managed policy reference): the
 # boundary must allow it, or the gap shows only at runtime. tests/test_bootstrap.py fails for an
 # attached managed policy missing here.
@@ -623,12 +613,14 @@ MANAGED_POLICY_ACTIONS = {
         "tag:GetResources",
     ),
 }
-# The quotas the deployer's preflight reads (deploy/quotas.py: service code, quota code).
-PREFLIGHT_QUOTAS = (("ec2", "L-0263D0A3"), ("vpc", "L-F678F1CE"), ("vpc", "L-FE5A380F"))
 
 
 def _quota_arns() -> list[Sub]:
-    return [arns.regional("servicequotas", f"{service}/{code}") for service, code in PREFLIGHT_QUOTAS]
+    # The quotas the deployer's preflight reads (deploy/quotas.py: service code, quota code).
+    return [
+        arns.regional("servicequotas", f"{service}/{code}")
+        for service, code in (("ec2", "L-0263D0A3"), ("vpc", "L-F678F1CE"), ("vpc", "L-FE5A380F"))
+    ]
 
 
 def stack_names() -> list[str]:
@@ -836,12 +828,16 @@ def execution_statements() -> dict[str, list]:
         "ExecutionIdentityPolicy": [
             iam.provision_unscoped(iam.PROVISIONING_WILDCARD_ACTIONS),
             *iam.manage_roles(stack_roles, boundary_arn()),
-            iam.attach_managed_policies(
-                stack_roles, [arns.managed_policy(ATTACHABLE_POLICIES)], boundary_arn()
-            ),
+            # Managed policies a stack role may have attached: AWS's service-role policies only
+            # (AmazonECSTaskExecutionRolePolicy); everything else is an inline policy in the template.
+            iam.attach_managed_policies(stack_roles, [arns.managed_policy("service-role/*")], boundary_arn()),
             *iam.keep_boundaries(boundary_arn()),
             iam.pass_role("PassStackRoles", stack_roles, list(ROLE_SERVICES)),
-            iam.pass_role("PassAutoScalingLinkedRole", [arns.role(AUTOSCALING_LINKED_ROLE)]),
+            # Application Auto Scaling's role for ECS, which the service stack names in RoleARN.
+            iam.pass_role(
+                "PassAutoScalingLinkedRole",
+                [arns.role("aws-service-role/ecs.application-autoscaling.amazonaws.com/*")],
+            ),
             iam.pass_role(
                 "PassSelfToNestedStacks", [arns.role(EXECUTION_ROLE_NAME)], [CLOUDFORMATION_SERVICE]
             ),
@@ -995,7 +991,10 @@ def build() -> Template:
             iam.describe_alarms(alarms),
             # The deployer's best-effort preflight before a first create (deploy/deployer.py).
             iam.create_service_linked_roles(
-                [arns.role(f"aws-service-role/{svc}/*") for svc in DEPLOYER_LINKED_ROLE_SERVICES]
+                [
+                    arns.role(f"aws-service-role/{svc}/*")
+                    for svc in ("ecs.amazonaws.com", "ecs.application-autoscaling.amazonaws.com")
+                ]
             ),
             # publish-frontend (deploy/publish.py): list, write and prune this environment's SPA objects...
             iam.find_bucket("FindFrontendBucket", [arns.bucket(names.FRONTEND_BUCKET)]),
@@ -1007,7 +1006,7 @@ def build() -> Template:
             # ... and invalidate its un-hashed paths (distribution ids are random: any of the account's).
             iam.invalidate_distributions([arns.account_global("cloudfront", "distribution/*")]),
         ],
-        session_seconds=DEPLOY_SESSION_SECONDS,
+        session_seconds=7200,  # a first deploy (database, CDN) can outlast the 1-hour default
     )
     plan = add_github_role(
         t,
