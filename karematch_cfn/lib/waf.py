@@ -40,8 +40,6 @@ MANAGED_RULE_GROUPS = (
     "AWSManagedRulesAmazonIpReputationList",
 )
 COUNT_ONLY = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
-RATE_LIMIT_PER_IP = 2000  # requests per IP in any 5-minute window (WAF's default window)
-REDACTED_HEADERS = ("authorization", "cookie")  # credentials and sessions never reach the logs
 
 
 def _visibility(metric: str) -> VisibilityConfig:
@@ -70,7 +68,8 @@ def _rate_limit(priority: int) -> WebACLRule:
         Name="RateLimitPerIp",
         Priority=priority,
         Statement=Statement(
-            RateBasedStatement=RateBasedStatement(Limit=RATE_LIMIT_PER_IP, AggregateKeyType="IP")
+            # 2000 requests per IP in any 5-minute window (WAF's default window).
+            RateBasedStatement=RateBasedStatement(Limit=2000, AggregateKeyType="IP")
         ),
         Action=RuleAction(Block=BlockAction()),
         VisibilityConfig=_visibility("RateLimitPerIp"),
@@ -85,7 +84,7 @@ def request_logs(logical_id: str, *, acl: Any, destination_arn: Any, **extra: An
         LogDestinationConfigs=[destination_arn],
         RedactedFields=[
             LoggingConfigurationFieldToMatch(SingleHeader=SingleHeader(Name=header))
-            for header in REDACTED_HEADERS
+            for header in ("authorization", "cookie")  # credentials and sessions never reach the logs
         ],
         **extra,
     )
