@@ -48,13 +48,10 @@ def delete(resource: AWSObject) -> AWSObject:
     return resource
 
 
-RETAIN_EXCEPT_ON_CREATE = "RetainExceptOnCreate"
-
-
 def retain_except_on_create(resource: AWSObject) -> AWSObject:
     """Keep the resource if the stack deletes or replaces it, except when the stack operation
     that created it rolls back: a failed first deploy then leaves no named resource behind to
     block the retry ("already exists"). UpdateReplacePolicy has no such value: Retain."""
-    resource.DeletionPolicy = RETAIN_EXCEPT_ON_CREATE
+    resource.DeletionPolicy = "RetainExceptOnCreate"
     resource.UpdateReplacePolicy = RETAIN
     return resource
