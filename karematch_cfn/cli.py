@@ -1,4 +1,11 @@
-"""``python -m karematch_cfn`` / ``karematch-cfn``: deploy and package the KareMatch templates.
+"""``python -m karematch_cfn`` / ``karematch-cfn``: deploy and operate the KareMatch templates.
+
+Subcommands: ``deploy`` (package, review, guard, execute and watch a change set), ``package``
+(upload the templates, write the packaged root), ``status`` (live stacks, protection, image tag,
+task counts), ``drift`` (changes made outside CloudFormation), ``smoke`` (``/health`` through the
+ALB, the SPA through CloudFront), ``publish-frontend`` (upload a built SPA, index.html last, and
+invalidate), ``destroy`` (delete an environment, listing what is kept) and ``cost`` (a monthly
+estimate from the rendered templates, no AWS access).
 
 ``build_parser()`` returns the whole argparse parser (the CI workflow's tests parse its
 commands with it); ``main(argv)`` runs a command and returns its exit code.
