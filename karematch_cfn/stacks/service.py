@@ -92,7 +92,6 @@ NODE_ENV = "production"
 # Not in the spec (docs/decisions.md).
 CONTAINER_NAME = "backend"
 TASK_FAMILY = f"karematch-{names.ENV}-backend"
-LOG_STREAM_PREFIX = "backend"
 # Tag of the task definition registered before CI has pushed anything; never pulled, because
 # without an image the service runs 0 tasks and has no scaling.
 BOOTSTRAP_IMAGE_TAG = "bootstrap"
@@ -111,7 +110,6 @@ HEALTH_CHECK_GRACE_PERIOD_SECONDS = (
 READONLY_ROOT_FILESYSTEM = True
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/tmp"
-CONTAINER_USER = "1000:1000"  # the node user of the official Node images, by number
 DROPPED_CAPABILITIES = ["ALL"]
 SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
@@ -229,12 +227,12 @@ def add_task_definition(t: Template, p: Inputs, log_group: LogGroup) -> TaskDefi
             Options={
                 "awslogs-group": Ref(log_group),
                 "awslogs-region": Ref("AWS::Region"),
-                "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                "awslogs-stream-prefix": "backend",
             },
         ),
         ReadonlyRootFilesystem=READONLY_ROOT_FILESYSTEM,
         MountPoints=[MountPoint(SourceVolume=SCRATCH_VOLUME, ContainerPath=SCRATCH_PATH, ReadOnly=False)],
-        User=CONTAINER_USER,
+        User="1000:1000",  # the node user of the official Node images, by number
         LinuxParameters=LinuxParameters(Capabilities=KernelCapabilities(Drop=DROPPED_CAPABILITIES)),
         Memory=int(TASK_MEMORY),
     )
