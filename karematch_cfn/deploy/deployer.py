@@ -522,7 +522,12 @@ class Plan:
     stack: dict[str, Any] | None
     kind: str
     parameters: ParameterPlan
-    triggers: triggersmod.Triggers
+    triggers: triggersmod.Triggers | None  # None: not read (the image does not change)
+
+
+# An update always states its rollback configuration (a stack keeps its last one otherwise):
+# with no alarm read, an empty one.
+NOT_READ = triggersmod.Triggers((), (), 0, "")
 
 
 @dataclass(frozen=True)
@@ -592,16 +597,26 @@ def plan_deploy(ctx: Context) -> Plan:
         parameters = plan_parameters(aws, prep, stack, kind)
         # Elastic IPs, VPCs, NAT gateways: refuse what the account's quotas cannot hold, before any upload.
         quotas.preflight(aws, ctx.console, tree=prep.tree, entries=parameters.entries, stack=stack)
-        triggers = triggersmod.available(
-            aws, stack=stack, kind=kind, account=who.account, minutes=ctx.opts.monitoring_minutes
-        )
+        # The alarms are read up front only when the image changes (the usual way a deploy touches
+        # the service); otherwise only if the change set turns out to touch it, so a no-op or a
+        # settings-only deploy makes no call for them.
+        changes_image = image_changes(stack, parameters.entries)
+        triggers = read_triggers(ctx, stack, kind, who.account) if changes_image else None
     return Plan(who, stack, kind, parameters, triggers)
 
 
-def image_changes(plan: Plan) -> bool:
+def read_triggers(
+    ctx: Context, stack: dict[str, Any] | None, kind: str, account: str
+) -> triggersmod.Triggers:
+    return triggersmod.available(
+        ctx.aws, stack=stack, kind=kind, account=account, minutes=ctx.opts.monitoring_minutes
+    )
+
+
+def image_changes(stack: dict[str, Any] | None, entries: list[dict[str, Any]]) -> bool:
     """Whether this deploy sends another ImageTag than the live one (the task definition changes)."""
-    live = {p["ParameterKey"]: p.get("ParameterValue") for p in (plan.stack or {}).get("Parameters", [])}
-    sent = {e["ParameterKey"]: e for e in plan.parameters.entries}.get(names.IMAGE_TAG)
+    live = {p["ParameterKey"]: p.get("ParameterValue") for p in (stack or {}).get("Parameters", [])}
+    sent = {e["ParameterKey"]: e for e in entries}.get(names.IMAGE_TAG)
     return (
         sent is not None and "ParameterValue" in sent and sent["ParameterValue"] != live.get(names.IMAGE_TAG)
     )
@@ -650,16 +665,16 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
         f"creating {article} {plan.kind} change set for {prep.stack_name} "
         f"(capabilities: {', '.join(prep.capabilities) or 'none'})"
     )
-    armed = bool(plan.triggers.alarm_arns) and image_changes(plan)  # the usual case; checked below
-    created = _create_change_set(ctx, plan, packaged, armed)
+    # Read only when the image changes: armed then, the usual case; checked below.
+    triggers = plan.triggers or NOT_READ
+    armed = bool(triggers.alarm_arns)
+    created = _create_change_set(ctx, plan, packaged, triggers.configuration(armed))
     if created is None:
         return None
     cs_id, root = created
-    if (
-        plan.kind == changeset.UPDATE
-        and plan.triggers.alarm_arns
-        and triggersmod.touches_service(root) != armed
-    ):
+    if plan.kind == changeset.UPDATE and triggersmod.touches_service(root) != armed and plan.triggers is None:
+        triggers = read_triggers(ctx, plan.stack, plan.kind, plan.who.account)
+    if plan.kind == changeset.UPDATE and triggers.alarm_arns and triggersmod.touches_service(root) != armed:
         armed = not armed
         console.say(
             "re-creating the change set "
@@ -669,7 +684,7 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
             + " the service, task definition or load balancer"
         )
         discard(aws, console, run)
-        created = _create_change_set(ctx, plan, packaged, armed)
+        created = _create_change_set(ctx, plan, packaged, triggers.configuration(armed))
         if created is None:
             return None
         cs_id, root = created
@@ -690,13 +705,13 @@ def review_change_set(ctx: Context, plan: Plan, packaged: package.Packaged) -> R
     if settings_only:
         console.say("", f"Stack {prep.stack_name}: no resource changes (parameters/outputs/tags only)")
     if plan.kind == changeset.UPDATE:
-        console.say("", plan.triggers.line(armed))
+        console.say("", triggers.line(armed))
     console.say("")
     return Review(cs_id, root, armed)
 
 
 def _create_change_set(
-    ctx: Context, plan: Plan, packaged: package.Packaged, armed: bool
+    ctx: Context, plan: Plan, packaged: package.Packaged, rollback: dict[str, Any]
 ) -> tuple[str, changeset.Node] | None:
     """Create the change set (an update always states its rollback configuration: a stack keeps
     its last one otherwise), wait for it and read its tree; None when nothing would change."""
@@ -711,7 +726,7 @@ def _create_change_set(
         name=changeset.change_set_name(),
         description=f"karematch-cfn deploy --env {ctx.opts.target.env}",
         role_arn=ctx.opts.cfn_role_arn,
-        rollback=plan.triggers.configuration(armed) if plan.kind == changeset.UPDATE else None,
+        rollback=rollback if plan.kind == changeset.UPDATE else None,
     )
     if cs_id == changeset.NO_CHANGES:
         return None

@@ -41,11 +41,18 @@ class TriggerFlow(Flow):
         """The running stack, its tree listed once (shared by the task count and the alarms),
         the alarms' state."""
         self.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=RUNNING), StackName=s.STACK)
-        tree = s.resources(
+        self.add("list_stack_resources", self.tree(), StackName=s.ROOT_ID)
+        return self.alarms(firing=firing)
+
+    @staticmethod
+    def tree() -> dict:
+        return s.resources(
             ("AuditLogGroup", LOGS, "audit"),
             *zip(ALARM_IDS, ["AWS::CloudWatch::Alarm"] * 3, ALARMS, strict=True),
         )
-        self.add("list_stack_resources", tree, StackName=s.ROOT_ID)
+
+    def alarms(self, *, firing: str | None = None) -> TriggerFlow:
+        """The alarms' state (DescribeAlarms)."""
         alarms = [
             {
                 "AlarmName": n,
@@ -167,7 +174,13 @@ def test_an_alarm_already_in_alarm_keeps_the_triggers_off(flow):
 
 def test_a_template_change_to_the_service_recreates_the_change_set_with_triggers(flow):
     second = s.change_set_arn("again", 7)
-    flow.live().created().described(task_definition_change())  # no image change: guessed unarmed
+    # No image change: the alarms are not read up front, and the change set is created unarmed.
+    flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=RUNNING), StackName=s.STACK)
+    flow.add("list_stack_resources", flow.tree(), StackName=s.ROOT_ID)  # the task count
+    flow.created().described(task_definition_change())
+    # It touches the task definition: now the alarms are read, and it is created again, armed.
+    flow.add("list_stack_resources", flow.tree(), StackName=s.ROOT_ID)
+    flow.alarms()
     flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
     flow.add("create_change_set", {"Id": second, "StackId": s.ROOT_ID})
     flow.described(task_definition_change() | {"ChangeSetId": second}, second)
@@ -197,3 +210,18 @@ def test_monitoring_minutes_is_checked_before_aws(moto, karematch):
 
     r = karematch("deploy", *tree_args("tree-v1"), "--yes", "--monitoring-minutes", "181")
     assert r.code == 2 and "--monitoring-minutes" in r.err
+
+
+def test_an_update_that_does_not_touch_the_service_reads_no_alarm(flow):
+    # No image change and a change set without a watched type: no DescribeAlarms at all (the
+    # cw stubber has nothing queued, so a call would fail), and the update states no triggers.
+    flow.add("describe_stacks", s.stack("UPDATE_COMPLETE", params=RUNNING), StackName=s.STACK)
+    flow.add("list_stack_resources", flow.tree(), StackName=s.ROOT_ID)  # the task count
+    flow.created().described(s.change_set([s.change("Modify", "AuditLogGroup", LOGS)]))
+    flow.add("delete_change_set", {}, ChangeSetName=s.ROOT_CS)
+
+    r = flow.run("--dry-run")
+
+    assert r.code == 0, r.text
+    assert armed_request(flow) == {"RollbackTriggers": [], "MonitoringTimeInMinutes": 0}
+    assert "Rollback triggers: not armed: the change set does not touch the service" in r.out
