@@ -1048,3 +1048,20 @@ def test_the_execution_role_may_not_remove_or_replace_boundaries_nor_change_the_
     ):
         assert [_concrete(r) for r in by_action[action]["Resource"]] == [BOUNDARY], action
     assert not _statements_with("iam:DeleteRolePermissionsBoundary")
+
+
+def test_execution_role_may_use_the_key_through_backup_to_create_the_vault():
+    # CreateBackupVault with a customer-managed key calls kms:Decrypt and kms:GenerateDataKey
+    # with the caller's credentials (AWS::Backup::BackupVault's create handler; docs/decisions.md).
+    # Grants conditioned on another service's kms:ViaService (Secrets Manager) do not apply.
+    handler = _handler_permissions("AWS::Backup::BackupVault")
+    backup = f"backup.{REGION}.amazonaws.com"
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert "create" in handler[action]
+        usable = [
+            st
+            for st in _statements_with(action)
+            if "Condition" not in st
+            or backup in {_concrete(v) for v in _list(st["Condition"]["StringEquals"]["kms:ViaService"])}
+        ]
+        assert usable, f"{action} is not granted through AWS Backup"
