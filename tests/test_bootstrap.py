@@ -1065,3 +1065,15 @@ def test_execution_role_may_use_the_key_through_backup_to_create_the_vault():
             or backup in {_concrete(v) for v in _list(st["Condition"]["StringEquals"]["kms:ViaService"])}
         ]
         assert usable, f"{action} is not granted through AWS Backup"
+
+
+def test_execution_role_may_create_the_backup_service_linked_role():
+    # AWS::Backup::BackupSelection's create handler lists iam:CreateServiceLinkedRole: in a new
+    # account AWS Backup creates AWSServiceRoleForBackup with the caller's permission. The
+    # action alone is not enough: the grant must cover that role's ARN.
+    assert "create" in _handler_permissions("AWS::Backup::BackupSelection")["iam:CreateServiceLinkedRole"]
+    wanted = f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/backup.amazonaws.com/AWSServiceRoleForBackup"
+    resources = [
+        _concrete(r) for st in _statements_with("iam:CreateServiceLinkedRole") for r in st["Resource"]
+    ]
+    assert any(fnmatch.fnmatch(wanted, r) for r in resources), resources

@@ -457,6 +457,8 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "ecs.application-autoscaling.amazonaws.com",
     "elasticloadbalancing.amazonaws.com",
     "rds.amazonaws.com",
+    # AWSServiceRoleForBackup: AWS::Backup::BackupSelection's create handler may create it.
+    "backup.amazonaws.com",
 )
 
 
