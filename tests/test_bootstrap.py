@@ -1048,3 +1048,32 @@ def test_the_execution_role_may_not_remove_or_replace_boundaries_nor_change_the_
     ):
         assert [_concrete(r) for r in by_action[action]["Resource"]] == [BOUNDARY], action
     assert not _statements_with("iam:DeleteRolePermissionsBoundary")
+
+
+def test_execution_role_may_use_the_key_through_backup_to_create_the_vault():
+    # CreateBackupVault with a customer-managed key calls kms:Decrypt and kms:GenerateDataKey
+    # with the caller's credentials (AWS::Backup::BackupVault's create handler; docs/decisions.md).
+    # Grants conditioned on another service's kms:ViaService (Secrets Manager) do not apply.
+    handler = _handler_permissions("AWS::Backup::BackupVault")
+    backup = f"backup.{REGION}.amazonaws.com"
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert "create" in handler[action]
+        usable = [
+            st
+            for st in _statements_with(action)
+            if "Condition" not in st
+            or backup in {_concrete(v) for v in _list(st["Condition"]["StringEquals"]["kms:ViaService"])}
+        ]
+        assert usable, f"{action} is not granted through AWS Backup"
+
+
+def test_execution_role_may_create_the_backup_service_linked_role():
+    # AWS::Backup::BackupSelection's create handler lists iam:CreateServiceLinkedRole: in a new
+    # account AWS Backup creates AWSServiceRoleForBackup with the caller's permission. The
+    # action alone is not enough: the grant must cover that role's ARN.
+    assert "create" in _handler_permissions("AWS::Backup::BackupSelection")["iam:CreateServiceLinkedRole"]
+    wanted = f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/backup.amazonaws.com/AWSServiceRoleForBackup"
+    resources = [
+        _concrete(r) for st in _statements_with("iam:CreateServiceLinkedRole") for r in st["Resource"]
+    ]
+    assert any(fnmatch.fnmatch(wanted, r) for r in resources), resources

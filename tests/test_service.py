@@ -303,3 +303,17 @@ def test_the_container_is_hardened_and_only_tmp_is_writable():
     assert c["LinuxParameters"]["Capabilities"]["Drop"] == ["ALL"]
     assert "Add" not in c["LinuxParameters"]["Capabilities"]
     assert int(c["Memory"]) == int(task["Memory"])  # the hard limit is the task's memory
+
+
+def test_the_image_contract_makes_every_bind_mount_writable_for_the_user():
+    # ECS creates a Fargate bind mount root-owned with mode 0755; only a VOLUME directive for the
+    # same path in the image hands ECS the ownership to copy (docs/decisions.md). The documented
+    # Dockerfile must declare each writable mount path and give it to the container's user.
+    c = _container(_t())
+    doc = (helpers.REPO / "docs" / "backend-image.md").read_text()
+    (dockerfile,) = re.findall(r"```dockerfile\n(.*?)```", doc, re.S)
+    for mount in c["MountPoints"]:
+        path = mount["ContainerPath"]
+        assert f'VOLUME ["{path}"]' in dockerfile, path
+        assert re.search(rf"^RUN .*chown node:node {re.escape(path)}\b", dockerfile, re.M), path
+    assert c["User"] == "1000:1000"  # the node user of the official Node images

@@ -86,7 +86,8 @@ def decrypt_via(service_host: Any, key_arns: Any) -> Statement:
 def use_key_via(service_host: Any, key_arns: Any, sid: str = "UseKeyViaSecretsManager") -> Statement:
     """kms:Decrypt and kms:GenerateDataKey, only through one service: what creating, updating
     and resolving a secret under a customer-managed key needs (Secrets Manager encrypts with
-    the caller's permissions), or reading and writing SSE-KMS objects through S3."""
+    the caller's permissions), or reading and writing SSE-KMS objects through S3. A list of
+    hosts allows any of them (StringEquals with several values)."""
     return Statement(
         Sid=sid,
         Effect=Allow,

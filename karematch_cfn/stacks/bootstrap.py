@@ -105,6 +105,7 @@ DEPLOY_BRANCH = "main"
 GATED_ENVIRONMENTS = ("staging", names.PRODUCTION)
 CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
 SECRETS_MANAGER_HOST = "secretsmanager.${AWS::Region}.amazonaws.com"
+BACKUP_HOST = "backup.${AWS::Region}.amazonaws.com"
 
 # Artifacts: key prefix and lifecycle shared with the deployer (names.ARTIFACTS_*).
 
@@ -456,6 +457,8 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "ecs.application-autoscaling.amazonaws.com",
     "elasticloadbalancing.amazonaws.com",
     "rds.amazonaws.com",
+    # AWSServiceRoleForBackup: AWS::Backup::BackupSelection's create handler may create it.
+    "backup.amazonaws.com",
 )
 
 
@@ -792,7 +795,13 @@ def execution_statements() -> dict[str, list]:
             ),
             # Secrets under the environment's key: creating one and resolving a
             # {{resolve:secretsmanager}} reference run with this role's credentials.
-            iam.use_key_via(Sub(SECRETS_MANAGER_HOST), regional("kms", "key/*")),
+            # The backup vault under the environment's key too: CreateBackupVault calls
+            # kms:Decrypt and kms:GenerateDataKey with this role's credentials through AWS Backup.
+            iam.use_key_via(
+                [Sub(SECRETS_MANAGER_HOST), Sub(BACKUP_HOST)],
+                regional("kms", "key/*"),
+                sid="UseKeyViaServices",
+            ),
             iam.provision(
                 "ProvisionLogs",
                 service="logs",

@@ -104,7 +104,8 @@ HEALTH_CHECK_GRACE_PERIOD_SECONDS = (
     HEALTH_CHECK_START_PERIOD_SECONDS + names.HEALTHY_THRESHOLD * names.HEALTH_CHECK_INTERVAL_SECONDS
 )
 # HIPAA hardening (the image side is in docs/backend-image.md): the root filesystem is
-# read-only; /tmp is a task bind mount (Fargate has no tmpfs), the only writable path; the
+# read-only; /tmp is a task bind mount (Fargate has no tmpfs), the only writable path (root-owned
+# 0755 unless the image declares VOLUME ["/tmp"] on a directory its user owns); the
 # process runs as a non-root numeric user with every Linux capability dropped; the container's
 # hard memory limit is the task's memory.
 READONLY_ROOT_FILESYSTEM = True
