@@ -282,3 +282,18 @@ def test_the_server_certificate_ca_is_set_explicitly_to_one_the_rds_global_bundl
     db = helpers.one_of_type(helpers.template("database.yaml"), "AWS::RDS::DBInstance")
     # rds-ca-rsa2048-g1, rds-ca-rsa4096-g1, rds-ca-ecc384-g1: the CAs of the global bundle
     assert re.fullmatch(r"rds-ca-(rsa2048|rsa4096|ecc384)-g1", helpers.props(db)["CACertificateIdentifier"])
+
+
+def test_the_backup_role_trusts_aws_backup_without_a_condition_backup_may_not_send():
+    # A trust condition AWS Backup does not satisfy fails every backup job at runtime, which no
+    # emulator shows; AWS's documented Backup service role trusts the principal alone.
+    t = helpers.template("database.yaml")
+    (role,) = [
+        r
+        for r in helpers.resources_of_type(t, "AWS::IAM::Role").values()
+        if "backup.amazonaws.com" in repr(r["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": ["backup.amazonaws.com"]}
+    assert "Condition" not in statement
+    assert role["Properties"]["PermissionsBoundary"]  # the boundary still caps it

@@ -231,9 +231,11 @@ def add_backup(t: Template, p: Inputs, db: DBInstance) -> BackupVault:
             BACKUP_ROLE,
             RoleName=Sub(BACKUP_ROLE_NAME),
             Description="AWS Backup takes and restores the database's recovery points",
-            AssumeRolePolicyDocument=iam.assume_role(
-                "backup.amazonaws.com", {"aws:SourceAccount": Ref("AWS::AccountId")}
-            ),
+            # No aws:SourceAccount here: AWS Backup's documented service-role trust has no condition,
+            # and whether Backup sends the key on AssumeRole is unverified; with it missing, every
+            # backup job would fail at runtime. Only this account's principals with iam:PassRole can
+            # hand the role to Backup (docs/decisions.md).
+            AssumeRolePolicyDocument=iam.assume_role("backup.amazonaws.com"),
             ManagedPolicyArns=[
                 arns.managed_policy("service-role/AWSBackupServiceRolePolicyForBackup")
             ],  # AWS managed
