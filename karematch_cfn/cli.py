@@ -287,13 +287,26 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------
 # deploy
 # ------------------------------------------------------------------------------------------
+
+
+def _aws_command(sub: argparse._SubParsersAction, name: str, *, help: str, description: str):
+    """A subcommand that talks to AWS: its description as written, the exit codes and the AWS
+    environment variables in its epilog."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _add_deploy(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser(
+    d = _aws_command(
+        sub,
         "deploy",
         help="package, review, guard, execute and watch a change set",
         description=DEPLOY_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(d)
     d.add_argument(
@@ -409,12 +422,11 @@ def _run_deploy(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
 # package
 # ------------------------------------------------------------------------------------------
 def _add_package(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _aws_command(
+        sub,
         "package",
         help="upload the templates and write the packaged root",
         description=PACKAGE_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(p)
     p.add_argument(
@@ -450,12 +462,11 @@ tasks is said, not failed); 7 no such stack; 4 a stack failed (ROLLBACK_COMPLETE
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _aws_command(
+        sub,
         "status",
         help="show the live stacks, protection, image tag and task counts",
         description=STATUS_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _where(p, env_help=_env_help("show"))
     p.set_defaults(handler="status")
@@ -485,12 +496,11 @@ and access logs) get no such command unless --include-audit-logs (HIPAA keeps th
 
 
 def _add_destroy(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _aws_command(
+        sub,
         "destroy",
         help="delete an environment, listing what is kept and how to remove it",
         description=DESTROY_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _where(p, env_help=_env_help("delete"))
     p.add_argument(
@@ -557,12 +567,11 @@ frontend bucket (the stack's FrontendBucketName Output):
 
 
 def _add_publish_frontend(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _aws_command(
+        sub,
         "publish-frontend",
         help="upload a built SPA with the right headers, index.html last, and invalidate",
         description=PUBLISH_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _where(p, env_help=_env_help("publish to"))
     p.add_argument(
@@ -598,12 +607,11 @@ it at the end of every successful deploy unless --no-smoke. Exit 10 when a check
 
 
 def _add_smoke(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _aws_command(
+        sub,
         "smoke",
         help="check /health through the ALB and the SPA through CloudFront",
         description=SMOKE_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _where(p, env_help=_env_help("check"))
     p.add_argument(
@@ -632,17 +640,26 @@ def _http_url(text: str) -> str:
     return text
 
 
-def _run_smoke(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
-    from karematch_cfn.deploy import changeset, smoke
+def _live_stack(aws: Any, target: Target) -> dict[str, Any]:
+    """The environment's live root stack, for the commands that only read and check it: exit 7
+    when it does not exist, exit 2 when it belongs to another environment."""
+    from karematch_cfn.deploy import changeset
     from karematch_cfn.deploy.deployer import check_stack_environment
     from karematch_cfn.deploy.errors import StackMissing
 
-    target = _target(args)
-    aws = _aws(target, hooks)
     stack = changeset.describe_stack(aws.cfn, target.stack_name)
     if stack is None:
         raise StackMissing(f"stack {target.stack_name} does not exist in {aws.region}; nothing to check")
     check_stack_environment(stack, target.env, target.stack_name)
+    return stack
+
+
+def _run_smoke(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
+    from karematch_cfn.deploy import smoke
+
+    target = _target(args)
+    aws = _aws(target, hooks)
+    stack = _live_stack(aws, target)
     found = smoke.checks(aws, stack, api_url=args.api_url, frontend_url=args.frontend_url)
     smoke.run(found, hooks.console, deadline=args.deadline, sleep=hooks.sleep)
     return 0
@@ -664,12 +681,11 @@ prod update (--check-drift elsewhere) and refuses a drifted stack unless --allow
 
 
 def _add_drift(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _aws_command(
+        sub,
         "drift",
         help="detect changes made outside CloudFormation, nested stacks included",
         description=DRIFT_DESCRIPTION,
-        epilog=f"{exit_code_text()}\n\n{ENVIRONMENT_HELP}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _where(p, env_help=_env_help("check"))
     p.add_argument(
@@ -683,16 +699,12 @@ def _add_drift(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_drift(args: argparse.Namespace, hooks: deployer.Hooks) -> int:
-    from karematch_cfn.deploy import changeset, drift
-    from karematch_cfn.deploy.deployer import check_stack_environment
-    from karematch_cfn.deploy.errors import DeployFailed, DriftFound, StackMissing
+    from karematch_cfn.deploy import drift
+    from karematch_cfn.deploy.errors import DeployFailed, DriftFound
 
     target = _target(args)
     aws = _aws(target, hooks)
-    stack = changeset.describe_stack(aws.cfn, target.stack_name)
-    if stack is None:
-        raise StackMissing(f"stack {target.stack_name} does not exist in {aws.region}; nothing to check")
-    check_stack_environment(stack, target.env, target.stack_name)
+    stack = _live_stack(aws, target)
     report = drift.detect(
         aws, hooks.console, stack["StackId"], interval=args.poll_interval, sleep=hooks.sleep
     )
