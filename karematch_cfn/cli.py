@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 PROG = "karematch-cfn"
 DESCRIPTION = (
     "Deploy the KareMatch CloudFormation templates through reviewed, data-guarded change sets "
-    "(boto3). Works against AWS and, with AWS_ENDPOINT_URL, against a local emulator."
+    "(boto3), and operate an environment: its status, drift, a smoke test, publishing the SPA, "
+    "teardown and a cost estimate. Works against AWS and, with AWS_ENDPOINT_URL, against a local "
+    "emulator."
 )
 DEPLOY_DESCRIPTION = """\
 Deploy the nested template tree as the stack karematch-ENV, in this order:
