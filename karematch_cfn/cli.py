@@ -303,6 +303,16 @@ def _aws_command(sub: argparse._SubParsersAction, name: str, *, help: str, descr
     )
 
 
+def _poll_interval(p: argparse.ArgumentParser, *, polled: str, more: str = "") -> None:
+    p.add_argument(
+        "--poll-interval",
+        type=_poll_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help=f"seconds between polls of {polled} (default: 5; more than 0, at most {MAX_POLL_SECONDS:g}){more}",
+    )
+
+
 def _add_deploy(sub: argparse._SubParsersAction) -> None:
     d = _aws_command(
         sub,
@@ -352,14 +362,10 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         "any empty stack it created (the artifacts bucket and the uploaded "
         "templates stay)",
     )
-    d.add_argument(
-        "--poll-interval",
-        type=_poll_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds between polls of the stack events while executing (default: "
-        "5; more than 0, at most 600); the change set is polled every SECONDS or 2 seconds, "
-        "whichever is shorter",
+    _poll_interval(
+        d,
+        polled="the stack events while executing",
+        more="; the change set is polled every SECONDS or 2 seconds, whichever is shorter",
     )
     d.add_argument(
         "--no-smoke",
@@ -519,13 +525,7 @@ def _add_destroy(sub: argparse._SubParsersAction) -> None:
         help="also print the commands that remove the audit logs for good (by default they are "
         "listed as kept: HIPAA's six-year retention)",
     )
-    p.add_argument(
-        "--poll-interval",
-        type=_poll_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help=f"seconds between polls of the stack events (default: 5; at most {MAX_POLL_SECONDS:g})",
-    )
+    _poll_interval(p, polled="the stack events")
     p.set_defaults(handler="destroy")
 
 
@@ -690,13 +690,7 @@ def _add_drift(sub: argparse._SubParsersAction) -> None:
         description=DRIFT_DESCRIPTION,
     )
     _where(p, env_help=_env_help("check"))
-    p.add_argument(
-        "--poll-interval",
-        type=_poll_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help=f"seconds between polls of the detections (default: 5; at most {MAX_POLL_SECONDS:g})",
-    )
+    _poll_interval(p, polled="the detections")
     p.set_defaults(handler="drift")
 
 

@@ -462,7 +462,7 @@ def _draw_aws_apis(chart: _Chart) -> None:
         svc_node = node_id(filename, logical_id)
         subnets_value = svc["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"].get("Subnets")
         for nat in _private_nats(tree, chart.wiring, filename, subnets_value):
-            chart.edge(svc_node, nat, "HTTPS 443 to AWS APIs")
+            chart.edge(svc_node, nat, f"HTTPS {names.HTTPS_PORT} to AWS APIs")
         for api_node, label, how in _task_dependencies(tree, chart.wiring, filename):
             api_nodes[api_node] = label
             for igw in chart.gateways():
@@ -474,7 +474,7 @@ def _draw_aws_apis(chart: _Chart) -> None:
                 f"  {node_id(ep_file, ep_id)}[{_q(label + '<br/>on the private route tables')}]"
             )
             chart.edge(svc_node, node_id(ep_file, ep_id), "S3: image layers", dotted=True)
-    chart.lines.append(f"  subgraph {AWS_APIS}[{_q('AWS regional APIs, HTTPS 443')}]")
+    chart.lines.append(f"  subgraph {AWS_APIS}[{_q(f'AWS regional APIs, HTTPS {names.HTTPS_PORT}')}]")
     chart.lines.extend(f"    {api_node}[{_q(label)}]" for api_node, label in api_nodes.items())
     chart.lines.append("  end")
 

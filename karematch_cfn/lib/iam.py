@@ -246,19 +246,24 @@ def key_encrypt_by_cloudtrail(trail_arn: Any, trail_arns_like: Any) -> list[Stat
     ]
 
 
+# What CloudWatch Logs needs of a key that encrypts a log group (CloudWatch Logs user guide,
+# "Encrypt log data in CloudWatch Logs using AWS KMS", key policy).
+LOGS_KEY_ACTIONS = (
+    kms.Action("Encrypt*"),
+    kms.Action("Decrypt*"),
+    kms.Action("ReEncrypt*"),
+    kms.Action("GenerateDataKey*"),
+    kms.Action("Describe*"),
+)
+
+
 def key_use_by_log_group(logs_service: Any, log_group_arn: Any) -> Statement:
     """Key-policy statement: CloudWatch Logs may use the key for exactly one log group."""
     return Statement(
         Sid="AllowCloudWatchLogsForOneGroup",
         Effect=Allow,
         Principal=Principal("Service", [logs_service]),
-        Action=[
-            kms.Action("Encrypt*"),
-            kms.Action("Decrypt*"),
-            kms.Action("ReEncrypt*"),
-            kms.Action("GenerateDataKey*"),
-            kms.Action("Describe*"),
-        ],
+        Action=list(LOGS_KEY_ACTIONS),
         Resource=[KEY_POLICY_RESOURCE],
         Condition=Condition(ArnEquals({"kms:EncryptionContext:aws:logs:arn": log_group_arn})),
     )
@@ -270,13 +275,7 @@ def key_use_by_log_groups(logs_service: Any, log_group_arns_like: list[Any]) -> 
         Sid="AllowCloudWatchLogsForTheEnvironmentsGroups",
         Effect=Allow,
         Principal=Principal("Service", [logs_service]),
-        Action=[
-            kms.Action("Encrypt*"),
-            kms.Action("Decrypt*"),
-            kms.Action("ReEncrypt*"),
-            kms.Action("GenerateDataKey*"),
-            kms.Action("Describe*"),
-        ],
+        Action=list(LOGS_KEY_ACTIONS),
         Resource=[KEY_POLICY_RESOURCE],
         Condition=Condition(ArnLike({"kms:EncryptionContext:aws:logs:arn": list(log_group_arns_like)})),
     )
